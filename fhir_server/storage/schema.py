@@ -1,0 +1,170 @@
+"""Tables of the FHIR store, declared with SQLModel; the hot path uses their Core ``__table__``.
+
+Portable choices (ARCHITECTURE.md "Storage"): resource JSON kept as received, as bytes;
+times as epoch microseconds; search columns pre-normalised; 64-bit keys that stay rowid
+aliases on SQLite (``Key``).
+
+- ``resource``: one row per logical resource, pointing at its current version.
+- ``resource_version``: every version ever written (history, vread).
+- ``change_log``: append-only, one row per write; ``seq`` is the spine every consumer reads.
+- ``consumer_cursor``: each consumer's durable position in the change log.
+- ``idx_*``: search-index rows of the *current* version, keyed by ``rid``; ``param`` is
+  ``"<ResourceType>.<name>"``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# BIGINT on PostgreSQL, INTEGER on SQLite so that the key is a rowid alias there.
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _pk() -> int | None:
+    return Field(default=None, sa_column=Column(Key, primary_key=True, autoincrement=True))
+
+
+def _bigint(nullable: bool = False, index: bool = False) -> int:
+    return Field(sa_column=Column(BigInteger, nullable=nullable, index=index))
+
+
+class ResourceRow(SQLModel, table=True):
+    __tablename__ = "resource"
+    __table_args__ = (UniqueConstraint("type", "id", name="uq_resource_type_id"),)
+    rid: int | None = _pk()
+    type: str = Field(max_length=64)
+    id: str = Field(max_length=64)
+    version: int
+    last_updated: int = _bigint()
+    deleted: bool = False
+    vid: int = _bigint()
+
+
+class ResourceVersionRow(SQLModel, table=True):
+    __tablename__ = "resource_version"
+    __table_args__ = (UniqueConstraint("rid", "version", name="uq_version_rid_version"),)
+    vid: int | None = _pk()
+    rid: int = _bigint()
+    version: int
+    last_updated: int = _bigint()
+    deleted: bool = False
+    method: str = Field(max_length=8)
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ChangeLogRow(SQLModel, table=True):
+    __tablename__ = "change_log"
+    seq: int | None = _pk()
+    rid: int = _bigint()
+    vid: int = _bigint()
+    type: str = Field(max_length=64)
+    id: str = Field(max_length=64)
+    version: int
+    op: str = Field(max_length=8)
+    ts: int = _bigint()
+
+
+class ConsumerCursorRow(SQLModel, table=True):
+    __tablename__ = "consumer_cursor"
+    name: str = Field(primary_key=True, max_length=128)
+    seq: int = _bigint()
+    updated: int = _bigint()
+
+
+class TokenIndexRow(SQLModel, table=True):
+    __tablename__ = "idx_token"
+    __table_args__ = (
+        Index("ix_token_code", "param", "code", "rid"),
+        Index("ix_token_rid", "rid"),
+    )
+    pk: int | None = _pk()
+    rid: int = _bigint()
+    param: str = Field(max_length=96)
+    system: str | None = None
+    code: str | None = None
+    text: str | None = None  # normalised display/text, for :text
+
+
+class StringIndexRow(SQLModel, table=True):
+    __tablename__ = "idx_string"
+    __table_args__ = (
+        Index("ix_string_value", "param", "value", "rid"),
+        Index("ix_string_rid", "rid"),
+    )
+    pk: int | None = _pk()
+    rid: int = _bigint()
+    param: str = Field(max_length=96)
+    value: str  # casefolded, accents stripped: default and :contains search
+    exact: str  # as written: :exact search
+
+
+class DateIndexRow(SQLModel, table=True):
+    __tablename__ = "idx_date"
+    __table_args__ = (
+        Index("ix_date_lo", "param", "lo", "rid"),
+        Index("ix_date_rid", "rid"),
+    )
+    pk: int | None = _pk()
+    rid: int = _bigint()
+    param: str = Field(max_length=96)
+    lo: int = _bigint()  # inclusive start, epoch µs
+    hi: int = _bigint()  # inclusive end, epoch µs
+
+
+class ReferenceIndexRow(SQLModel, table=True):
+    __tablename__ = "idx_reference"
+    __table_args__ = (
+        Index("ix_reference_target", "param", "target_id", "rid"),
+        Index("ix_reference_rid", "rid"),
+    )
+    pk: int | None = _pk()
+    rid: int = _bigint()
+    param: str = Field(max_length=96)
+    target_type: str | None = None
+    target_id: str | None = None
+    url: str | None = None  # absolute or canonical references
+
+
+class QuantityIndexRow(SQLModel, table=True):
+    __tablename__ = "idx_quantity"
+    __table_args__ = (
+        Index("ix_quantity_value", "param", "canon_code", "canon_value", "rid"),
+        Index("ix_quantity_rid", "rid"),
+    )
+    pk: int | None = _pk()
+    rid: int = _bigint()
+    param: str = Field(max_length=96)
+    system: str | None = None
+    code: str | None = None
+    value: float
+    canon_code: str | None = None  # UCUM-normalised unit
+    canon_value: float | None = None
+
+
+class NumberIndexRow(SQLModel, table=True):
+    __tablename__ = "idx_number"
+    __table_args__ = (
+        Index("ix_number_value", "param", "value", "rid"),
+        Index("ix_number_rid", "rid"),
+    )
+    pk: int | None = _pk()
+    rid: int = _bigint()
+    param: str = Field(max_length=96)
+    value: float
+
+
+INDEX_TABLES = {
+    "token": TokenIndexRow.__table__,
+    "string": StringIndexRow.__table__,
+    "date": DateIndexRow.__table__,
+    "reference": ReferenceIndexRow.__table__,
+    "quantity": QuantityIndexRow.__table__,
+    "number": NumberIndexRow.__table__,
+}
+
+resource = ResourceRow.__table__
+resource_version = ResourceVersionRow.__table__
+change_log = ChangeLogRow.__table__
+consumer_cursor = ConsumerCursorRow.__table__
+metadata = SQLModel.metadata

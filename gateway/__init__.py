@@ -1,0 +1,1 @@
+"""The edge node process: CLI, settings, MLLP and device listeners, inbox, simulators, composition root."""

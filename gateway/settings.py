@@ -1,0 +1,74 @@
+"""Typed settings, read once from ``VITALGATE_*`` environment variables (never at import)."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "sqlite+aiosqlite:///./var/vitalgate.db"
+
+
+def normalise_db_url(url: str) -> str:
+    """Force the async driver for each backend: ``sqlite+aiosqlite`` / ``postgresql+asyncpg``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r}")
+    base = scheme.split("+", 1)[0]
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database {base!r}: use sqlite or postgresql")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VITALGATE_", extra="ignore")
+
+    database_url: str = DEFAULT_DB
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    mllp_max_frame: int = 1 << 20
+    mllp_idle_timeout: float = 300.0
+    mllp_accepted_processing_ids: str = "P"
+    site_tz: str = "UTC"
+    auth_required: bool = True
+    cloud_url: str | None = None
+    log_level: str = "INFO"
+    base_url: str | None = None
+    group_commit_ms: float = 1.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        return normalise_db_url(v)
+
+    @model_validator(mode="after")
+    def _warn(self) -> Settings:
+        if not self.auth_required:
+            log.warning("VITALGATE_AUTH_REQUIRED=false: development mode, no authorization")
+        return self
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split(":///", 1)[1]
+        return None if path in ("", ":memory:") else Path(path)
+
+    @property
+    def fhir_base(self) -> str:
+        base = self.base_url or f"http://{self.http_host}:{self.http_port}"
+        return base.rstrip("/") + "/fhir"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

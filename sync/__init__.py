@@ -1,0 +1,1 @@
+"""Cloud sync: de-identification, batching into Bundles, the cloud client. Not implemented yet."""
