@@ -1,0 +1,39 @@
+"""Database engines: SQLite (WAL, synchronous=FULL) by default, PostgreSQL through asyncpg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # synchronous=FULL: an ACK or a 201 is only sent once the commit is durable.
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=FULL",
+        "busy_timeout=10000",
+        "cache_size=-65536",
+        "temp_store=MEMORY",
+        "foreign_keys=OFF",
+    ):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """Build the async engine for ``url`` (already normalised to an async driver)."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=10)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql"):
+        return create_async_engine(url, pool_size=pool_size, max_overflow=10)
+    return create_async_engine(url, poolclass=NullPool)

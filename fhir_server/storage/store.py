@@ -1,0 +1,264 @@
+"""The store: one writer task doing group commits, plus reads, history and the change log.
+
+Every write in the system goes through :meth:`Store.write`: a job (an async function of a
+:class:`WriteTx`) runs inside the single writer's transaction, which writes resource
+versions, their index rows and change-log entries together, and optionally a consumer's
+cursor and rows of other tables (the MLLP inbox). Jobs queued while a commit is in progress
+are committed together (group commit); a job's future resolves only after the commit is
+durable, and in-process consumers are woken right after.
+
+On PostgreSQL each write transaction takes one transaction-scoped advisory lock, so change
+log sequence numbers are handed out in commit order: a consumer reading ``seq > cursor``
+never skips an entry that commits late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from fhir_server.errors import StorageError
+
+from . import schema as t
+from ._flush import Indexer
+from .notify import ChangeNotifier
+from .tx import WriteTx
+from .types import Change, Method, StoredVersion, Written
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Job = Callable[[WriteTx], Awaitable[T]]
+_PG_WRITE_LOCK = 0x56697461  # "Vita"
+
+
+def _default_indexer() -> Indexer:
+    from fhir_server.search import extract_index
+
+    return extract_index
+
+
+class Store:
+    """Async FHIR storage over SQLite or PostgreSQL. ``start()`` before use, ``close()`` after."""
+
+    def __init__(self, engine: AsyncEngine, indexer: Indexer | None = None, *, max_group: int = 512):
+        self.engine = engine
+        self.indexer = indexer or _default_indexer()
+        self.max_group = max_group
+        self.notifier = ChangeNotifier()
+        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self.commits = 0
+
+    async def start(self) -> None:
+        self.notifier.seq = await self.last_seq()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name="vitalgate-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+        await self.engine.dispose()
+
+    # -- writes ---------------------------------------------------------------------------
+    async def write(self, job: Job[T]) -> T:
+        """Run ``job`` in the writer's transaction; return its result once committed."""
+        if self._writer is None:
+            raise StorageError("store not started")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((job, fut))
+        return await fut
+
+    async def put(self, type_: str, id_: str, resource: dict[str, Any], *,
+                  method: Method = "PUT", if_match: int | None = None) -> Written:
+        async def job(tx: WriteTx) -> Written:
+            w = tx.put(type_, id_, resource, method=method, if_match=if_match)
+            await tx.flush()
+            return w.written()
+
+        return await self.write(job)
+
+    async def _write_loop(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < self.max_group and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                await self._commit_group(group)
+            except Exception:  # never let the writer die: fail the group's jobs instead
+                log.exception("writer failed a group of %d jobs", len(group))
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(StorageError("write failed"))
+
+    async def _commit_group(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
+        if len(group) > 1:
+            try:
+                results, max_seq = await self._run(group)
+            except Exception:
+                results = None  # one job failed: retry each alone so only that one fails
+            if results is not None:
+                self._resolve(group, results, max_seq)
+                return
+        for item in group:
+            try:
+                results, max_seq = await self._run([item])
+                self._resolve([item], results, max_seq)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                if not item[1].done():
+                    item[1].set_exception(_translate(exc))
+
+    async def _run(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> tuple[list[Any], int]:
+        async with self.engine.begin() as conn:
+            if self.is_postgres:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+            tx = WriteTx(conn, self.indexer)
+            results = []
+            for job, fut in group:
+                if fut.cancelled():
+                    results.append(None)
+                    continue
+                results.append(await job(tx))
+            await tx.flush()
+        self.commits += 1
+        return results, tx.max_seq
+
+    def _resolve(self, group: list[tuple[Job[Any], asyncio.Future[Any]]], results: list[Any], max_seq: int) -> None:
+        for (_, fut), res in zip(group, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)
+        if max_seq:
+            self.notifier.notify(max_seq)
+
+    # -- reads ----------------------------------------------------------------------------
+    async def read(self, type_: str, id_: str) -> StoredVersion | None:
+        """Current version (possibly a deletion marker) or None. https://hl7.org/fhir/R4B/http.html#read"""
+        r, v = t.resource.c, t.resource_version.c
+        stmt = (
+            select(r.version, r.last_updated, r.deleted, v.body)
+            .join(t.resource_version, v.vid == r.vid)
+            .where(r.type == type_, r.id == id_)
+        )
+        row = (await self.fetch(stmt)).first()
+        return None if row is None else StoredVersion(type_, id_, row[0], row[1], bool(row[2]), row[3])
+
+    async def vread(self, type_: str, id_: str, version: int) -> StoredVersion | None:
+        """https://hl7.org/fhir/R4B/http.html#vread"""
+        r, v = t.resource.c, t.resource_version.c
+        stmt = (
+            select(v.version, v.last_updated, v.deleted, v.body)
+            .join(t.resource, r.rid == v.rid)
+            .where(r.type == type_, r.id == id_, v.version == version)
+        )
+        row = (await self.fetch(stmt)).first()
+        return None if row is None else StoredVersion(type_, id_, row[0], row[1], bool(row[2]), row[3])
+
+    async def fetch(self, stmt: Select[Any]) -> Any:
+        """Run a read-only statement (search, history) and return its buffered result."""
+        try:
+            async with self.engine.connect() as conn:
+                return _Buffered((await conn.execute(stmt)).all())
+        except SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+
+    async def history(
+        self, type_: str | None = None, id_: str | None = None, *, since: int | None = None,
+        count: int = 50, offset: int = 0, max_seq: int | None = None,
+    ) -> tuple[list[StoredVersion], int]:
+        """Versions newest first, and the total. https://hl7.org/fhir/R4B/http.html#history"""
+        c, v = t.change_log.c, t.resource_version.c
+        where = []
+        if type_ is not None:
+            where.append(c.type == type_)
+        if id_ is not None:
+            where.append(c.id == id_)
+        if since is not None:
+            where.append(c.ts >= since)
+        if max_seq is not None:
+            where.append(c.seq <= max_seq)
+        stmt = (
+            select(c.type, c.id, v.version, v.last_updated, v.deleted, v.body, v.method)
+            .join(t.resource_version, v.vid == c.vid)
+            .where(*where).order_by(c.seq.desc()).limit(count).offset(offset)
+        )
+        rows = await self.fetch(stmt)
+        total = (await self.fetch(select(func.count()).select_from(t.change_log).where(*where))).scalar()
+        out = [StoredVersion(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+        return out, int(total or 0)
+
+    # -- change log -----------------------------------------------------------------------
+    async def last_seq(self) -> int:
+        return int((await self.fetch(select(func.max(t.change_log.c.seq)))).scalar() or 0)
+
+    async def changes(self, after: int, limit: int = 1000, types: Sequence[str] | None = None) -> list[Change]:
+        """Change-log entries with ``seq > after``, oldest first."""
+        c = t.change_log.c
+        stmt = select(c.seq, c.type, c.id, c.version, c.op, c.ts, c.vid).where(c.seq > after)
+        if types:
+            stmt = stmt.where(c.type.in_(list(types)))
+        rows = await self.fetch(stmt.order_by(c.seq).limit(limit))
+        return [Change(*r) for r in rows]
+
+    async def bodies(self, vids: Sequence[int]) -> dict[int, bytes]:
+        v = t.resource_version.c
+        out: dict[int, bytes] = {}
+        for i in range(0, len(vids), 500):
+            rows = await self.fetch(select(v.vid, v.body).where(v.vid.in_(list(vids[i : i + 500]))))
+            out.update({vid: body for vid, body in rows})
+        return out
+
+    async def cursor(self, name: str) -> int:
+        c = t.consumer_cursor.c
+        return int((await self.fetch(select(c.seq).where(c.name == name))).scalar() or 0)
+
+    async def advance_cursor(self, name: str, seq: int) -> None:
+        async def job(tx: WriteTx) -> None:
+            tx.advance_cursor(name, seq)
+
+        await self.write(job)
+
+    async def wait_for_change(self, after: int, timeout: float) -> int:
+        """Wait until a change past ``after`` commits in this process (or ``timeout``)."""
+        return await self.notifier.wait(after, timeout)
+
+    async def conn(self) -> AsyncConnection:
+        return await self.engine.connect()
+
+
+class _Buffered:
+    """A fully fetched result: iterable rows plus ``first()`` / ``scalar()``."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+    def all(self) -> list[Any]:
+        return self.rows
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, SQLAlchemyError):
+        return StorageError(f"database error: {type(exc.__cause__ or exc).__name__}")
+    return exc

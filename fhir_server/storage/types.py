@@ -1,0 +1,84 @@
+"""Value types of the storage API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Method = Literal["POST", "PUT", "PATCH", "DELETE"]
+
+
+def now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def us_to_instant(us: int) -> str:
+    """FHIR instant with microseconds, UTC."""
+    dt = datetime.fromtimestamp(us / 1_000_000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of a resource as stored: the body holds ``id`` and ``meta``."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    deleted: bool
+    body: bytes
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The outcome of one write, known once its transaction has committed."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: int
+    seq: int
+    created: bool
+    deleted: bool
+    body: bytes
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change-log entry."""
+
+    seq: int
+    type: str
+    id: str
+    version: int
+    op: str
+    ts: int
+    vid: int
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    """A write queued in a transaction; ``result`` is set when the transaction flushes."""
+
+    type: str
+    id: str
+    resource: dict[str, Any] | None  # None for a delete
+    method: Method
+    if_match: int | None = None
+    must_not_exist: bool = False
+    result: Written | None = None
+
+    def written(self) -> Written:
+        if self.result is None:
+            raise RuntimeError("write not flushed yet")
+        return self.result

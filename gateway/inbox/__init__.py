@@ -1,0 +1,1 @@
+"""MLLP inbox and dead letters."""
