@@ -1,0 +1,138 @@
+"""Per-patient recent window of vital values, bounded in memory.
+
+A ``PatientWindow`` keeps, per parameter, the samples of the last ``horizon`` (and at most
+``max_per_param`` of them), ordered by observation time even when samples arrive late.
+``WindowStore`` maps patient ids to windows.  Queries take an explicit time ``at`` so that replays
+and tests are deterministic: nothing here reads the clock.
+
+Source priority: when several sources give one parameter, ``latest`` returns the newest sample of
+the best source that still has a sample younger than ``max_age``.  The order is
+``SOURCE_PRIORITY``: for the pulse, ECG heart rate (MDC 147842) before pleth pulse (149530) before
+the generic pulse (149514) before the NBP cuff pulse (149546), then LOINC-only codes.  The ECG
+counts every beat; the pleth is motion-sensitive; the NBP pulse is one reading every few minutes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from inference.vitals import Param, VitalSample
+
+__all__ = ["SOURCE_PRIORITY", "PatientWindow", "WindowStore", "slope_per_minute"]
+
+SOURCE_PRIORITY: dict[Param, tuple[str, ...]] = {
+    Param.HEART_RATE: ("mdc:147842", "mdc:149530", "mdc:149514", "mdc:149546"),
+    # Invasive arterial before the cuff: continuous and not minutes old.
+    Param.SYSTOLIC_BP: ("mdc:150033", "mdc:150037", "mdc:150017", "mdc:150021"),
+}
+
+
+def _rank(param: Param, source_code: str) -> int:
+    order = SOURCE_PRIORITY.get(param, ())
+    return order.index(source_code) if source_code in order else len(order)
+
+
+class PatientWindow:
+    """The recent samples of one patient, per parameter, sorted by time."""
+
+    def __init__(self, horizon: timedelta = timedelta(minutes=30), max_per_param: int = 1024):
+        self.horizon = horizon
+        self.max_per_param = max_per_param
+        self._samples: dict[Param, list[VitalSample]] = {}
+
+    def add(self, sample: VitalSample) -> None:
+        """Insert in time order; drop what is older than the horizon or over the size bound."""
+        series = self._samples.setdefault(sample.param, [])
+        lo = bisect.bisect_left(series, sample.time, key=lambda s: s.time)
+        hi = bisect.bisect_right(series, sample.time, key=lambda s: s.time)
+        for index in range(lo, hi):
+            kept = series[index]
+            if (kept.observation_id, kept.source_code) == (sample.observation_id, sample.source_code):
+                series[index] = sample  # a re-sent reading replaces, never duplicates
+                return
+        series.insert(hi, sample)
+        cutoff = series[-1].time - self.horizon
+        drop = bisect.bisect_left(series, cutoff, key=lambda s: s.time)
+        drop = max(drop, len(series) - self.max_per_param)
+        if drop > 0:
+            del series[:drop]
+
+    def samples(self, param: Param) -> tuple[VitalSample, ...]:
+        return tuple(self._samples.get(param, ()))
+
+    def at_time(self, param: Param, at: datetime) -> VitalSample | None:
+        """The newest sample of ``param`` taken at or before ``at``, whatever its source."""
+        series = self._samples.get(param, [])
+        index = bisect.bisect_right(series, at, key=lambda s: s.time)
+        return series[index - 1] if index else None
+
+    def latest(self, param: Param, at: datetime, max_age: timedelta | None = None) -> VitalSample | None:
+        """The newest sample at or before ``at`` from the best source that is fresh enough."""
+        best: VitalSample | None = None
+        for sample in self._upto(param, at):
+            if max_age is not None and at - sample.time > max_age:
+                continue
+            if best is None or _better(param, sample, best):
+                best = sample
+        return best
+
+    def trend(self, param: Param, span: timedelta, at: datetime) -> float | None:
+        """Least-squares slope (units per minute) over ``[at - span, at]``; None below 2 samples."""
+        start = at - span
+        points = [(s.time, s.value) for s in self._upto(param, at) if s.time >= start]
+        return slope_per_minute(points)
+
+    def _upto(self, param: Param, at: datetime) -> list[VitalSample]:
+        series = self._samples.get(param, [])
+        return series[: bisect.bisect_right(series, at, key=lambda s: s.time)]
+
+
+def _better(param: Param, candidate: VitalSample, current: VitalSample) -> bool:
+    rank_c, rank_b = _rank(param, candidate.source_code), _rank(param, current.source_code)
+    if rank_c != rank_b:
+        return rank_c < rank_b
+    return candidate.time >= current.time
+
+
+def slope_per_minute(points: Iterable[tuple[datetime, float]]) -> float | None:
+    """Ordinary least-squares slope of value against time in minutes."""
+    pts = list(points)
+    if len(pts) < 2:
+        return None
+    t0 = pts[0][0]
+    xs = [(t - t0).total_seconds() / 60.0 for t, _ in pts]
+    ys = [v for _, v in pts]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0.0:
+        return None
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+class WindowStore:
+    """Windows for all patients; ``add`` routes a sample to its patient's window."""
+
+    def __init__(self, horizon: timedelta = timedelta(minutes=30), max_per_param: int = 1024):
+        self.horizon = horizon
+        self.max_per_param = max_per_param
+        self._windows: dict[str, PatientWindow] = {}
+
+    def add(self, sample: VitalSample) -> PatientWindow:
+        window = self._windows.get(sample.patient_id)
+        if window is None:
+            window = PatientWindow(self.horizon, self.max_per_param)
+            self._windows[sample.patient_id] = window
+        window.add(sample)
+        return window
+
+    def get(self, patient_id: str) -> PatientWindow | None:
+        return self._windows.get(patient_id)
+
+    def forget(self, patient_id: str) -> None:
+        """Drop a discharged patient's window."""
+        self._windows.pop(patient_id, None)
+
+    def __len__(self) -> int:
+        return len(self._windows)
