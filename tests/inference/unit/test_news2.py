@@ -24,6 +24,7 @@ from inference.news2 import (
 from inference.vitals import Param, VitalSample
 from inference.window import PatientWindow
 
+
 # Chart 1: respiration rate  <=8:3  9-11:1  12-20:0  21-24:2  >=25:3
 @pytest.mark.parametrize(
     ("value", "score"),

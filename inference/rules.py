@@ -1,0 +1,127 @@
+"""Evaluate a rule set against a patient's window: conditions with levels, ready for the tracker.
+
+Each evaluator returns ``ConditionResult`` values (condition code, ``Evaluation``, ``AlarmPolicy``)
+that the caller feeds to ``AlarmTracker.step``.  Pure: the window and the time are arguments.
+
+Missing data never clears an alarm: when a limit's parameter has no fresh sample, or a NEWS2
+score is incomplete, the evaluation has ``level`` NONE (nothing new can open) and ``hold_level``
+HIGH (an open alert stays at its level).  A feed that stops is reported by the technical
+conditions instead (``inference.technical``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from inference.alarms import AlarmPolicy, Evaluation, Level
+from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
+from inference.ruleset import LimitRule, RuleSet
+from inference.window import PatientWindow
+
+__all__ = [
+    "NEWS2_CONDITION",
+    "SEVERITY_LEVEL",
+    "ConditionResult",
+    "band_level",
+    "evaluate_limits",
+    "evaluate_news2",
+    "news2_config",
+    "policy_for",
+]
+
+NEWS2_CONDITION = "news2"
+SEVERITY_LEVEL = {"low": Level.LOW, "moderate": Level.MODERATE, "high": Level.HIGH}
+_BAND_LEVEL = {
+    RiskBand.LOW: Level.LOW,
+    RiskBand.LOW_MEDIUM: Level.MODERATE,  # severity table: any single parameter = 3 -> moderate
+    RiskBand.MEDIUM: Level.MODERATE,
+    RiskBand.HIGH: Level.HIGH,
+}
+_BAND_ORDER = [RiskBand.LOW, RiskBand.LOW_MEDIUM, RiskBand.MEDIUM, RiskBand.HIGH]
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionResult:
+    condition: str
+    evaluation: Evaluation
+    policy: AlarmPolicy
+
+
+def policy_for(ruleset: RuleSet, rule: LimitRule | None = None) -> AlarmPolicy:
+    d = ruleset.defaults
+    return AlarmPolicy(
+        persistence_s=d.persistence_s if rule is None or rule.persistence_s is None
+        else rule.persistence_s,
+        clear_s=d.clear_s if rule is None or rule.clear_s is None else rule.clear_s,
+        deescalate_s=d.deescalate_s,
+        update_interval_s=d.update_interval_s,
+    )
+
+
+def evaluate_limits(
+    ruleset: RuleSet, window: PatientWindow, patient_id: str, at: datetime
+) -> list[ConditionResult]:
+    """One result per (param, direction) condition of the patient's limits."""
+    groups: dict[str, list[LimitRule]] = {}
+    for rule in ruleset.limits_for(patient_id):
+        groups.setdefault(rule.condition, []).append(rule)
+    return [_evaluate_condition(ruleset, condition, rules, window, at)
+            for condition, rules in groups.items()]
+
+
+def _evaluate_condition(
+    ruleset: RuleSet, condition: str, rules: list[LimitRule], window: PatientWindow, at: datetime
+) -> ConditionResult:
+    set_rule: LimitRule | None = None
+    hold_rule: LimitRule | None = None
+    evidence: list[str] = []
+    device: str | None = None
+    seen = False
+    for rule in sorted(rules, key=lambda r: SEVERITY_LEVEL[r.severity]):
+        sample = window.latest(rule.param, at, timedelta(seconds=rule.max_age_s))
+        if sample is None:
+            continue
+        seen = True
+        low = rule.direction == "low"
+        if (sample.value < rule.set) if low else (sample.value > rule.set):
+            set_rule = rule
+        if (sample.value < rule.clear) if low else (sample.value > rule.clear):
+            hold_rule = rule
+        if sample.observation_id not in evidence:
+            evidence.append(sample.observation_id)
+        device = device or sample.device_id
+    level = Level.NONE if set_rule is None else SEVERITY_LEVEL[set_rule.severity]
+    hold = Level.HIGH if not seen else (
+        Level.NONE if hold_rule is None else SEVERITY_LEVEL[hold_rule.severity])
+    policy = policy_for(ruleset, set_rule or hold_rule or rules[0])
+    evaluation = Evaluation(at, level, tuple(evidence), hold, device)
+    return ConditionResult(condition, evaluation, policy)
+
+
+def news2_config(ruleset: RuleSet) -> News2Config:
+    settings = ruleset.news2
+    if settings is None:
+        return News2Config()
+    ages = dict(DEFAULT_MAX_AGE)
+    ages.update({k: timedelta(seconds=v) for k, v in settings.max_age_s.items()})
+    return News2Config(max_age=ages, assume_air_when_unknown=settings.assume_air_when_unknown)
+
+
+def band_level(band: RiskBand | None, min_alert_band: str) -> Level:
+    if band is None or _BAND_ORDER.index(band) < _BAND_ORDER.index(RiskBand(min_alert_band)):
+        return Level.NONE
+    return _BAND_LEVEL[band]
+
+
+def evaluate_news2(
+    ruleset: RuleSet, window: PatientWindow, patient_id: str, at: datetime
+) -> tuple[News2Result, ConditionResult]:
+    """The NEWS2 score and its condition; an incomplete score holds, it never clears."""
+    settings = ruleset.news2
+    min_band = "low-medium" if settings is None else settings.min_alert_band
+    result = news2_from_window(window, at, news2_config(ruleset), ruleset.spo2_scale_for(patient_id))
+    level = band_level(result.band, min_band)
+    hold = Level.HIGH if not result.complete else level
+    evaluation = Evaluation(at, level, result.observation_ids, hold)
+    return result, ConditionResult(NEWS2_CONDITION, evaluation, policy_for(ruleset))

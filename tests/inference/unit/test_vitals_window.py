@@ -1,0 +1,140 @@
+"""Observation dicts to samples; the bounded window and its queries."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from inference.vitals import Param, VitalSample, sample_from_observation
+from inference.window import PatientWindow, WindowStore, slope_per_minute
+
+MDC = "urn:iso:std:iso:11073:10101"
+LOINC = "http://loinc.org"
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def obs(codings, value=None, unit="/min", **extra):
+    out = {
+        "resourceType": "Observation", "id": "obs-1", "status": "final",
+        "code": {"coding": [{"system": s, "code": c} for s, c in codings]},
+        "subject": {"reference": "Patient/p1"}, "device": {"reference": "Device/mon-1"},
+        "effectiveDateTime": "2026-11-28T10:00:00+00:00",
+    }
+    if value is not None:
+        out["valueQuantity"] = {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
+                                "code": unit}
+    out.update(extra)
+    return out
+
+
+def test_ecg_heart_rate_prefers_mdc_source_code():
+    [s] = sample_from_observation(obs([(LOINC, "8867-4"), (MDC, "147842")], 72))
+    assert s == VitalSample("p1", Param.HEART_RATE, 72.0, "/min", T0, "mdc:147842", "obs-1", "mon-1")
+
+
+def test_bp_panel_component_systolic():
+    o = obs([(LOINC, "85354-9"), (MDC, "150020")])
+    o["component"] = [
+        {"code": {"coding": [{"system": LOINC, "code": "8480-6"}, {"system": MDC, "code": "150021"}]},
+         "valueQuantity": {"value": 95, "code": "mm[Hg]"}},
+        {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+         "valueQuantity": {"value": 60, "code": "mm[Hg]"}},
+    ]
+    [s] = sample_from_observation(o)
+    assert (s.param, s.value, s.source_code) == (Param.SYSTOLIC_BP, 95.0, "mdc:150021")
+
+
+@pytest.mark.parametrize(
+    ("codings", "value", "unit", "param", "expected"),
+    [
+        ([(LOINC, "9279-1")], 18, "/min", Param.RESP_RATE, 18.0),
+        ([(MDC, "150456")], 94, "%", Param.SPO2, 94.0),
+        ([(LOINC, "8310-5")], 98.6, "[degF]", Param.TEMPERATURE, 37.0),
+        ([(MDC, "152196")], 0.4, "1", Param.FIO2, 40.0),
+        ([(LOINC, "3150-0")], 35, "%", Param.FIO2, 35.0),
+        ([(LOINC, "3151-8")], 2, "L/min", Param.O2_THERAPY, 2.0),
+    ],
+)
+def test_codes_and_units(codings, value, unit, param, expected):
+    [s] = sample_from_observation(obs(codings, value, unit))
+    assert s.param is param and s.value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [({"valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct",
+                                            "code": "450847001"}]}}, 3.0),
+     ({"valueCodeableConcept": {"text": "Alert"}}, 0.0),
+     ({"valueString": "C"}, 1.0)],
+)
+def test_consciousness(value, expected):
+    [s] = sample_from_observation(obs([(LOINC, "67775-7")], **value))
+    assert s.param is Param.CONSCIOUSNESS and s.value == expected
+
+
+def test_ignored_observations():
+    assert sample_from_observation(obs([(LOINC, "2339-0")], 5)) == []  # glucose: not a vital here
+    assert sample_from_observation(obs([(LOINC, "8867-4")], 70, status="entered-in-error")) == []
+    naive = obs([(LOINC, "8867-4")], 70, effectiveDateTime="2026-11-28T10:00:00")
+    assert sample_from_observation(naive) == []
+    assert sample_from_observation(obs([(LOINC, "67775-7")], valueString="asleep")) == []
+    no_patient = obs([(LOINC, "8867-4")], 70, subject={"reference": "Group/g"})
+    assert sample_from_observation(no_patient) == []
+
+
+def hr(seconds, value, source="mdc:147842", oid=None):
+    return VitalSample("p1", Param.HEART_RATE, value, "/min", T0 + timedelta(seconds=seconds),
+                       source, oid or f"hr-{seconds}-{source}", None)
+
+
+def test_window_orders_late_samples_and_queries_at_time():
+    w = PatientWindow()
+    for s in (hr(0, 60), hr(20, 80), hr(10, 70)):
+        w.add(s)
+    assert [s.value for s in w.samples(Param.HEART_RATE)] == [60, 70, 80]
+    assert w.at_time(Param.HEART_RATE, T0 + timedelta(seconds=15)).value == 70
+    assert w.at_time(Param.HEART_RATE, T0 - timedelta(seconds=1)) is None
+
+
+def test_window_resent_reading_replaces():
+    w = PatientWindow()
+    w.add(hr(0, 60, oid="x"))
+    w.add(hr(0, 61, oid="x"))
+    assert [s.value for s in w.samples(Param.HEART_RATE)] == [61]
+
+
+def test_window_is_bounded_by_horizon_and_count():
+    w = PatientWindow(horizon=timedelta(minutes=1), max_per_param=5)
+    for second in range(0, 120, 10):
+        w.add(hr(second, 60))
+    times = [(s.time - T0).total_seconds() for s in w.samples(Param.HEART_RATE)]
+    assert times == [70, 80, 90, 100, 110]
+
+
+def test_latest_source_priority_and_max_age():
+    w = PatientWindow()
+    w.add(hr(0, 70, "mdc:147842"))
+    w.add(hr(50, 140, "mdc:149530"))
+    w.add(hr(55, 90, "mdc:149546"))
+    at = T0 + timedelta(seconds=60)
+    assert w.latest(Param.HEART_RATE, at).value == 70  # ECG first
+    assert w.latest(Param.HEART_RATE, at, timedelta(seconds=30)).value == 140  # ECG too old
+    assert w.latest(Param.HEART_RATE, at, timedelta(seconds=5)).value == 90  # age 5 s: fresh
+    assert w.latest(Param.HEART_RATE, at, timedelta(seconds=4)) is None
+
+
+def test_trend_slope_per_minute():
+    w = PatientWindow()
+    for minute in range(6):
+        w.add(hr(minute * 60, 60 + 2 * minute))
+    at = T0 + timedelta(minutes=5)
+    assert w.trend(Param.HEART_RATE, timedelta(minutes=5), at) == pytest.approx(2.0)
+    assert w.trend(Param.HEART_RATE, timedelta(seconds=30), at) is None
+    assert slope_per_minute([]) is None
+
+
+def test_store_routes_by_patient():
+    store = WindowStore()
+    store.add(hr(0, 60))
+    assert len(store) == 1 and store.get("p1") is not None and store.get("p2") is None
+    store.forget("p1")
+    assert len(store) == 0
