@@ -1,0 +1,292 @@
+"""ORU^R01 / R40 / R42 (incl. IHE PCD-01, -04, -10) to Patient, Encounter, Location, Device
+and Observation resources.
+
+Rules (see also ``values`` for OBX-5):
+- OBX-3 in MDC (or mapped to MDC through ``ctx.code_aliases``, e.g. Philips MDIL) gets the
+  MDC coding plus, where ``terminology`` has one, the vital-signs LOINC first and category
+  ``vital-signs`` (only when the unit resolves to UCUM). The vendor label is ``code.text``.
+- OBX-4 ``MDS.VMD.CHAN.METRIC``: an OBX with an empty OBX-5 above metric level (1-3 levels
+  after dropping trailing zeros) is a container: it gives its OBX-18 device and OBX-14 time
+  to the OBX below it and produces no Observation.
+- Effective time: OBX-14, else the nearest container's, else OBR-7, else MSH-7; read in
+  ``ctx.site_tz`` when it has no offset; the string as sent is kept in the primitive
+  extension ``_effectiveDateTime`` (``fields.ORIGINAL_TIME_URL``).
+- Status: OBX-11 per the HL7 v2-to-FHIR table (X -> cancelled), overridable per sending
+  application (``ctx.status_maps``); empty OBX-5 -> ``dataAbsentReason`` (``error`` for X).
+- Blood pressure sys/dia/mean of one family (NBP, ART, ABP, generic) under one parent and
+  time -> ONE panel 85354-9 with components and method (SNOMED non-invasive / invasive).
+- Settings (OBX-17 SETTING/CONFIGURATION) -> category ``device-setting``; alerts (coding
+  system ``*-ALERT``, or any ORU^R40 row) -> category ``device-alert``, both in
+  ``urn:vitalgate:observation-category``: recorded, never vital signs.
+- OBX-7 -> referenceRange, except for alarm-limit sources (``ctx.alarm_limit_sources``, MDIL).
+- Ids: uuid5 over device-or-bed-or-patient + code + OBX-4 + effective time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..terminology import MDC_SYSTEM, MdcTerm, mdc_term
+from .context import MappingContext, MappingResult
+from .entities import PatientRef, encounter_key, location_key, map_device, map_encounter, map_locations, map_patient
+from .errors import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, HL7Error
+from .escape import unescape
+from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id
+from .header import read_header
+from .oru_units import obx_unit, reference_range
+from .panels import PanelBuilder
+from .tokenizer import Message, Segment
+from .values import data_absent, obx_value
+
+CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
+LOCAL_CATEGORY = "urn:vitalgate:observation-category"
+KEY_SYSTEM = "urn:vitalgate:observation-key"
+_STATUS = {"F": "final", "C": "corrected", "A": "amended", "P": "preliminary",
+           "R": "preliminary", "S": "preliminary", "I": "registered", "U": "final",
+           "D": "entered-in-error", "W": "entered-in-error", "X": "cancelled"}
+
+
+class _OruMapper:
+    """Walks the segments once, keeping the current patient, OBR group and OBX hierarchy."""
+
+    def __init__(self, msg: Message, ctx: MappingContext) -> None:
+        self.msg, self.ctx = msg, ctx
+        self.header = read_header(msg)
+        self.out: dict[tuple[str, str], dict[str, Any]] = {}
+        self.patient: PatientRef | None = None
+        self.patient_keys: list[str] = []
+        self.encounter_ref: str | None = None
+        self.bed: dict[str, Any] | None = None
+        self.obr_time = ""
+        self.nodes: dict[tuple[int, ...], tuple[str | None, str]] = {}
+        self.panels = PanelBuilder()
+        self.counts: dict[str, int] = {}
+
+    def add(self, resource: dict[str, Any]) -> None:
+        self.out[(resource["resourceType"], resource["id"])] = resource
+
+    def run(self) -> MappingResult:
+        for seg in self.msg.segments:
+            seq = self.counts[seg.name] = self.counts.get(seg.name, 0) + 1
+            if seg.name == "PID":
+                self.on_pid(seg)
+            elif seg.name == "PV1":
+                self.on_pv1(seg)
+            elif seg.name == "OBR":
+                self.obr_time, self.nodes = seg.get(7, 1), {}
+            elif seg.name == "OBX":
+                self.on_obx(seg, seq)
+        for panel in self.panels.build(self.subject_fields):
+            self.add(panel)
+        return MappingResult(list(self.out.values()), self.patient_keys)
+
+    def on_pid(self, pid: Segment) -> None:
+        self.patient, self.encounter_ref, self.bed = map_patient(pid, self.ctx), None, None
+        if self.patient is not None:
+            self.add(self.patient.resource)
+            self.patient_keys.extend(self.patient.keys)
+
+    def on_pv1(self, pv1: Segment) -> None:
+        chain = map_locations(pv1, 3)
+        for loc in chain:
+            self.add(loc)
+        self.bed = chain[-1] if chain else None
+        key = encounter_key(pv1, self.patient, self.ctx)
+        if key is None:
+            return
+        enc = map_encounter(pv1, self.patient, key, "in-progress", self.ctx)
+        if self.bed is not None:
+            enc["location"] = [{"location": {"reference": f"Location/{self.bed['id']}"},
+                                "status": "active"}]
+        self.add(enc)
+        self.encounter_ref = f"Encounter/{enc['id']}"
+
+    def subject_fields(self, device_ref: str | None) -> dict[str, Any]:
+        """subject / encounter / device references shared by every Observation."""
+        fields: dict[str, Any] = {}
+        if self.patient is not None:
+            fields["subject"] = {"reference": self.patient.reference}
+        elif device_ref:
+            fields["subject"] = {"reference": device_ref}
+        elif self.bed is not None:
+            fields["subject"] = {"reference": f"Location/{self.bed['id']}"}
+        if self.encounter_ref:
+            fields["encounter"] = {"reference": self.encounter_ref}
+        if device_ref:
+            fields["device"] = {"reference": device_ref}
+        return fields
+
+    def on_obx(self, obx: Segment, seq: int) -> None:
+        path = _path(obx.get(4))
+        device_key, time_raw = self.inherited(obx, path, seq)
+        empty = obx.get(5) in ("", NULL)
+        if empty and 0 < len(path) < 4:
+            self.nodes[path] = (device_key, time_raw)
+            return
+        self.nodes[path] = (device_key, time_raw)
+        self.map_metric(obx, seq, path, device_key, time_raw)
+
+    def inherited(self, obx: Segment, path: tuple[int, ...], seq: int) -> tuple[str | None, str]:
+        parents = [self.nodes[path[:k]] for k in range(len(path) - 1, 0, -1)
+                   if path[:k] in self.nodes]
+        device_key = self.device(obx, parents[0][0] if parents else None)
+        time_raw = obx.get(14, 1) or next((t for _, t in parents if t), "")
+        time_raw = time_raw or self.obr_time or self.header.timestamp
+        if not time_raw:
+            raise HL7Error(REQUIRED_FIELD_MISSING, "no observation time (OBX-14, OBR-7, MSH-7)",
+                           f"OBX^{seq}^14")
+        return device_key, time_raw
+
+    def device(self, obx: Segment, parent_key: str | None) -> str | None:
+        found = map_device(obx, 18)
+        if found is None:
+            return parent_key
+        key, device = found
+        concept = cwe_codings(obx.components(3), obx.enc)
+        if concept and obx.get(5) in ("", NULL):
+            device["type"] = {"coding": concept}
+        if parent_key and parent_key != key:
+            device["parent"] = {"reference": f"Device/{resource_id('Device', parent_key)}"}
+        if self.bed is not None:
+            device["location"] = {"reference": f"Location/{self.bed['id']}"}
+        if ("Device", device["id"]) not in self.out:
+            self.add(device)
+        return key
+
+    def map_metric(self, obx: Segment, seq: int, path: tuple[int, ...], device_key: str | None,
+                   time_raw: str) -> None:
+        effective = fhir_datetime(time_raw, self.ctx.site_tz)
+        if effective is None:
+            raise HL7Error(102, f"not a date/time: {time_raw[:40]!r}", f"OBX^{seq}^14")
+        term, codings, code_key = _code(obx, self.ctx)
+        category = self.category(obx, term)
+        unit = obx_unit(obx, term, self.ctx)
+        anchor = self.anchor(device_key)
+        device_ref = f"Device/{resource_id('Device', device_key)}" if device_key else None
+        obs: dict[str, Any] = {"resourceType": "Observation", "status": self.status(obx, seq)}
+        value = _value(obx, seq, unit, self.ctx)
+        if term is not None and term.bp and term.panel and category is None:
+            self.panels.add(term, codings, value, anchor, path, effective, time_raw, obs["status"],
+                            device_ref)
+            return
+        key = f"{anchor}|{code_key}|{obx.get(4)}|{effective}"
+        obs["id"] = resource_id("Observation", key)
+        obs["identifier"] = [{"system": KEY_SYSTEM, "value": key}]
+        is_vital = (term is not None and term.vital and category is None
+                    and (value[0] != "valueQuantity" or "code" in value[1]))
+        if is_vital:
+            obs["category"] = [_category(CATEGORY_SYSTEM, "vital-signs", "Vital Signs")]
+        elif category:
+            obs["category"] = [_category(LOCAL_CATEGORY, category, None)]
+        obs["code"] = {"coding": codings}
+        label = unescape(obx.get(3, 2), obx.enc)
+        if label:
+            obs["code"]["text"] = label
+        obs.update(self.subject_fields(device_ref))
+        obs["effectiveDateTime"] = effective
+        obs["_effectiveDateTime"] = original_time_ext(time_raw)
+        obs[value[0]] = value[1]
+        if value[0] == "valueQuantity" and not self.alarm_limits(obx):
+            ranges = reference_range(obx, unit)
+            if ranges:
+                obs["referenceRange"] = ranges
+        self.add(obs)
+
+    def anchor(self, device_key: str | None) -> str:
+        if device_key:
+            return f"device:{device_key}"
+        if self.bed is not None:
+            return f"bed:{location_key(self.bed)}"
+        if self.patient is not None:
+            return f"patient:{self.patient.key}"
+        return f"sender:{self.header.sending_app}|{self.header.sending_facility}"
+
+    def category(self, obx: Segment, term: MdcTerm | None) -> str | None:
+        # The reference puts SETTING in OBX-17; the PIIC demo export sends it in OBX-13.
+        methods = {m.upper() for n in (13, 17) for m in obx.get(n).split(obx.enc.component)}
+        if obx.get(3, 3).upper().endswith("-ALERT") or self.header.trigger_event == "R40":
+            return "device-alert"
+        if methods & {"SETTING", "CONFIGURATION"}:
+            return "device-setting"
+        return None
+
+    def status(self, obx: Segment, seq: int) -> str:
+        code = obx.get(11, 1).upper()
+        override = self.ctx.status_maps.get(self.header.sending_app.split(
+            self.msg.enc.component)[0], {})
+        status = override.get(code) or _STATUS.get(code) or ("unknown" if not code else None)
+        if status is None:
+            raise HL7Error(TABLE_VALUE_NOT_FOUND, f"unknown result status {code[:5]!r}",
+                           f"OBX^{seq}^11")
+        return status
+
+    def alarm_limits(self, obx: Segment) -> bool:
+        sender = self.header.sending_app.split(self.msg.enc.component)[0]
+        return obx.get(3, 3).upper() == "MDIL" or sender in self.ctx.alarm_limit_sources
+
+
+def _category(system: str, code: str, display: str | None) -> dict[str, Any]:
+    coding = {"system": system, "code": code}
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
+
+
+def _value(obx: Segment, seq: int, unit: tuple[str, str | None],
+           ctx: MappingContext) -> tuple[str, Any]:
+    if obx.get(5) in ("", NULL):
+        absent = "error" if obx.get(11, 1).upper() == "X" else "unknown"
+        return "dataAbsentReason", data_absent(absent)
+    return obx_value(obx, seq, unit, ctx.site_tz)
+
+
+def _path(raw: str) -> tuple[int, ...]:
+    """OBX-4 ``1.2.1.0`` -> (1, 2, 1); non-numeric or ``0`` -> () (no hierarchy)."""
+    try:
+        parts = [int(p) for p in raw.split(".")] if raw else []
+    except ValueError:
+        return ()
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _code(obx: Segment, ctx: MappingContext) -> tuple[MdcTerm | None, list[dict[str, Any]], str]:
+    """(MDC term, codings in order LOINC, extra LOINC, MDC, vendor; natural code key)."""
+    comps = obx.components(3) + [""] * 6
+    mdc = ""
+    for base in (0, 3):
+        code, system = unescape(comps[base], obx.enc), comps[base + 2].upper()
+        if system == "MDC" and code:
+            mdc = code
+            break
+        alias = ctx.code_aliases.get((system, code)) if code else None
+        if alias:
+            mdc = alias
+            break
+    term = mdc_term(mdc) if mdc and mdc != "0" else None
+    vendor = [c for c in cwe_codings(comps, obx.enc) if c.get("system") != MDC_SYSTEM]
+    codings: list[dict[str, Any]] = []
+    if term is not None and term.loinc and term.vital:
+        codings.append({"system": "http://loinc.org", "code": term.loinc,
+                        "display": term.loinc_display})
+        codings += [{"system": "http://loinc.org", "code": c} for c in term.extra_loinc]
+    refid = term.refid if term else unescape(comps[1] if comps[2].upper() == "MDC" else "")
+    if mdc:
+        mdc_coding: dict[str, Any] = {"system": MDC_SYSTEM}
+        if mdc != "0":
+            mdc_coding["code"] = mdc
+        if refid:
+            mdc_coding["display"] = refid
+        codings.append(mdc_coding)
+    codings += vendor
+    if mdc and mdc != "0":
+        return term, codings, f"mdc:{mdc}"
+    if refid:
+        return term, codings, f"mdc-refid:{refid}"
+    return term, codings, f"{comps[2]}:{unescape(comps[0], obx.enc)}"
+
+
+def map_oru(msg: Message, ctx: MappingContext) -> MappingResult:
+    """Map one ORU message; raises HL7Error (with an ERR location) for unmappable content."""
+    return _OruMapper(msg, ctx).run()
