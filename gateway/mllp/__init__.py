@@ -1,5 +1,23 @@
 """HL7v2 over MLLP: framing, the ingest pipeline (ACK after commit) and the TCP listener."""
 
 from .framing import Frame, FrameReader, Oversized, frame
+from .ingest import Ingestor, IngestResult
+from .server import ListenerConfig, MllpServer, parse_allowlist, peer_allowed, server_ssl_context
+from .wiring import listener_config, mapping_context, run_listener
 
-__all__ = ["Frame", "FrameReader", "Oversized", "frame"]
+__all__ = [
+    "Frame",
+    "FrameReader",
+    "IngestResult",
+    "Ingestor",
+    "ListenerConfig",
+    "MllpServer",
+    "Oversized",
+    "frame",
+    "listener_config",
+    "mapping_context",
+    "parse_allowlist",
+    "peer_allowed",
+    "run_listener",
+    "server_ssl_context",
+]

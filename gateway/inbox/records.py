@@ -1,0 +1,132 @@
+"""Inbox rows: building them for the ingest pipeline, and reading them back for the CLI.
+
+Every received message is one row: raw payload, sender (MSH-3, MSH-4), control ID
+(MSH-10), TCP peer, received time (epoch microseconds), SHA-256 of the payload, status
+(``accepted`` | ``dead`` | ``replayed``), the reason of a dead letter, the patient keys the
+mapper reported, and the ACK bytes sent (so a duplicate gets the very same ACK again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fhir_server.storage import Store, now_us
+
+from .schema import inbox
+
+ACCEPTED = "accepted"
+DEAD = "dead"
+REPLAYED = "replayed"
+_KEY_SEP = " "  # patient keys are joined with a space in one indexed column
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who sent a message and its control ID: the duplicate key (with the payload hash)."""
+
+    app: str = ""
+    facility: str = ""
+    control_id: str = ""
+    message_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One inbox row as the CLI shows it."""
+
+    pk: int
+    received_at: int
+    peer: str
+    sending_app: str
+    sending_facility: str
+    control_id: str
+    message_type: str
+    payload_hash: str
+    status: str
+    reason: str | None
+    patient_keys: tuple[str, ...]
+    payload: bytes
+    ack: bytes | None
+
+
+def inbox_row(*, payload: bytes, digest: str, sender: Sender, peer: str, status: str,
+              ack: bytes | None, reason: str | None = None,
+              patient_keys: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """A row for ``tx.insert(inbox, [row])``; strings are cut to their column sizes."""
+    keys = _KEY_SEP.join(k.replace(_KEY_SEP, "_") for k in patient_keys)
+    return {
+        "received_at": now_us(),
+        "peer": peer[:128],
+        "sending_app": sender.app[:180],
+        "sending_facility": sender.facility[:180],
+        "control_id": sender.control_id[:64],
+        "message_type": sender.message_type[:32],
+        "payload_hash": digest,
+        "status": status,
+        "reason": reason,
+        "patient_key": keys[:256] or None,
+        "payload": payload,
+        "ack": ack,
+    }
+
+
+async def find_accepted(conn: AsyncConnection, sender: Sender) -> tuple[str, bytes | None] | None:
+    """(payload hash, ACK) of the accepted message with this duplicate key, if any."""
+    c = inbox.c
+    stmt = (
+        select(c.payload_hash, c.ack)
+        .where(c.sending_app == sender.app[:180], c.sending_facility == sender.facility[:180],
+               c.control_id == sender.control_id[:64], c.status == ACCEPTED)
+        .order_by(c.pk.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def _select() -> Select[Any]:
+    c = inbox.c
+    return select(c.pk, c.received_at, c.peer, c.sending_app, c.sending_facility, c.control_id,
+                  c.message_type, c.payload_hash, c.status, c.reason, c.patient_key, c.payload,
+                  c.ack)
+
+
+def _entry(row: Any) -> InboxEntry:
+    keys = tuple(row[10].split(_KEY_SEP)) if row[10] else ()
+    return InboxEntry(*row[:10], keys, row[11], row[12])
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_entries(store: Store, *, status: str | None = None, sender: str | None = None,
+                       control_id: str | None = None, patient: str | None = None,
+                       limit: int = 50, before_pk: int | None = None) -> list[InboxEntry]:
+    """Newest first. ``sender`` matches MSH-3 or MSH-4; ``patient`` one of the patient keys."""
+    c = inbox.c
+    stmt = _select().order_by(c.pk.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(c.status == status)
+    if sender:
+        stmt = stmt.where(or_(c.sending_app == sender, c.sending_facility == sender))
+    if control_id:
+        stmt = stmt.where(c.control_id == control_id)
+    if patient:
+        k = _like_escape(patient.replace(_KEY_SEP, "_"))
+        stmt = stmt.where(or_(c.patient_key == patient.replace(_KEY_SEP, "_"),
+                              c.patient_key.like(f"{k} %", escape="\\"),
+                              c.patient_key.like(f"% {k}", escape="\\"),
+                              c.patient_key.like(f"% {k} %", escape="\\")))
+    if before_pk is not None:
+        stmt = stmt.where(c.pk < before_pk)
+    return [_entry(r) for r in await store.fetch(stmt)]
+
+
+async def get_entry(store: Store, pk: int) -> InboxEntry | None:
+    row = (await store.fetch(_select().where(inbox.c.pk == pk))).first()
+    return None if row is None else _entry(row)

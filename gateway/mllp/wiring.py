@@ -1,0 +1,61 @@
+"""Build the MLLP listener from settings: mapping context (site time zone, vendor code maps),
+ingestor and server. ``run_listener`` is what ``python -m gateway.mllp`` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from zoneinfo import ZoneInfo
+
+from fhir_server.storage import Store, make_engine, upgrade
+from gateway.settings import Settings
+from mappers.hl7v2 import MappingContext
+
+from .ingest import Ingestor
+from .server import ListenerConfig, MllpServer
+
+log = logging.getLogger(__name__)
+
+
+def mapping_context(settings: Settings) -> MappingContext:
+    """Site time zone, accepted processing IDs and every vendor profile's code maps."""
+    from mappers.profiles import load_all, merged_code_aliases, merged_unit_aliases
+
+    profiles = load_all()
+    ids = frozenset(p.strip() for p in settings.mllp_accepted_processing_ids.split(",") if p.strip())
+    return MappingContext(
+        site_tz=ZoneInfo(settings.site_tz),
+        code_aliases=merged_code_aliases(profiles),
+        unit_aliases=merged_unit_aliases(profiles),
+        accepted_processing_ids=ids or frozenset({"P"}),
+    )
+
+
+def listener_config(settings: Settings, **overrides: object) -> ListenerConfig:
+    values: dict[str, object] = {
+        "host": settings.mllp_host,
+        "port": settings.mllp_port,
+        "max_frame": settings.mllp_max_frame,
+        "idle_timeout": settings.mllp_idle_timeout,
+    }
+    values.update(overrides)
+    return ListenerConfig(**values)  # type: ignore[arg-type]
+
+
+async def run_listener(settings: Settings, config: ListenerConfig,
+                       ready: asyncio.Event | None = None) -> None:
+    """Migrate, start the store and the listener, and serve until cancelled."""
+    engine = make_engine(settings.database_url)
+    await upgrade(engine)
+    store = Store(engine)
+    await store.start()
+    server = MllpServer(Ingestor(store, mapping_context(settings)), config)
+    try:
+        await server.start()
+        print(f"mllp listening on {config.host}:{server.port}", flush=True)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+        await store.close()
