@@ -1,0 +1,69 @@
+"""A hidden composite index key: Observation ``patient`` + ``code`` in one ``idx_token`` row.
+
+Why: the ICU's most frequent search is ``Observation?patient=X&code=sys|c&date=...``. With
+one index row per parameter, any plan must visit every observation of the patient (or every
+observation of the code) and probe the others: ~10,000 probes (~7 ms on SQLite) for a
+patient with 10 series of 1,000 readings. One extra token row per coding, keyed
+``"Patient/<id>|<system>|<code>"`` under the param ``Observation.patient-code``, lets that pair
+be a single index range (one series), so the date check runs on that series only.
+
+The key is not a registered search parameter (clients cannot name it; it is not in the
+CapabilityStatement): ``extract.py`` writes it and ``sql_where.py`` uses it when a query has
+a plain ``patient`` clause and a plain ``code`` clause whose values all carry a system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import product
+from typing import Any
+
+from .query_parts import Clause
+from .values import ReferenceValue, TokenValue
+
+__all__ = ["COMPOSITE_PARAM", "composite_keys", "composite_rows"]
+
+COMPOSITE_PARAM = "Observation.patient-code"
+_MAX_KEYS = 100  # beyond this many OR combinations the separate clauses are cheaper
+
+
+def _key(patient_id: str, system: str, code: str) -> str:
+    return f"Patient/{patient_id}|{system}|{code}"
+
+
+def composite_rows(resource: Mapping[str, Any], tokens: list[dict[str, Any]],
+                   refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Extra ``idx_token`` rows for an Observation whose patient and code rows are given."""
+    pids = [r["target_id"] for r in refs
+            if r["param"] == "Observation.patient" and r["target_id"] is not None]
+    if not pids:
+        return []
+    return [
+        {"param": COMPOSITE_PARAM, "system": None, "code": _key(pid, t["system"], t["code"]),
+         "text": None}
+        for t in tokens
+        if t["param"] == "Observation.code" and t["system"] and t["code"]
+        for pid in pids
+    ]
+
+
+def _plain(c: Clause, name: str) -> bool:
+    return c.param.resource_type == "Observation" and c.param.name == name and c.modifier is None
+
+
+def composite_keys(clauses: list[Clause]) -> tuple[list[str], list[Clause]] | None:
+    """``(keys, clauses left)`` when a patient and a code clause can use the composite key."""
+    patient = next((c for c in clauses if _plain(c, "patient")), None)
+    code = next((c for c in clauses if _plain(c, "code")), None)
+    if patient is None or code is None:
+        return None
+    pids = [v.target_id for v in patient.values
+            if isinstance(v, ReferenceValue) and v.target_id and v.target_type in (None, "Patient")]
+    codes = [(v.system, v.code) for v in code.values
+             if isinstance(v, TokenValue) and v.system and v.code]
+    if len(pids) != len(patient.values) or len(codes) != len(code.values):
+        return None
+    if len(pids) * len(codes) > _MAX_KEYS:
+        return None
+    keys = [_key(p, s, c) for p, (s, c) in product(pids, codes)]
+    return keys, [c for c in clauses if c is not patient and c is not code]

@@ -1,0 +1,225 @@
+"""Compile a ``SearchQuery`` into SQLAlchemy Core statements for SQLite and PostgreSQL.
+
+Every page statement yields ``rid, type, id, version, last_updated, body`` of current,
+non-deleted resources (``resource`` joined to ``resource_version`` on ``vid``).
+
+Paging under concurrent writes: the first page takes a *snapshot*, the highest
+``resource.rid`` at that moment (``build_snapshot()``), and every page of the same search is
+limited to ``rid <= snapshot`` (``SearchQuery.with_page(offset, snapshot)``, carried in links as
+``_snapshot``). Resources created later get larger rids and never shift later pages. An
+update keeps its rid, so an updated resource stays in place (or drops out if it no longer
+matches); a delete in between shifts later pages by one. On PostgreSQL a rid below the
+snapshot may commit after the snapshot was read (sequence order is not commit order); that
+resource can then appear on a later page.
+
+Each page statement uses ``LIMIT count + 1``: the extra row tells the caller a next page exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union_all
+
+from fhir_server.errors import bad_request
+from fhir_server.storage.schema import INDEX_TABLES, resource, resource_version
+
+from .query import MAX_COUNT, SearchQuery, SortKey
+from .query_parts import Include
+from .sql_where import where_all
+from .values import TokenValue
+
+__all__ = ["build_count", "build_includes", "build_lastn", "build_select", "build_snapshot"]
+
+R = resource
+V = resource_version
+_SORT_COLUMN = {"token": "code", "uri": "code", "string": "value", "number": "value",
+                "quantity": "value", "reference": "target_id"}
+
+
+def _page_columns() -> Select[Any]:
+    return (
+        select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+        .select_from(R.join(V, R.c.vid == V.c.vid))
+        .where(R.c.deleted == false())
+    )
+
+
+def _conditions(q: SearchQuery) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [R.c.type == q.resource_type]
+    conds += where_all(q.clauses, R, q.snapshot)
+    return conds
+
+
+def _sort_expr(k: SortKey) -> Any:
+    p = k.param
+    if p.name == "_id":
+        return R.c.id
+    if p.name == "_lastUpdated":
+        return R.c.last_updated
+    t = INDEX_TABLES[p.table]
+    # Several values: ascending sorts on the lowest, descending on the highest (spec #sort).
+    if p.type == "date":
+        col = func.max(t.c.hi) if k.descending else func.min(t.c.lo)
+    else:
+        c = t.c[_SORT_COLUMN[p.type]]
+        col = func.max(c) if k.descending else func.min(c)
+    return select(col).where(t.c.rid == R.c.rid, t.c.param == p.key).scalar_subquery()
+
+
+def _order(q: SearchQuery) -> list[Any]:
+    keys = []
+    for k in q.sort:
+        e = _sort_expr(k)
+        keys.append((e.desc() if k.descending else e.asc()).nulls_last())
+    keys.append(R.c.rid.asc())
+    return keys
+
+
+def build_snapshot() -> Select[Any]:
+    """``max(resource.rid)``: the snapshot a first page records for the pages after it."""
+    return select(func.coalesce(func.max(R.c.rid), 0))
+
+
+def build_select(q: SearchQuery) -> Select[Any]:
+    """One page of matches, ordered per ``_sort`` then rid, ``LIMIT count+1 OFFSET offset``."""
+    return (
+        _page_columns()
+        .where(*_conditions(q))
+        .order_by(*_order(q))
+        .limit(q.count + 1)
+        .offset(q.offset)
+    )
+
+
+def build_count(q: SearchQuery) -> Select[Any]:
+    """The number of matches (for ``total`` and ``_summary=count``), within the snapshot."""
+    return select(func.count()).select_from(R).where(R.c.deleted == false(), *_conditions(q))
+
+
+def _include(inc: Include, rids: Sequence[int]) -> Select[Any]:
+    ref = INDEX_TABLES["reference"]
+    tgt = R.alias("tgt")
+    on = and_(tgt.c.type == ref.c.target_type, tgt.c.id == ref.c.target_id)
+    conds = [ref.c.rid.in_(list(rids)), ref.c.param.in_([p.key for p in inc.params])]
+    if inc.target_type is not None:
+        conds.append(ref.c.target_type == inc.target_type)
+    sub = select(tgt.c.rid).select_from(ref.join(tgt, on)).where(*conds)
+    return _page_columns().where(R.c.rid.in_(sub)).order_by(R.c.rid)
+
+
+def _revinclude(inc: Include, rids: Sequence[int]) -> Select[Any]:
+    ref = INDEX_TABLES["reference"]
+    m = R.alias("m")
+    on = and_(m.c.type == ref.c.target_type, m.c.id == ref.c.target_id)
+    sub = (
+        select(ref.c.rid).select_from(ref.join(m, on))
+        .where(m.c.rid.in_(list(rids)), ref.c.param.in_([p.key for p in inc.params]))
+    )
+    return _page_columns().where(R.c.type == inc.source_type, R.c.rid.in_(sub)).order_by(R.c.rid)
+
+
+def build_includes(q: SearchQuery, rids: Sequence[int]) -> list[Select[Any]]:
+    """One statement per ``_include`` and ``_revinclude`` of the page's matched ``rids``.
+
+    The caller removes resources already on the page (an included resource is listed once,
+    as ``match`` if it matched). Includes are not iterated (no ``:iterate``).
+    """
+    if not rids:
+        return []
+    return [_include(i, rids) for i in q.includes] + [_revinclude(i, rids) for i in q.revincludes]
+
+
+# ---- Observation/$lastn ---------------------------------------------------------------------
+
+def _token_exists(rid: Any, key: str, tokens: Sequence[TokenValue]) -> ColumnElement[bool]:
+    t = INDEX_TABLES["token"].alias()
+    alts = []
+    for v in tokens:
+        conds = [t.c.code == v.code] if v.code is not None else []
+        if v.system is not None:
+            conds.append(t.c.system == v.system)
+        alts.append(and_(*conds))
+    return select(t.c.rid).where(t.c.rid == rid, t.c.param == key, or_(*alts)).exists()
+
+
+def _subject_exists(rid: Any, patient: tuple[str, str]) -> ColumnElement[bool]:
+    r = INDEX_TABLES["reference"].alias()
+    return select(r.c.rid).where(
+        r.c.rid == rid, r.c.param == "Observation.subject",
+        r.c.target_id == patient[1], r.c.target_type == patient[0],
+    ).exists()
+
+
+def _latest_of_code(
+    patient: tuple[str, str], category: Sequence[TokenValue], code: TokenValue, n: int
+) -> Select[Any]:
+    # Walk idx_date (param, lo) newest first and stop after n hits: the index gives the order,
+    # and each candidate costs two or three point probes of (param, key, rid) indexes.
+    d = INDEX_TABLES["date"].alias()
+    conds = [d.c.param == "Observation.date", _subject_exists(d.c.rid, patient),
+             _token_exists(d.c.rid, "Observation.code", [code])]
+    if category:
+        conds.append(_token_exists(d.c.rid, "Observation.category", category))
+    inner = select(d.c.rid).where(*conds).order_by(d.c.lo.desc(), d.c.rid.desc()).limit(n)
+    sub = inner.subquery()
+    return select(sub.c.rid)
+
+
+def _latest_of_every_code(
+    patient: tuple[str, str], category: Sequence[TokenValue], n: int
+) -> Select[Any]:
+    # No codes given: rank every (system, code) of the patient's observations with a window.
+    # Cost grows with the patient's observation count; pass codes for the indexed path.
+    t = INDEX_TABLES["token"].alias()
+    d = INDEX_TABLES["date"].alias()
+    rn = func.row_number().over(partition_by=(t.c.system, t.c.code),
+                                order_by=(d.c.lo.desc(), d.c.rid.desc()))
+    conds = [t.c.param == "Observation.code", t.c.code.is_not(None),
+             _subject_exists(t.c.rid, patient)]
+    if category:
+        conds.append(_token_exists(t.c.rid, "Observation.category", category))
+    ranked = (
+        select(t.c.rid, rn.label("rn"))
+        .select_from(t.join(d, and_(d.c.rid == t.c.rid, d.c.param == "Observation.date")))
+        .where(*conds)
+        .subquery()
+    )
+    return select(ranked.c.rid).where(ranked.c.rn <= n)
+
+
+def build_lastn(
+    patient: tuple[str, str],
+    category: Sequence[TokenValue],
+    codes: Sequence[TokenValue],
+    max_per_code: int,
+) -> Select[Any]:
+    """``Observation/$lastn``: the latest ``max_per_code`` Observations per code, newest first.
+
+    ``patient`` is ``(type, id)`` of the subject. Each entry of ``codes`` is one group (a code
+    with or without its system); with no codes, every (system, code) of the patient's
+    observations is a group. Observations without an effective time are not ranked.
+    https://hl7.org/fhir/R4B/observation-operation-lastn.html
+    """
+    if not category and not codes:
+        raise bad_request("$lastn needs a category and/or a code", ["category"])
+    if not 1 <= max_per_code <= MAX_COUNT:
+        raise bad_request(f"max must be between 1 and {MAX_COUNT}", ["max"])
+    if len(codes) > MAX_COUNT:
+        raise bad_request(f"$lastn takes at most {MAX_COUNT} codes", ["code"])
+    if codes:
+        parts = [_latest_of_code(patient, category, c, max_per_code) for c in codes]
+        rids: Any = parts[0] if len(parts) == 1 else union_all(*parts)
+    else:
+        rids = _latest_of_every_code(patient, category, max_per_code)
+    d = INDEX_TABLES["date"]
+    newest = (
+        select(func.max(d.c.lo)).where(d.c.rid == R.c.rid, d.c.param == "Observation.date")
+        .scalar_subquery()
+    )
+    return (
+        _page_columns()
+        .where(R.c.type == "Observation", R.c.rid.in_(rids))
+        .order_by(newest.desc(), R.c.rid.desc())
+    )

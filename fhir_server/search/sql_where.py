@@ -1,0 +1,262 @@
+"""Search clauses as portable SQLAlchemy Core conditions on the ``resource`` table.
+
+Every clause becomes a condition on ``resource.rid`` through one ``idx_*`` table whose
+``param`` column is ``"<Type>.<name>"``. Matching rules (https://hl7.org/fhir/R4B/search.html):
+
+- date: the value's range ``[ps, pe]`` against the indexed ``[lo, hi]``: eq = contained,
+  gt ``hi > pe``, lt ``lo < ps``, ge ``hi > pe or lo >= ps``, le ``lo < ps or hi <= pe``,
+  sa ``lo > pe``, eb ``hi < ps``, ap = overlap with the widened range, ne = not eq.
+- number/quantity: eq/ne use the implicit precision range ``[lo, hi)``; gt lt ge le compare the
+  value; sa/eb as gt/lt; ap within ``[lo, hi]``.
+- string: start-of-string (default) or substring on the normalised column, ``:exact`` on
+  ``exact``; LIKE patterns are escaped so ``%`` and ``_`` in values are literal.
+
+Only standard SQL is used (IN/EXISTS subqueries, LIKE ... ESCAPE), so the same statements run
+on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.expression import FromClause
+
+from fhir_server.storage.schema import INDEX_TABLES, resource
+
+from .composite import COMPOSITE_PARAM, composite_keys
+from .query_parts import Clause
+from .values import (
+    DateValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    StringValue,
+    TextValue,
+    TokenValue,
+    Value,
+)
+
+__all__ = ["clause_condition", "date_match", "number_match", "selectivity", "where_all"]
+
+_LOW_CARDINALITY = frozenset({"status", "category", "gender", "active", "class", "type", "action",
+                              "outcome", "payload"})
+
+
+def selectivity(c: Clause) -> int:
+    """A rough rank (lower = fewer matches) used to pick the clause that drives the plan."""
+    p = c.param
+    if c.missing is not None or c.negate:
+        return 90
+    if p.name == "_id":
+        return 0
+    if c.chain:
+        return 40
+    if p.type == "reference":
+        return 10
+    if p.type in ("token", "uri"):
+        return 50 if p.name in _LOW_CARDINALITY else 20
+    if p.type == "string":
+        return 25 if c.modifier != "contains" else 60
+    if p.type == "date" or p.name == "_lastUpdated":
+        return 30
+    return 45
+
+
+def _like(text: str, lead: bool) -> str:
+    esc = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return ("%" if lead else "") + esc + "%"
+
+
+def _token(t: FromClause, v: Value) -> ColumnElement[bool]:
+    if isinstance(v, TextValue):
+        return t.c.text.like(_like(v.text, True), escape="\\")
+    assert isinstance(v, TokenValue)
+    conds = []
+    if v.code is not None:
+        conds.append(t.c.code == v.code)
+    if v.no_system:
+        conds.append(t.c.system.is_(None))
+    elif v.system is not None:
+        conds.append(t.c.system == v.system)
+    return and_(*conds)
+
+
+def _string(t: FromClause, v: Value) -> ColumnElement[bool]:
+    assert isinstance(v, StringValue)
+    if v.mode == "exact":
+        return t.c.exact == v.text
+    return t.c.value.like(_like(v.text, v.mode == "contains"), escape="\\")
+
+
+def date_match(lo: Any, hi: Any, v: DateValue) -> ColumnElement[bool]:
+    """The condition for a target range ``[lo, hi]`` (columns) against a date value."""
+    ps, pe, p = v.lo, v.hi, v.prefix
+    if p in ("eq", "ne"):
+        eq = and_(lo >= ps, hi <= pe)
+        return eq if p == "eq" else not_(eq)
+    return {
+        "gt": lambda: hi > pe,
+        "lt": lambda: lo < ps,
+        "ge": lambda: or_(hi > pe, lo >= ps),
+        "le": lambda: or_(lo < ps, hi <= pe),
+        "sa": lambda: lo > pe,
+        "eb": lambda: hi < ps,
+        "ap": lambda: and_(lo <= pe, hi >= ps),
+    }[p]()
+
+
+def _date(t: FromClause, v: Value) -> ColumnElement[bool]:
+    assert isinstance(v, DateValue)
+    return date_match(t.c.lo, t.c.hi, v)
+
+
+def number_match(col: Any, n: NumberValue) -> ColumnElement[bool]:
+    p = n.prefix
+    if p in ("eq", "ne"):
+        eq = and_(col >= n.lo, col < n.hi)
+        return eq if p == "eq" else not_(eq)
+    if p == "ap":
+        return and_(col >= n.lo, col <= n.hi)
+    return {
+        "gt": col > n.value, "sa": col > n.value, "lt": col < n.value, "eb": col < n.value,
+        "ge": col >= n.value, "le": col <= n.value,
+    }[p]
+
+
+def _number(t: FromClause, v: Value) -> ColumnElement[bool]:
+    assert isinstance(v, NumberValue)
+    return number_match(t.c.value, v)
+
+
+def _quantity(t: FromClause, v: Value) -> ColumnElement[bool]:
+    assert isinstance(v, QuantityValue)
+    if v.canon:
+        return and_(t.c.canon_code == v.code, number_match(t.c.canon_value, v.number))
+    conds = [number_match(t.c.value, v.number)]
+    if v.code is not None:
+        conds.append(t.c.code == v.code)
+    if v.system is not None:
+        conds.append(t.c.system == v.system)
+    return and_(*conds)
+
+
+def _reference(t: FromClause, v: Value) -> ColumnElement[bool]:
+    assert isinstance(v, ReferenceValue)
+    if v.url is not None:
+        return t.c.url == v.url
+    conds = [t.c.target_id == v.target_id]
+    if v.target_type is not None:
+        conds.append(t.c.target_type == v.target_type)
+    return and_(*conds)
+
+
+_MATCH = {"token": _token, "uri": _token, "string": _string, "date": _date,
+          "number": _number, "quantity": _quantity, "reference": _reference}
+
+
+def _index_rows(c: Clause) -> tuple[FromClause, ColumnElement[bool]]:
+    # Always an alias: two clauses on one table must not correlate with each other.
+    t = INDEX_TABLES[c.param.table].alias()
+    match = _MATCH[c.param.type]
+    values = [match(t, v) for v in c.values]
+    cond = values[0] if len(values) == 1 else or_(*values)
+    if c.modifier and c.param.type == "reference" and c.modifier[:1].isupper():
+        cond = and_(cond, t.c.target_type == c.modifier)
+    return t, and_(t.c.param == c.param.key, cond)
+
+
+def _columns(c: Clause, res: FromClause) -> ColumnElement[bool]:
+    if c.param.name == "_id":
+        ids = [v.code for v in c.values if isinstance(v, TokenValue)]
+        return res.c.id.in_(ids)
+    col = res.c.last_updated
+    return or_(*[date_match(col, col, v) for v in c.values if isinstance(v, DateValue)])
+
+
+def _chain(c: Clause, rid: Any) -> ColumnElement[bool]:
+    ref = INDEX_TABLES["reference"].alias()
+    alts = []
+    for ttype, inner in c.chain:
+        tgt = resource.alias()
+        sub = (
+            select(ref.c.rid)
+            .select_from(ref.join(tgt, and_(tgt.c.type == ref.c.target_type,
+                                            tgt.c.id == ref.c.target_id)))
+            .where(ref.c.param == c.param.key, ref.c.target_type == ttype,
+                   tgt.c.deleted == false(), clause_condition(inner, tgt, drive=True))
+        )
+        alts.append(rid.in_(sub))
+    return or_(*alts) if alts else false()
+
+
+def _on_index(c: Clause) -> bool:
+    return c.param.name not in ("_id", "_lastUpdated")
+
+
+def clause_condition(c: Clause, res: FromClause, *, drive: bool, rid: Any = None) -> ColumnElement[bool]:
+    """The condition of ``c`` on the resource row ``res`` (or on ``rid``, a rid column).
+
+    ``drive``: written as ``rid IN (subquery)``, which the planner can use as the outer loop;
+    otherwise as a correlated ``EXISTS`` probed per candidate row through the
+    ``(param, key, rid)`` indexes.
+    """
+    rid = res.c.rid if rid is None else rid
+    if not _on_index(c):
+        return _columns(c, res)
+    if c.chain:
+        return _chain(c, rid)
+    if c.missing is not None:
+        t = INDEX_TABLES[c.param.table].alias()
+        has = exists(select(true()).where(t.c.rid == rid, t.c.param == c.param.key))
+        return not_(has) if c.missing else has
+    t, cond = _index_rows(c)
+    if c.negate:
+        return rid.not_in(select(t.c.rid).where(cond))
+    if drive:
+        return rid.in_(select(t.c.rid).where(cond))
+    return exists(select(true()).where(t.c.rid == rid, cond))
+
+
+def where_all(
+    clauses: tuple[Clause, ...], res: FromClause, snapshot: int | None = None
+) -> list[ColumnElement[bool]]:
+    """All clauses AND-ed, as conditions on ``res``.
+
+    The most selective index clause drives: ``res.rid IN (SELECT rid FROM idx_x WHERE ...)``
+    with every other index clause probed inside that subquery, on the index row's rid, so the
+    resource row is read only for real matches. ``_id``/``_lastUpdated`` (resource columns)
+    and the snapshot bound stay on ``res``.
+    """
+    ordered = sorted(clauses, key=selectivity)
+    outer = [_columns(c, res) for c in ordered if not _on_index(c)]
+    indexed = [c for c in ordered if _on_index(c)]
+    if snapshot is not None:
+        outer.append(res.c.rid <= snapshot)
+    if not indexed:
+        return outer
+    combo = composite_keys(indexed)
+    if combo is not None:
+        t = INDEX_TABLES["token"].alias()
+        probes = [clause_condition(c, res, drive=False, rid=t.c.rid) for c in combo[1]]
+        if snapshot is not None:
+            probes.append(t.c.rid <= snapshot)
+        drive = select(t.c.rid).where(t.c.param == COMPOSITE_PARAM, t.c.code.in_(combo[0]), *probes)
+        return [*outer, res.c.rid.in_(drive)]
+    first = indexed[0]
+    if first.chain or first.missing is not None or first.negate:
+        return outer + [clause_condition(c, res, drive=i == 0) for i, c in enumerate(indexed)]
+    t, cond = _index_rows(first)
+    probes = [clause_condition(c, res, drive=False, rid=t.c.rid) for c in indexed[1:]]
+    if snapshot is not None:
+        probes.append(t.c.rid <= snapshot)
+    return [*outer, res.c.rid.in_(select(t.c.rid).where(cond, *probes))]
