@@ -44,8 +44,11 @@ class MllpClient:
     async def receive(self, timeout: float | None = None) -> bytes | None:
         """The next ACK payload, or None when the server closed the connection."""
         assert self._frames is not None
-        async with asyncio.timeout(timeout or self.timeout):
-            item = await self._frames.next()
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                item = await self._frames.next()
+        except ConnectionError:
+            return None
         return item.payload if isinstance(item, Frame) else None
 
     async def call(self, payload: bytes) -> bytes | None:

@@ -76,7 +76,7 @@ class MllpServer:
         self.ingestor = ingestor
         self.config = config
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.connections = 0
 
     @property
@@ -101,10 +101,16 @@ class MllpServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        # end each connection from below (its reads fail), so an ingest in progress still
+        # finishes its commit; only what is still running after a grace period is cancelled
+        for writer in self._tasks.values():
+            writer.transport.abort()
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -112,8 +118,8 @@ class MllpServer:
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = writer
+        task.add_done_callback(lambda t: self._tasks.pop(t, None))
         peername = writer.get_extra_info("peername") or ("?", 0)
         peer = f"{peername[0]}:{peername[1]}"
         try:
@@ -126,9 +132,14 @@ class MllpServer:
                               writer, peer)
         except (ConnectionError, ssl.SSLError) as exc:
             log.info("mllp %s: connection lost: %s", peer, type(exc).__name__)
+        except asyncio.CancelledError:
+            # only stop() cancels these tasks; ending normally keeps asyncio's stream
+            # callback (which reads task.exception()) quiet
+            log.info("mllp %s: connection cancelled by shutdown", peer)
         finally:
             writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+            with contextlib.suppress(ConnectionError, ssl.SSLError, OSError,
+                                     asyncio.CancelledError):
                 await writer.wait_closed()
 
     async def _serve(self, frames: FrameReader, writer: asyncio.StreamWriter, peer: str) -> None:
