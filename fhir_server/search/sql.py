@@ -152,6 +152,12 @@ def _subject_exists(rid: Any, patient: tuple[str, str]) -> ColumnElement[bool]:
     ).exists()
 
 
+def _live(rid: Any) -> ColumnElement[bool]:
+    # Deleted resources may keep index rows; they must not take a slot of the n latest.
+    live = R.alias()
+    return select(live.c.rid).where(live.c.rid == rid, live.c.deleted == false()).exists()
+
+
 def _latest_of_code(
     patient: tuple[str, str], category: Sequence[TokenValue], code: TokenValue, n: int
 ) -> Select[Any]:
@@ -159,7 +165,7 @@ def _latest_of_code(
     # and each candidate costs two or three point probes of (param, key, rid) indexes.
     d = INDEX_TABLES["date"].alias()
     conds = [d.c.param == "Observation.date", _subject_exists(d.c.rid, patient),
-             _token_exists(d.c.rid, "Observation.code", [code])]
+             _token_exists(d.c.rid, "Observation.code", [code]), _live(d.c.rid)]
     if category:
         conds.append(_token_exists(d.c.rid, "Observation.category", category))
     inner = select(d.c.rid).where(*conds).order_by(d.c.lo.desc(), d.c.rid.desc()).limit(n)
@@ -177,7 +183,7 @@ def _latest_of_every_code(
     rn = func.row_number().over(partition_by=(t.c.system, t.c.code),
                                 order_by=(d.c.lo.desc(), d.c.rid.desc()))
     conds = [t.c.param == "Observation.code", t.c.code.is_not(None),
-             _subject_exists(t.c.rid, patient)]
+             _subject_exists(t.c.rid, patient), _live(t.c.rid)]
     if category:
         conds.append(_token_exists(t.c.rid, "Observation.category", category))
     ranked = (
