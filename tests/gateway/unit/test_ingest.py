@@ -1,0 +1,79 @@
+"""The ingest pipeline without sockets: outcomes, dead letters, concurrent duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.inbox import list_entries
+from gateway.mllp import Ingestor
+from mappers.hl7v2 import MappingContext
+
+
+def oru(control_id: str, value: int = 72, msh15: str = "") -> bytes:
+    return (
+        f"MSH|^~\\&|MON|ICU|||20240301101500+0000||ORU^R01|{control_id}|P|2.6|||{msh15}|\r"
+        "PID|||MRN7^^^HOSP^MR\r"
+        f"OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|{value}|/min^/min^UCUM|||||R\r"
+    ).encode()
+
+
+def msa(ack: bytes | None) -> list[str]:
+    assert ack is not None
+    line = next(s for s in ack.decode().split("\r") if s.startswith("MSA"))
+    return line.split("|")[1:3]
+
+
+async def test_same_message_twice_at_once_is_stored_once(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    a, b = await asyncio.gather(ing.ingest(oru("same"), "p1"), ing.ingest(oru("same"), "p2"))
+    assert sorted([a.status, b.status]) == ["accepted", "duplicate"]
+    assert a.ack == b.ack and msa(a.ack) == ["AA", "same"]
+    assert len(await list_entries(store)) == 1
+
+
+async def test_same_key_other_payload_at_once_is_one_accept_one_205(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    a, b = await asyncio.gather(ing.ingest(oru("k", 70)), ing.ingest(oru("k", 71)))
+    assert [msa(a.ack), msa(b.ack)] == [["AA", "k"], ["AE", "k"]]
+    assert b"205" in (b.ack or b"")
+    assert sorted(e.status for e in await list_entries(store)) == ["accepted", "dead"]
+
+
+async def test_store_down_answers_ae_and_keeps_nothing(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    await store.close()
+    result = await ing.ingest(oru("down"))
+    assert msa(result.ack) == ["AE", "down"]
+    assert result.status == "lost"  # not even the dead letter: the sender keeps the message
+
+
+async def test_oversized_without_msh_gets_no_ack_but_a_dead_letter(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    result = await ing.oversized(b"x" * 100, 5000, "p")
+    assert result.ack is None
+    [dead] = await list_entries(store)
+    assert dead.status == "dead" and dead.payload == b"x" * 100
+
+
+async def test_oversized_with_msh_gets_ar(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    result = await ing.oversized(oru("huge")[:60], 5000, "p")
+    assert msa(result.ack) == ["AR", "huge"]
+
+
+async def test_ne_duplicate_stays_silent(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    first = await ing.ingest(oru("ne", msh15="NE"))
+    again = await ing.ingest(oru("ne", msh15="NE"))
+    assert (first.status, first.ack) == ("accepted", None)
+    assert (again.status, again.ack) == ("duplicate", None)
+
+
+async def test_dead_letter_reason_has_code_and_location_but_no_patient_data(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    bad = oru("bad").replace(b"|72|", b"|seventy|")
+    result = await ing.ingest(bad)
+    assert msa(result.ack) == ["AE", "bad"]
+    [dead] = await list_entries(store, status="dead")
+    assert dead.reason is not None and dead.reason.startswith("102 ")
+    assert "MRN7" not in dead.reason
