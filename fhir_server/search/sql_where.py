@@ -104,15 +104,19 @@ def date_match(lo: Any, hi: Any, v: DateValue) -> ColumnElement[bool]:
     if p in ("eq", "ne"):
         eq = and_(lo >= ps, hi <= pe)
         return eq if p == "eq" else not_(eq)
-    return {
-        "gt": lambda: hi > pe,
-        "lt": lambda: lo < ps,
-        "ge": lambda: or_(hi > pe, lo >= ps),
-        "le": lambda: or_(lo < ps, hi <= pe),
-        "sa": lambda: lo > pe,
-        "eb": lambda: hi < ps,
-        "ap": lambda: and_(lo <= pe, hi >= ps),
-    }[p]()
+    if p == "gt":
+        return hi > pe  # type: ignore[no-any-return]
+    if p == "lt":
+        return lo < ps  # type: ignore[no-any-return]
+    if p == "ge":
+        return or_(hi > pe, lo >= ps)
+    if p == "le":
+        return or_(lo < ps, hi <= pe)
+    if p == "sa":
+        return lo > pe  # type: ignore[no-any-return]
+    if p == "eb":
+        return hi < ps  # type: ignore[no-any-return]
+    return and_(lo <= pe, hi >= ps)  # ap: overlap with the widened range
 
 
 def _date(t: FromClause, v: Value) -> ColumnElement[bool]:
@@ -127,10 +131,11 @@ def number_match(col: Any, n: NumberValue) -> ColumnElement[bool]:
         return eq if p == "eq" else not_(eq)
     if p == "ap":
         return and_(col >= n.lo, col <= n.hi)
-    return {
+    ops: dict[str, ColumnElement[bool]] = {
         "gt": col > n.value, "sa": col > n.value, "lt": col < n.value, "eb": col < n.value,
         "ge": col >= n.value, "le": col <= n.value,
-    }[p]
+    }
+    return ops[p]
 
 
 def _number(t: FromClause, v: Value) -> ColumnElement[bool]:
@@ -221,9 +226,9 @@ def clause_condition(c: Clause, res: FromClause, *, drive: bool, rid: Any = None
         return not_(has) if c.missing else has
     t, cond = _index_rows(c)
     if c.negate:
-        return rid.not_in(select(t.c.rid).where(cond))
+        return rid.not_in(select(t.c.rid).where(cond))  # type: ignore[no-any-return]
     if drive:
-        return rid.in_(select(t.c.rid).where(cond))
+        return rid.in_(select(t.c.rid).where(cond))  # type: ignore[no-any-return]
     return exists(select(true()).where(t.c.rid == rid, cond))
 
 

@@ -1,0 +1,152 @@
+"""Benchmark: ``Observation?patient=X&code=Y&date=ge<1 hour before the end>&_count=20`` on SQLite.
+
+Loads N vital-sign Observations (``--patients`` x ``--codes`` series, one reading a minute per
+series) into a temporary SQLite file through ``extract_index`` and Core inserts, then times the
+search through aiosqlite and prints JSON with p50/p99 in milliseconds and the query plan.
+
+    .venv/bin/python bench/search_plan.py 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from fhir_server.search import build_select, extract_index, parse_search
+from fhir_server.storage.schema import metadata
+
+_BASE_US = 1_714_550_400_000_000  # 2024-05-01T08:00:00Z
+_COLS = {
+    "token": ("param", "system", "code", "text"),
+    "string": ("param", "value", "exact"),
+    "date": ("param", "lo", "hi"),
+    "reference": ("param", "target_type", "target_id", "url"),
+    "quantity": ("param", "system", "code", "value", "canon_code", "canon_value"),
+    "number": ("param", "value"),
+}
+
+
+def _iso(us: int) -> str:
+    t = time.gmtime(us // 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+
+
+def observation(i: int, patients: int, codes: int) -> dict[str, Any]:
+    series = i % (patients * codes)
+    p, c = series // codes, series % codes
+    minute = i // (patients * codes)
+    return {
+        "resourceType": "Observation", "id": f"o{i}", "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": f"code-{c}"},
+                            {"system": "urn:iso:std:iso:11073:10101", "code": f"mdc-{c}"}]},
+        "subject": {"reference": f"Patient/p{p}"},
+        "effectiveDateTime": _iso(_BASE_US + minute * 60_000_000),
+        "valueQuantity": {"value": 60 + i % 50, "unit": "/min",
+                          "system": "http://unitsofmeasure.org", "code": "/min"},
+    }
+
+
+def load(db: Path, n: int, patients: int, codes: int) -> None:
+    create_engine(f"sqlite:///{db}").dispose()
+    eng = create_engine(f"sqlite:///{db}")
+    metadata.create_all(eng)
+    eng.dispose()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    batch = 20_000
+    for start in range(0, n, batch):
+        _load_batch(con, range(start, min(n, start + batch)), patients, codes)
+        con.commit()
+    con.execute("ANALYZE")
+    con.commit()
+    con.close()
+
+
+def _load_batch(con: sqlite3.Connection, ids: range, patients: int, codes: int) -> None:
+    res, ver = [], []
+    idx: dict[str, list[tuple[Any, ...]]] = {k: [] for k in _COLS}
+    for i in ids:
+        rid = i + 1
+        obs = observation(i, patients, codes)
+        res.append((rid, "Observation", obs["id"], 1, _BASE_US, 0, rid))
+        ver.append((rid, rid, 1, _BASE_US, 0, "POST", orjson.dumps(obs)))
+        for kind, rows in extract_index("Observation", obs).items():
+            cols = _COLS[kind]
+            idx[kind] += [(rid, *(r[c] for c in cols)) for r in rows]
+    con.executemany("INSERT INTO resource (rid,type,id,version,last_updated,deleted,vid) "
+                    "VALUES (?,?,?,?,?,?,?)", res)
+    con.executemany("INSERT INTO resource_version (vid,rid,version,last_updated,deleted,method,"
+                    "body) VALUES (?,?,?,?,?,?,?)", ver)
+    for kind, rows in idx.items():
+        if rows:
+            cols = _COLS[kind]
+            marks = ",".join("?" * (len(cols) + 1))
+            con.executemany(f"INSERT INTO idx_{kind} (rid,{','.join(cols)}) VALUES ({marks})", rows)
+
+
+async def measure(db: Path, n: int, patients: int, codes: int, runs: int) -> dict[str, Any]:
+    end_minute = n // (patients * codes)
+    since = _iso(_BASE_US + (end_minute - 60) * 60_000_000)
+    eng = create_async_engine(f"sqlite+aiosqlite:///{db}")
+    rng = random.Random(7)
+    times, hits, plan = [], 0, ""
+    async with eng.connect() as conn:
+        for k in range(runs + 20):
+            p, c = rng.randrange(patients), rng.randrange(codes)
+            q = parse_search("Observation", [
+                ("patient", f"p{p}"), ("code", f"http://loinc.org|code-{c}"),
+                ("date", f"ge{since}"), ("_count", "20")], strict=True)
+            stmt = build_select(q)
+            if k == 0:
+                sql = str(stmt.compile(conn.sync_engine, compile_kwargs={"literal_binds": True}))
+                rows = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()
+                plan = "\n".join(str(r[-1]) for r in rows)
+            t0 = time.perf_counter()
+            rows = (await conn.execute(stmt)).all()
+            dt = time.perf_counter() - t0
+            if k >= 20:  # warm-up excluded
+                times.append(dt * 1000)
+                hits += len(rows)
+    await eng.dispose()
+    times.sort()
+    return {"n": n, "runs": runs, "p50_ms": round(times[len(times) // 2], 3),
+            "p99_ms": round(times[int(len(times) * 0.99) - 1], 3),
+            "mean_rows": hits / runs, "plan": plan}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n", type=int, nargs="?", default=100_000)
+    ap.add_argument("--patients", type=int, default=100)
+    ap.add_argument("--codes", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--db", type=Path, help="reuse/keep this file instead of a temp file")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = a.db or Path(tmp) / "bench.sqlite"
+        t0 = time.perf_counter()
+        if not db.exists():
+            load(db, a.n, a.patients, a.codes)
+        load_s = time.perf_counter() - t0
+        out = asyncio.run(measure(db, a.n, a.patients, a.codes, a.runs))
+        out["load_s"] = round(load_s, 1)
+        print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
