@@ -471,3 +471,24 @@ async def test_paging_snapshot_while_inserting(kind: str, tmp_path: Any) -> None
                 "late2", "late1"]
     finally:
         await _drop(eng, schema)
+
+
+# ---- query plans (SQLite): every access goes through an index, never a table scan ---------
+
+@pytest.mark.parametrize(("query", "driver"), [
+    ("patient=p1&code=http://loinc.org|8867-4&date=ge2024-05-01",
+     "COVERING INDEX ix_token_code (param=? AND code=?)"),
+    ("patient=p1&code=8867-4", "COVERING INDEX ix_reference_target (param=? AND target_id=?)"),
+    ("code=http://loinc.org|8867-4&status=final", "INDEX ix_token_code (param=? AND code=?)"),
+    ("date=ge2024-05-01&_sort=-date", "INDEX ix_date_lo (param=?)"),
+])
+async def test_sqlite_plans_use_indexes(db: AsyncConnection, query: str, driver: str) -> None:
+    if db.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
+    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
+    plan = [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+    assert any(driver in step for step in plan), plan
+    scans = [s for s in plan if s.startswith("SCAN") and "idx_" in s or s == "SCAN resource"]
+    assert scans == [], plan
