@@ -11,7 +11,16 @@ from .extract import extract_index
 from .normalize import norm_text, parse_reference
 from .query import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
 from .query_parts import Clause, Include, SortKey
-from .registry import PARAM_TYPES, SearchParam, search_params, searchable_types, table_kind
+from .registry import (
+    PARAM_TYPES,
+    SearchParam,
+    capability_search_params,
+    include_names,
+    revinclude_names,
+    search_params,
+    searchable_types,
+    table_kind,
+)
 from .sql import build_count, build_includes, build_lastn, build_select, build_snapshot
 from .ucum import UCUM_SYSTEM, canonical, canonical_unit
 from .values import (
@@ -51,13 +60,16 @@ __all__ = [
     "build_snapshot",
     "canonical",
     "canonical_unit",
+    "capability_search_params",
     "date_range",
     "epoch_us",
     "extract_index",
+    "include_names",
     "norm_text",
     "parse_reference",
     "parse_search",
     "parse_token",
+    "revinclude_names",
     "search_params",
     "searchable_types",
     "table_kind",

@@ -19,6 +19,9 @@ from types import MappingProxyType
 __all__ = [
     "PARAM_TYPES",
     "SearchParam",
+    "capability_search_params",
+    "include_names",
+    "revinclude_names",
     "search_params",
     "searchable_types",
     "table_kind",
@@ -206,3 +209,27 @@ def search_params(resource_type: str) -> Mapping[str, SearchParam]:
 def searchable_types() -> list[str]:
     """The resource types that have search parameters, sorted."""
     return sorted(REGISTRY)
+
+
+def capability_search_params(resource_type: str) -> list[dict[str, str]]:
+    """``CapabilityStatement.rest.resource.searchParam`` entries for ``resource_type``."""
+    return [
+        {"name": p.name, "type": p.type, "documentation": p.description}
+        for p in search_params(resource_type).values()
+    ]
+
+
+def include_names(resource_type: str) -> list[str]:
+    """``searchInclude`` values: ``Type:param`` per reference parameter, plus ``Type:*``."""
+    refs = [p for p in search_params(resource_type).values() if p.type == "reference"]
+    return [f"{resource_type}:{p.name}" for p in refs] + ([f"{resource_type}:*"] if refs else [])
+
+
+def revinclude_names(resource_type: str) -> list[str]:
+    """``searchRevInclude`` values: every ``Source:param`` that can point at ``resource_type``."""
+    return [
+        f"{p.resource_type}:{p.name}"
+        for params in REGISTRY.values()
+        for p in params.values()
+        if p.type == "reference" and (not p.target_types or resource_type in p.target_types)
+    ]

@@ -194,3 +194,16 @@ def test_bad_values_are_400(name: str, raw: str, text: str) -> None:
 
 def test_unsearchable_type() -> None:
     assert bad("Basic", []).code == "not-supported"
+
+
+def test_capability_helpers() -> None:
+    from fhir_server.search import capability_search_params, include_names, revinclude_names
+
+    assert include_names("Location") == ["Location:partof", "Location:*"]
+    assert include_names("Subscription") == []
+    assert set(revinclude_names("Encounter")) == {
+        "Observation:encounter", "DetectedIssue:implicated", "RiskAssessment:encounter",
+        "AuditEvent:agent", "AuditEvent:entity", "MedicationAdministration:context"}
+    sub = {p["name"]: p["type"] for p in capability_search_params("Subscription")}
+    assert sub == {"_id": "token", "_lastUpdated": "date", "status": "token",
+                   "criteria": "string", "url": "uri", "type": "token", "payload": "token"}
