@@ -9,7 +9,7 @@ be a single index range (one series), so the date check runs on that series only
 
 The key is not a registered search parameter (clients cannot name it; it is not in the
 CapabilityStatement): ``extract.py`` writes it and ``sql_where.py`` uses it when a query has
-a plain ``patient`` clause and a plain ``code`` clause whose values all carry a system.
+a plain ``patient`` clause (or ``subject=Patient/...``) and a plain ``code`` clause whose values all carry a system.
 """
 
 from __future__ import annotations
@@ -51,9 +51,17 @@ def _plain(c: Clause, name: str) -> bool:
     return c.param.resource_type == "Observation" and c.param.name == name and c.modifier is None
 
 
+def _patient_clause(c: Clause) -> bool:
+    if _plain(c, "patient"):
+        return True
+    # subject=Patient/x is the same search as patient=x
+    return _plain(c, "subject") and all(
+        isinstance(v, ReferenceValue) and v.target_type == "Patient" for v in c.values)
+
+
 def composite_keys(clauses: list[Clause]) -> tuple[list[str], list[Clause]] | None:
     """``(keys, clauses left)`` when a patient and a code clause can use the composite key."""
-    patient = next((c for c in clauses if _plain(c, "patient")), None)
+    patient = next((c for c in clauses if _patient_clause(c)), None)
     code = next((c for c in clauses if _plain(c, "code")), None)
     if patient is None or code is None:
         return None

@@ -359,6 +359,8 @@ async def test_chain(db: AsyncConnection, rt: str, query: str, expected: set[str
     # patient + code with systems: the composite key drives (composite.py)
     ("patient=p1&code=http://loinc.org|8310-5", {"o3", "o4"}),
     ("patient=p1,p2&code=http://loinc.org|8867-4", {"o1", "o2", "o5"}),
+    ("subject=Patient/p2&code=http://loinc.org|8867-4,http://loinc.org|85354-9", {"o5", "o6"}),
+    ("subject=Group/g1&code=http://loinc.org|2708-6", {"o7"}),
     ("patient=p1&code=http://loinc.org|8867-4&date=ge2024-05-01T09:00:00Z", {"o2"}),
     ("patient=p1&code=http://loinc.org|8867-4,http://loinc.org|8310-5&status=final",
      {"o1", "o2", "o3"}),
@@ -477,6 +479,8 @@ async def test_paging_snapshot_while_inserting(kind: str, tmp_path: Any) -> None
 
 @pytest.mark.parametrize(("query", "driver"), [
     ("patient=p1&code=http://loinc.org|8867-4&date=ge2024-05-01",
+     "COVERING INDEX ix_token_code (param=? AND code=?)"),
+    ("subject=Patient/p1&code=http://loinc.org|8867-4",
      "COVERING INDEX ix_token_code (param=? AND code=?)"),
     ("patient=p1&code=8867-4", "COVERING INDEX ix_reference_target (param=? AND target_id=?)"),
     ("code=http://loinc.org|8867-4&status=final", "INDEX ix_token_code (param=? AND code=?)"),
