@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -14,6 +16,7 @@ from .escape import Encoding, unescape
 
 # Fixed namespace: ids must stay stable across releases, or re-sent data would duplicate.
 ID_NAMESPACE = uuid.UUID("6f9d1d2e-3b8c-5a57-9c61-7a1f0c4e2b10")
+_NS_BYTES = ID_NAMESPACE.bytes
 ORIGINAL_TIME_URL = "http://vitalgate.org/fhir/StructureDefinition/hl7v2-original-time"
 NULL = '""'
 
@@ -33,10 +36,19 @@ _SYSTEMS = {
 
 
 def resource_id(resource_type: str, natural_key: str) -> str:
-    """Deterministic id: uuid5 over the type and the natural key."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{resource_type}|{natural_key}"))
+    """Deterministic id: uuid5 (RFC 4122) over the type and the natural key.
+
+    Same value as ``str(uuid.uuid5(ID_NAMESPACE, ...))``, computed without the ``uuid``
+    object overhead since this runs several times per OBX.
+    """
+    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{resource_type}|{natural_key}".encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+@lru_cache(maxsize=4096)  # a message's OBX share a few times; feeds repeat them
 def fhir_datetime(raw: str, tz: ZoneInfo) -> str | None:
     """HL7 DTM/TS (``YYYY[MM[DD[HH[MM[SS[.S...]]]]]][+/-ZZZZ]``) as a FHIR dateTime.
 

@@ -61,6 +61,8 @@ class _OruMapper:
         self.nodes: dict[tuple[int, ...], tuple[str | None, str]] = {}
         self.panels = PanelBuilder()
         self.counts: dict[str, int] = {}
+        self.device_keys: dict[str, str | None] = {}  # raw OBX-18 -> device key
+        self.device_refs: dict[str, str] = {}  # device key -> "Device/<id>"
 
     def add(self, resource: dict[str, Any]) -> None:
         self.out[(resource["resourceType"], resource["id"])] = resource
@@ -138,7 +140,13 @@ class _OruMapper:
         return device_key, time_raw
 
     def device(self, obx: Segment, parent_key: str | None) -> str | None:
+        raw = obx[18]
+        if not raw:
+            return parent_key
+        if raw in self.device_keys:  # PCD senders repeat OBX-18 on every row
+            return self.device_keys[raw] or parent_key
         found = map_device(obx, 18)
+        self.device_keys[raw] = found[0] if found else None
         if found is None:
             return parent_key
         key, device = found
@@ -162,7 +170,7 @@ class _OruMapper:
         category = self.category(obx, term)
         unit = obx_unit(obx, term, self.ctx)
         anchor = self.anchor(device_key)
-        device_ref = f"Device/{resource_id('Device', device_key)}" if device_key else None
+        device_ref = self.device_ref(device_key)
         obs: dict[str, Any] = {"resourceType": "Observation", "status": self.status(obx, seq)}
         value = _value(obx, seq, unit, self.ctx)
         if term is not None and term.bp and term.panel and category is None:
@@ -192,6 +200,14 @@ class _OruMapper:
                 obs["referenceRange"] = ranges
         self.add(obs)
 
+    def device_ref(self, device_key: str | None) -> str | None:
+        if not device_key:
+            return None
+        ref = self.device_refs.get(device_key)
+        if ref is None:
+            ref = self.device_refs[device_key] = f"Device/{resource_id('Device', device_key)}"
+        return ref
+
     def anchor(self, device_key: str | None) -> str:
         if device_key:
             return f"device:{device_key}"
@@ -202,12 +218,15 @@ class _OruMapper:
         return f"sender:{self.header.sending_app}|{self.header.sending_facility}"
 
     def category(self, obx: Segment, term: MdcTerm | None) -> str | None:
-        # The reference puts SETTING in OBX-17; the PIIC demo export sends it in OBX-13.
-        methods = {m.upper() for n in (13, 17) for m in obx.get(n).split(obx.enc.component)}
-        if obx.get(3, 3).upper().endswith("-ALERT") or self.header.trigger_event == "R40":
+        if self.header.trigger_event == "R40" or obx.get(3, 3).upper().endswith("-ALERT"):
             return "device-alert"
-        if methods & {"SETTING", "CONFIGURATION"}:
-            return "device-setting"
+        # The reference puts SETTING in OBX-17; the PIIC demo export sends it in OBX-13.
+        for n in (13, 17):
+            raw = obx[n].upper()
+            if raw and ("SETTING" in raw or "CONFIGURATION" in raw):
+                parts = set(raw.split(obx.enc.component))
+                if parts & {"SETTING", "CONFIGURATION"}:
+                    return "device-setting"
         return None
 
     def status(self, obx: Segment, seq: int) -> str:

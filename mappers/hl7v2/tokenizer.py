@@ -76,10 +76,13 @@ class Segment:
 
         All 1-based as in HL7; ``comp=0`` / ``sub=0`` mean the whole repetition / component.
         """
-        raw = self[n]
-        if not raw or (self.name in _HEADER_SEGMENTS and n <= 2):
+        fields = self.fields
+        raw = fields[n] if 0 <= n < len(fields) else ""
+        if not raw or (n <= 2 and self.name in _HEADER_SEGMENTS):
             return raw
         enc = self.enc
+        if not comp and rep == 1 and enc.repetition not in raw:
+            return raw
         if enc.repetition in raw:
             reps = raw.split(enc.repetition)
             raw = reps[rep - 1] if rep <= len(reps) else ""
