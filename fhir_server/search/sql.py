@@ -27,6 +27,7 @@ from fhir_server.storage.schema import INDEX_TABLES, resource, resource_version
 
 from .query import MAX_COUNT, SearchQuery, SortKey
 from .query_parts import Include
+from .sql_stream import streaming_plan
 from .sql_where import where_all
 from .values import TokenValue
 
@@ -82,15 +83,28 @@ def build_snapshot() -> Select[Any]:
     return select(func.coalesce(func.max(R.c.rid), 0))
 
 
-def build_select(q: SearchQuery) -> Select[Any]:
-    """One page of matches, ordered per ``_sort`` then rid, ``LIMIT count+1 OFFSET offset``."""
+def _streaming_select(q: SearchQuery) -> Select[Any] | None:
+    plan = None if q.sort else streaming_plan(q.clauses, R, q.snapshot)
+    if plan is None:
+        return None
+    t, conds = plan
     return (
-        _page_columns()
-        .where(*_conditions(q))
-        .order_by(*_order(q))
-        .limit(q.count + 1)
-        .offset(q.offset)
+        select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+        .select_from(t.join(R, R.c.rid == t.c.rid).join(V, R.c.vid == V.c.vid))
+        .where(R.c.deleted == false(), R.c.type == q.resource_type, *conds)
+        .order_by(t.c.rid)
     )
+
+
+def build_select(q: SearchQuery) -> Select[Any]:
+    """One page of matches, ordered per ``_sort`` then rid, ``LIMIT count+1 OFFSET offset``.
+
+    Without ``_sort``, a single-key driving clause streams in rid order (``sql_stream.py``).
+    """
+    stmt = _streaming_select(q)
+    if stmt is None:
+        stmt = _page_columns().where(*_conditions(q)).order_by(*_order(q))
+    return stmt.limit(q.count + 1).offset(q.offset)
 
 
 def build_count(q: SearchQuery) -> Select[Any]:

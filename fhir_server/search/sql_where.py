@@ -46,7 +46,10 @@ from .values import (
     Value,
 )
 
-__all__ = ["clause_condition", "date_match", "number_match", "selectivity", "where_all"]
+__all__ = [
+    "clause_condition", "date_match", "index_rows", "number_match", "on_index",
+    "resource_columns", "selectivity", "where_all",
+]
 
 _LOW_CARDINALITY = frozenset({"status", "category", "gender", "active", "class", "type", "action",
                               "outcome", "payload"})
@@ -169,9 +172,10 @@ _MATCH = {"token": _token, "uri": _token, "string": _string, "date": _date,
           "number": _number, "quantity": _quantity, "reference": _reference}
 
 
-def _index_rows(c: Clause) -> tuple[FromClause, ColumnElement[bool]]:
+def index_rows(c: Clause, t: FromClause | None = None) -> tuple[FromClause, ColumnElement[bool]]:
+    """The index table (a fresh alias unless ``t`` is given) and the rows matching ``c``."""
     # Always an alias: two clauses on one table must not correlate with each other.
-    t = INDEX_TABLES[c.param.table].alias()
+    t = INDEX_TABLES[c.param.table].alias() if t is None else t
     match = _MATCH[c.param.type]
     values = [match(t, v) for v in c.values]
     cond = values[0] if len(values) == 1 else or_(*values)
@@ -180,7 +184,7 @@ def _index_rows(c: Clause) -> tuple[FromClause, ColumnElement[bool]]:
     return t, and_(t.c.param == c.param.key, cond)
 
 
-def _columns(c: Clause, res: FromClause) -> ColumnElement[bool]:
+def resource_columns(c: Clause, res: FromClause) -> ColumnElement[bool]:
     if c.param.name == "_id":
         ids = [v.code for v in c.values if isinstance(v, TokenValue)]
         return res.c.id.in_(ids)
@@ -204,7 +208,7 @@ def _chain(c: Clause, rid: Any) -> ColumnElement[bool]:
     return or_(*alts) if alts else false()
 
 
-def _on_index(c: Clause) -> bool:
+def on_index(c: Clause) -> bool:
     return c.param.name not in ("_id", "_lastUpdated")
 
 
@@ -216,15 +220,15 @@ def clause_condition(c: Clause, res: FromClause, *, drive: bool, rid: Any = None
     ``(param, key, rid)`` indexes.
     """
     rid = res.c.rid if rid is None else rid
-    if not _on_index(c):
-        return _columns(c, res)
+    if not on_index(c):
+        return resource_columns(c, res)
     if c.chain:
         return _chain(c, rid)
     if c.missing is not None:
         t = INDEX_TABLES[c.param.table].alias()
         has = exists(select(true()).where(t.c.rid == rid, t.c.param == c.param.key))
         return not_(has) if c.missing else has
-    t, cond = _index_rows(c)
+    t, cond = index_rows(c)
     if c.negate:
         return rid.not_in(select(t.c.rid).where(cond))  # type: ignore[no-any-return]
     if drive:
@@ -243,8 +247,8 @@ def where_all(
     and the snapshot bound stay on ``res``.
     """
     ordered = sorted(clauses, key=selectivity)
-    outer = [_columns(c, res) for c in ordered if not _on_index(c)]
-    indexed = [c for c in ordered if _on_index(c)]
+    outer = [resource_columns(c, res) for c in ordered if not on_index(c)]
+    indexed = [c for c in ordered if on_index(c)]
     if snapshot is not None:
         outer.append(res.c.rid <= snapshot)
     if not indexed:
@@ -260,7 +264,7 @@ def where_all(
     first = indexed[0]
     if first.chain or first.missing is not None or first.negate:
         return outer + [clause_condition(c, res, drive=i == 0) for i, c in enumerate(indexed)]
-    t, cond = _index_rows(first)
+    t, cond = index_rows(first)
     probes = [clause_condition(c, res, drive=False, rid=t.c.rid) for c in indexed[1:]]
     if snapshot is not None:
         probes.append(t.c.rid <= snapshot)

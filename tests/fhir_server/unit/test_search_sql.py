@@ -496,3 +496,41 @@ async def test_sqlite_plans_use_indexes(db: AsyncConnection, query: str, driver:
     assert any(driver in step for step in plan), plan
     scans = [s for s in plan if s.startswith("SCAN") and "idx_" in s or s == "SCAN resource"]
     assert scans == [], plan
+
+
+@pytest.mark.parametrize("query", [
+    "status=final", "code=http://loinc.org|8867-4", "patient=p1",
+    "patient=p1&code=http://loinc.org|8867-4&date=ge2024-05-01",
+])
+async def test_sqlite_single_key_pages_stream_without_sorting(db: AsyncConnection,
+                                                              query: str) -> None:
+    if db.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
+    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
+    plan = [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+    assert not any("TEMP B-TREE" in s for s in plan), plan
+    assert not any("LIST SUBQUERY" in s for s in plan), plan
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_each_resource_once_when_two_index_rows_match(kind: str, tmp_path: Any) -> None:
+    eng, schema = await _engine(kind, str(tmp_path))
+    try:
+        async with eng.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            loader = Loader(conn)
+            twice = [coding(LOINC, "X1"), coding("urn:other", "X1"), coding(LOINC, "X1")]
+            await loader.put(obs("dup", "Patient/p1", twice, "2024-05-01T08:00:00Z"))
+            await loader.put(obs("single", "Patient/p1", [coding(LOINC, "X1")],
+                                 "2024-05-01T09:00:00Z"))
+            for query in (["code", "X1"], ["code", "http://loinc.org|X1"]):
+                assert await ids(conn, "Observation", [tuple(query)]) == ["dup", "single"]
+            both = [("patient", "p1"), ("code", "http://loinc.org|X1")]
+            assert await ids(conn, "Observation", both) == ["dup", "single"]
+            q = parse_search("Observation", [("code", "X1"), ("_count", "1")], strict=True)
+            assert [r.id for r in await conn.execute(build_select(q.with_page(1, None)))] == [
+                "single"]
+    finally:
+        await _drop(eng, schema)

@@ -1,0 +1,90 @@
+"""A streaming plan for pages in rid order: join the driving index instead of ``rid IN (...)``.
+
+``rid IN (subquery)`` makes the database collect every match before it can return the
+first page: ~0.4 s for ``status=final`` over 1,000,000 Observations on SQLite. When the
+driving clause is a single equality key of an index ordered ``(param, key, rid)``
+(``ix_token_code``, ``ix_reference_target``, or the composite patient+code key), the index
+already yields matches in rid order, so joining it to ``resource`` and ordering by its rid
+lets ``LIMIT`` stop after one page, whether the key matches ten rows or a million.
+
+A resource can have two index rows with the same key (the same code in two codings); the
+``NOT EXISTS`` on a lower ``pk`` keeps only its first row, so each resource appears once.
+Used only without ``_sort``; everything else takes ``where_all``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, exists, not_, select
+from sqlalchemy.sql.expression import FromClause
+
+from fhir_server.storage.schema import INDEX_TABLES
+
+from .composite import COMPOSITE_PARAM, composite_keys
+from .query_parts import Clause
+from .sql_where import clause_condition, index_rows, on_index, resource_columns, selectivity
+from .values import ReferenceValue, TokenValue
+
+__all__ = ["StreamPlan", "streaming_plan"]
+
+# (the driving index alias, every condition of the page)
+StreamPlan = tuple[FromClause, list[ColumnElement[bool]]]
+
+
+def _key_column(c: Clause) -> str | None:
+    """The index key column when ``c`` is one equality key, else None."""
+    if c.chain or c.missing is not None or c.negate or len(c.values) != 1:
+        return None
+    v = c.values[0]
+    if c.param.type in ("token", "uri") and c.modifier is None:
+        return "code" if isinstance(v, TokenValue) and v.code is not None else None
+    if c.param.type == "reference" and (c.modifier is None or c.modifier[:1].isupper()):
+        return "target_id" if isinstance(v, ReferenceValue) and v.target_id else None
+    return None
+
+
+def _first_row_only(t: FromClause, key: str, match: ColumnElement[bool],
+                    earlier: FromClause) -> ColumnElement[bool]:
+    return not_(exists(select(earlier.c.rid).where(
+        earlier.c.param == t.c.param, earlier.c[key] == t.c[key], earlier.c.rid == t.c.rid,
+        earlier.c.pk < t.c.pk, match,
+    )))
+
+
+_Driver = tuple[FromClause, list[ColumnElement[bool]], list[Clause], ColumnElement[bool]]
+
+
+def _composite(indexed: list[Clause]) -> _Driver | None:
+    combo = composite_keys(indexed)
+    if combo is None or len(combo[0]) != 1:
+        return None
+    table = INDEX_TABLES["token"]
+    t, t2 = table.alias(), table.alias()
+    (key,) = combo[0]
+    conds = [t.c.param == COMPOSITE_PARAM, t.c.code == key]
+    return t, conds, combo[1], _first_row_only(t, "code", t2.c.code == key, t2)
+
+
+def streaming_plan(clauses: tuple[Clause, ...], res: FromClause,
+                   snapshot: int | None) -> StreamPlan | None:
+    """The driving index and all conditions, or None when no clause can stream."""
+    ordered = sorted(clauses, key=selectivity)
+    indexed = [c for c in ordered if on_index(c)]
+    if not indexed:
+        return None
+    plan = _composite(indexed)
+    if plan is None:
+        first = indexed[0]
+        key = _key_column(first)
+        if key is None:
+            return None
+        t, match = index_rows(first)
+        t2, match2 = index_rows(first, INDEX_TABLES[first.param.table].alias())
+        plan = t, [match], indexed[1:], _first_row_only(t, key, match2, t2)
+    t, conds, rest, first_row = plan
+    if snapshot is not None:
+        conds.append(t.c.rid <= snapshot)
+    conds += [clause_condition(c, res, drive=False, rid=t.c.rid) for c in rest]
+    conds += [resource_columns(c, res) for c in ordered if not on_index(c)]
+    # last: SQLite evaluates terms in order, and most candidates fail a probe before this
+    conds.append(first_row)
+    return t, conds
