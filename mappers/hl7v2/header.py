@@ -74,6 +74,8 @@ def read_header_lenient(data: bytes) -> MessageHeader | None:
     if at < 0 or len(data) < at + 4:
         return None
     line = data[at:].decode("latin-1").replace("\n", "\r").split("\r", 1)[0]
+    if len(line) < 4:
+        return None
     fs = line[3]
     if fs.isalnum() or fs.isspace() or not fs.isprintable():
         return None

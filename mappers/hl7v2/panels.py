@@ -31,7 +31,7 @@ class PanelBuilder:
         group[3].append((term, codings, value))
 
     def build(self, subject: Callable[[str | None], dict[str, Any]]) -> list[dict[str, Any]]:
-        return [self._panel(key, *group, subject) for key, group in self.groups.items()]
+        return [self._panel(key, g[0], g[1], g[2], g[3], subject) for key, g in self.groups.items()]
 
     def _panel(self, key: tuple[str, str, str, str], time_raw: str, status: str,
                device_ref: str | None, parts: list[Any],

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from hl7apy.parser import parse_message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mappers.hl7v2 import (
     HL7Error,
@@ -152,3 +154,15 @@ def test_lenient_header_without_msh() -> None:
     assert read_header_lenient(b"MSH") is None
     h = read_header_lenient(b"MSH|^^^^|APP|FAC||||||CTRL\r")
     assert h is not None and h.sending_app == "APP" and h.control_id == "CTRL"
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200), st.sampled_from(["AA", "AE", "AR", "CA", "CE", "CR"]))
+def test_lenient_header_and_ack_never_crash(data: bytes, code: str) -> None:
+    h = read_header_lenient(data)
+    if h is not None:
+        assert parse(build_ack(h, code, now=NOW, control_id="1"), errors="replace").msh[9][:3] == "ACK"
+
+
+def test_lenient_header_with_bare_msh_line() -> None:
+    assert read_header_lenient(b"MSH\rPID|1\r") is None
