@@ -8,10 +8,11 @@ mapper reported, and the ACK bytes sent (so a duplicate gets the very same ACK a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fhir_server.storage import Store, now_us
@@ -86,6 +87,25 @@ async def find_accepted(conn: AsyncConnection, sender: Sender) -> tuple[str, byt
     )
     row = (await conn.execute(stmt)).first()
     return None if row is None else (row[0], row[1])
+
+
+async def find_accepted_many(conn: AsyncConnection, senders: Iterable[Sender]
+                             ) -> dict[Sender, tuple[str, bytes | None]]:
+    """:func:`find_accepted` for many keys in one query per chunk (one per transaction)."""
+    c = inbox.c
+    by_key = {(s.app[:180], s.facility[:180], s.control_id[:64]): s for s in senders}
+    keys = list(by_key)
+    found: dict[Sender, tuple[int, str, bytes | None]] = {}
+    for i in range(0, len(keys), 300):
+        stmt = select(c.pk, c.sending_app, c.sending_facility, c.control_id, c.payload_hash,
+                      c.ack).where(
+            c.status == ACCEPTED,
+            tuple_(c.sending_app, c.sending_facility, c.control_id).in_(keys[i : i + 300]))
+        for pk, app, fac, cid, digest, ack in await conn.execute(stmt):
+            sender = by_key[(app, fac, cid)]
+            if sender not in found or found[sender][0] < pk:
+                found[sender] = (pk, digest, ack)
+    return {s: (d, a) for s, (_, d, a) in found.items()}
 
 
 def _select() -> Select[Any]:

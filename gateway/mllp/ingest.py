@@ -32,7 +32,16 @@ from typing import Any, Literal
 from sqlalchemy import update
 
 from fhir_server.storage import Store, WriteTx
-from gateway.inbox.records import ACCEPTED, DEAD, REPLAYED, Sender, find_accepted, get_entry, inbox_row
+from gateway.inbox.records import (
+    ACCEPTED,
+    DEAD,
+    REPLAYED,
+    Sender,
+    find_accepted,
+    find_accepted_many,
+    get_entry,
+    inbox_row,
+)
 from gateway.inbox.schema import inbox
 from mappers.hl7v2 import (
     REJECT_CODES,
@@ -97,6 +106,29 @@ class _KeyLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+class _DuplicateCheck:
+    """One duplicate query per write transaction, for every key waiting for the writer.
+
+    Jobs of one group run one after the other in the same transaction: the first to ask
+    looks up all keys queued at that moment (every job of the group was queued before the
+    transaction began), the others read the answer. Equal keys never share a transaction
+    (the per-key lock), so rows inserted earlier in the same transaction cannot matter.
+    """
+
+    def __init__(self) -> None:
+        self.pending: set[Sender] = set()
+        self._tx: WriteTx | None = None
+        self._found: dict[Sender, tuple[str, bytes | None]] = {}
+        self._asked: set[Sender] = set()
+
+    async def lookup(self, tx: WriteTx, sender: Sender) -> tuple[str, bytes | None] | None:
+        if self._tx is not tx or sender not in self._asked:
+            self._asked = set(self.pending) | {sender}
+            self._found = await find_accepted_many(tx.conn, self._asked)
+            self._tx = tx
+        return self._found.get(sender)
+
+
 class Ingestor:
     """Runs the pipeline for frames of any connection; one instance per process."""
 
@@ -106,6 +138,7 @@ class Ingestor:
         self.ctx = ctx
         self.clock = clock
         self._locks = _KeyLocks()
+        self._dups = _DuplicateCheck()
 
     async def ingest(self, payload: bytes, peer: str = "", *, replay_of: int | None = None) -> IngestResult:
         """Run one frame through the pipeline; never raises for bad input."""
@@ -157,7 +190,7 @@ class Ingestor:
 
         async def job(tx: WriteTx) -> tuple[str, bytes | None] | None:
             if replay_of is None:
-                found = await find_accepted(tx.conn, sender)
+                found = await self._dups.lookup(tx, sender)
                 if found is not None:
                     return found
             for res in resources:
@@ -167,12 +200,15 @@ class Ingestor:
             await self._insert(tx, row, replay_of)
             return None
 
+        self._dups.pending.add(sender)
         try:
             found = await self.store.write(job)
         except Exception as exc:  # noqa: BLE001 - the store failed: AE, the sender may retry
             log.error("mllp %s: store failed for control id %r: %s", peer, header.control_id, exc)
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
+        finally:
+            self._dups.pending.discard(sender)
         if found is not None:
             return await self._answer_duplicate(payload, digest, header, peer, found)
         log.info("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,

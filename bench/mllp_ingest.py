@@ -1,0 +1,289 @@
+"""MLLP ingest benchmark: prints one JSON object.
+
+    .venv/bin/python bench/mllp_ingest.py                  # 120 s per load phase, SQLite
+    .venv/bin/python bench/mllp_ingest.py --duration 10    # smoke run
+    .venv/bin/python bench/mllp_ingest.py --database-url postgresql://postgres@127.0.0.1/bench
+
+The listener runs as its own process (``python -m gateway.mllp``) on a fresh database;
+this process is the 8 senders, one 10-OBX ORU^R01 in flight each (each message has new
+control ID and new effective times, so every Observation is a new resource).
+
+- ``throughput``: closed loop for ``--duration`` s; messages and Observations ACKed per
+  second, then checked against the database (every ACKed message must be there).
+- ``latency``: open loop at ``--rate`` Observations/s (spread over the senders, still one
+  in flight each) for ``--duration`` s; ACK latency from send to ACK, p50/p99/max.
+- ``parse``: python-hl7, hl7apy and our tokenizer, parse only, on the same messages.
+- ``ceiling``: raw sqlite3 ``executemany`` writing the rows the store writes for the same
+  messages (resource, version, index, change log, inbox) in transactions of the mean
+  group size measured in the throughput phase, synchronous=FULL, WAL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fhir_server.storage import Store, make_engine, upgrade  # noqa: E402
+from gateway.mllp.client import MllpClient  # noqa: E402
+
+SENDERS = 8
+OBX = [  # (MDC code, reference id, value, UCUM)
+    ("147842", "MDC_ECG_HEART_RATE", "72", "/min"),
+    ("150456", "MDC_PULS_OXIM_SAT_O2", "97", "%"),
+    ("151562", "MDC_RESP_RATE", "16", "/min"),
+    ("150344", "MDC_TEMP", "36.9", "Cel"),
+    ("150021", "MDC_PRESS_BLD_NONINV_SYS", "120", "mm[Hg]"),
+    ("150022", "MDC_PRESS_BLD_NONINV_DIA", "80", "mm[Hg]"),
+    ("150023", "MDC_PRESS_BLD_NONINV_MEAN", "93", "mm[Hg]"),
+    ("149530", "MDC_PULS_OXIM_PULS_RATE", "71", "/min"),
+    ("151708", "MDC_AWAY_CO2_ET", "38", "mm[Hg]"),
+    ("150087", "MDC_PRESS_BLD_VEN_CENT_MEAN", "8", "mm[Hg]"),
+]
+
+
+def message(sender: int, n: int, phase: str = "t") -> bytes:
+    """A 10-OBX IHE PCD-01 style ORU^R01; OBX-14 moves one second per message."""
+    t = 1_700_000_000 + n
+    ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(t)) + "+0000"
+    lines = [
+        f"MSH|^~\\&|BENCH{sender}^{sender:016X}^EUI-64|ICU|VG|HOSP|{ts}||ORU^R01^ORU_R01|"
+        f"{phase}{sender}-{n}|P|2.6",
+        f"PID|||BM{sender:04d}^^^HOSP^MR||BENCH^PATIENT{sender}",
+        f"PV1||I|ICU^1^{sender}",
+        f"OBR|1|||182777000^monitoring of patient^SCT|||{ts}",
+    ]
+    for i, (code, ref, value, unit) in enumerate(OBX, 1):
+        lines.append(f"OBX|{i}|NM|{code}^{ref}^MDC|1.1.1.{i}|{value}|{unit}^{unit}^UCUM|||||R|||{ts}")
+    return ("\r".join(lines) + "\r").encode()
+
+
+async def start_server(db_url: str) -> tuple[asyncio.subprocess.Process, int]:
+    env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_LOG_LEVEL": "WARNING"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.mllp", "--port", "0", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = (await proc.stdout.readline()).decode()
+    if not line.startswith("mllp listening on "):
+        raise RuntimeError(f"listener did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+async def closed_loop(port: int, duration: float) -> tuple[int, float]:
+    deadline = time.perf_counter() + duration
+    counts = [0] * SENDERS
+
+    async def sender(i: int) -> None:
+        async with MllpClient("127.0.0.1", port) as c:
+            while time.perf_counter() < deadline:
+                ack = await c.call(message(i, counts[i]))
+                assert ack is not None and b"|CA|" not in ack and b"MSA|AA|" in ack, ack
+                counts[i] += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(sender(i) for i in range(SENDERS)))
+    return sum(counts), time.perf_counter() - start
+
+
+async def open_loop(port: int, duration: float, rate_obs: float,
+                    base: int) -> tuple[list[float], list[float]]:
+    """(send-to-ACK latencies, due-to-ACK latencies); the second counts the wait of a sender
+    that fell behind its schedule (no coordinated omission)."""
+    per_sender = rate_obs / len(OBX) / SENDERS  # messages/s per sender
+    service: list[float] = []
+    scheduled: list[float] = []
+
+    async def sender(i: int) -> None:
+        async with MllpClient("127.0.0.1", port) as c:
+            start = time.perf_counter()
+            n = 0
+            while (due := start + n / per_sender) < start + duration:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                t0 = time.perf_counter()
+                ack = await c.call(message(i, base + n, "l"))
+                t1 = time.perf_counter()
+                service.append(t1 - t0)
+                scheduled.append(t1 - due)
+                assert ack is not None and b"MSA|AA|" in ack
+                n += 1
+                if time.perf_counter() > start + duration + 5:
+                    break  # far behind schedule: the offered rate is not sustainable
+
+    await asyncio.gather(*(sender(i) for i in range(SENDERS)))
+    return service, scheduled
+
+
+async def stored_counts(db_url: str) -> tuple[int, int, int]:
+    """(accepted inbox rows, Observations, transactions) read back from the database."""
+    from sqlalchemy import func, select
+
+    from fhir_server.storage import schema as t
+    from gateway.inbox import inbox
+
+    store = Store(make_engine(db_url))
+    try:
+        acc = (await store.fetch(select(func.count()).select_from(inbox)
+                                 .where(inbox.c.status == "accepted"))).scalar()
+        obs = (await store.fetch(select(func.count()).select_from(t.resource)
+                                 .where(t.resource.c.type == "Observation"))).scalar()
+        txs = (await store.fetch(select(func.count(func.distinct(t.change_log.c.ts))))).scalar()
+        return int(acc), int(obs), int(txs)
+    finally:
+        await store.engine.dispose()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def parse_bench(msgs: list[bytes]) -> dict[str, float]:
+    import hl7
+    from hl7apy.parser import parse_message
+
+    from mappers.hl7v2 import parse
+
+    texts = [m.decode() for m in msgs]
+    out: dict[str, float] = {}
+    for name, fn, data in (
+        ("vitalgate_tokenizer_us", parse, msgs),
+        ("python_hl7_us", hl7.parse, texts),
+        ("hl7apy_us", lambda s: parse_message(s, find_groups=False), texts),
+    ):
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for d in data:
+                fn(d)
+            runs.append((time.perf_counter() - t0) / len(data) * 1e6)
+        out[name] = round(min(runs), 2)
+    out["speedup_vs_python_hl7"] = round(out["python_hl7_us"] / out["vitalgate_tokenizer_us"], 1)
+    return out
+
+
+def ceiling(msgs: list[bytes], group: int) -> dict[str, float]:
+    """Raw sqlite3 executemany of the store's rows for ``msgs``, ``group`` messages a commit."""
+    from fhir_server.search import extract_index
+    from fhir_server.storage import schema as t
+    from fhir_server.storage.fhirjson import dumps
+    from mappers.hl7v2 import MappingContext, map_message, parse
+
+    path = Path(tempfile.mkdtemp()) / "ceiling.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    db = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+        db.execute(f"PRAGMA {pragma}")
+    ctx = MappingContext()
+    mapped = [map_message(parse(m), ctx).resources for m in msgs]
+    key = 0
+    t0 = time.perf_counter()
+    for start in range(0, len(msgs), group):
+        tables: dict[str, list[dict[str, Any]]] = {}
+        for m, resources in zip(msgs[start : start + group], mapped[start : start + group],
+                                strict=True):
+            for res in resources:
+                key += 1
+                body = dumps(res)
+                rid = vid = key
+                tables.setdefault("resource", []).append(
+                    {"rid": rid, "type": res["resourceType"], "id": f"{res['id'][:50]}{key}",
+                     "version": 1, "last_updated": key, "deleted": False, "vid": vid})
+                tables.setdefault("resource_version", []).append(
+                    {"vid": vid, "rid": rid, "version": 1, "last_updated": key, "deleted": False,
+                     "method": "PUT", "body": body})
+                for kind, rows in extract_index(res["resourceType"], res).items():
+                    tables.setdefault(t.INDEX_TABLES[kind].name, []).extend(
+                        {**r, "rid": rid} for r in rows)
+                tables.setdefault("change_log", []).append(
+                    {"seq": key, "rid": rid, "vid": vid, "type": res["resourceType"],
+                     "id": res["id"], "version": 1, "op": "create", "ts": key})
+            tables.setdefault("inbox", []).append(
+                {"received_at": key, "peer": "127.0.0.1:1", "sending_app": "B", "sending_facility": "I",
+                 "control_id": str(key), "message_type": "ORU^R01", "payload_hash": "0" * 64,
+                 "status": "accepted", "reason": None, "patient_key": "k", "payload": m,
+                 "ack": m[:120]})
+        db.execute("BEGIN")
+        for name, rows in tables.items():
+            cols = sorted({c for r in rows for c in r})
+            sql = f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"
+            db.executemany(sql, [{c: r.get(c) for c in cols} for r in rows])
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    db.close()
+    return {"group_size": group, "messages_per_s": round(len(msgs) / elapsed),
+            "observations_per_s": round(len(msgs) * len(OBX) / elapsed)}
+
+
+async def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    db_url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    proc, port = await start_server(db_url)
+    try:
+        sent, elapsed = await closed_loop(port, args.duration)
+        t0 = time.perf_counter()
+        latencies, scheduled = await open_loop(port, args.duration, args.rate, 10_000_000)
+        latency_elapsed = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        await proc.wait()
+    from gateway.settings import normalise_db_url
+
+    accepted, observations, txs = await stored_counts(normalise_db_url(db_url))
+    total = sent + len(latencies)
+    return {
+        "database": db_url.split(":", 1)[0],
+        "senders": SENDERS, "obx_per_message": len(OBX), "duration_s": args.duration,
+        "throughput": {
+            "messages_acked": sent, "messages_per_s": round(sent / elapsed),
+            "observations_per_s": round(sent * len(OBX) / elapsed),
+        },
+        "stored": {"accepted_messages": accepted, "observations": observations,
+                   "acked_total": total, "all_acked_stored": accepted >= total,
+                   "transactions": txs, "mean_group_messages": round(accepted / max(txs, 1), 1)},
+        "latency": {
+            "offered_observations_per_s": args.rate, "messages": len(latencies),
+            "achieved_observations_per_s": round(len(latencies) * len(OBX) / latency_elapsed),
+            "p50_ms": round(statistics.median(latencies) * 1e3, 2),
+            "p99_ms": round(pct(latencies, 0.99) * 1e3, 2),
+            "max_ms": round(max(latencies) * 1e3, 2),
+            "p99_from_schedule_ms": round(pct(scheduled, 0.99) * 1e3, 2),
+        },
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--duration", type=float, default=120.0, help="seconds per load phase")
+    p.add_argument("--rate", type=float, default=5000.0, help="offered Observations/s (latency)")
+    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    p.add_argument("--parse-messages", type=int, default=2000)
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    msgs = [message(i % SENDERS, i, "p") for i in range(args.parse_messages)]
+    result["parse"] = parse_bench(msgs)
+    group = max(1, round(result["stored"]["mean_group_messages"]))
+    result["ceiling_sqlite_executemany"] = ceiling(msgs, group)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
