@@ -55,7 +55,14 @@ class MappingContext:
 @dataclass(frozen=True, slots=True)
 class MappingResult:
     """FHIR resource dicts (each with ``resourceType`` and a deterministic ``id``) and the
-    patients they concern as ``system|value`` keys (for inbox search)."""
+    patients they concern as ``system|value`` keys (for inbox search).
+
+    ``reference_only`` lists ``"Type/id"`` of resources the store should create only when
+    absent and never overwrite: an ORU's PID/PV1 are sparse copies of what ADT owns, and
+    writing them over the ADT version would erase demographics or re-open a discharged
+    encounter.
+    """
 
     resources: list[dict[str, Any]]
     patient_keys: list[str]
+    reference_only: frozenset[str] = frozenset()

@@ -19,7 +19,10 @@ Rules (see also ``values`` for OBX-5):
   system ``*-ALERT``, or any ORU^R40 row) -> category ``device-alert``, both in
   ``urn:vitalgate:observation-category``: recorded, never vital signs.
 - OBX-7 -> referenceRange, except for alarm-limit sources (``ctx.alarm_limit_sources``, MDIL).
+- ORU^R42 pump delivery events also yield a MedicationAdministration (see ``infusion``).
 - Ids: uuid5 over device-or-bed-or-patient + code + OBX-4 + effective time.
+- Patient, Encounter and Location built from the ORU's PID/PV1 are listed in
+  ``MappingResult.reference_only``: ADT owns them, the ORU only makes sure they exist.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .errors import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, HL7Error
 from .escape import unescape
 from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id
 from .header import read_header
+from .infusion import medication_administrations
 from .oru_units import obx_unit, reference_range
 from .panels import PanelBuilder
 from .tokenizer import Message, Segment
@@ -80,7 +84,11 @@ class _OruMapper:
                 self.on_obx(seg, seq)
         for panel in self.panels.build(self.subject_fields):
             self.add(panel)
-        return MappingResult(list(self.out.values()), self.patient_keys)
+        for admin in medication_administrations(self.msg, list(self.out.values())):
+            self.add(admin)
+        owned_by_adt = frozenset(f"{kind}/{rid}" for kind, rid in self.out
+                                 if kind in ("Patient", "Encounter", "Location"))
+        return MappingResult(list(self.out.values()), self.patient_keys, owned_by_adt)
 
     def on_pid(self, pid: Segment) -> None:
         self.patient, self.encounter_ref, self.bed = map_patient(pid, self.ctx), None, None

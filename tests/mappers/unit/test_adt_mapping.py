@@ -190,3 +190,8 @@ def test_nulls_sample_a01() -> None:
     assert [r["name"] for r in only(res.resources, "Location")] == ["MBN1", "MBN1", "06"]
     for resource in res.resources:
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+
+
+def test_adt_owns_its_resources() -> None:
+    text = "\r".join(["MSH|^~\\&|ADT|HOSP|VG|ICU|20240301120000||ADT^A01|C1|P|2.5", PID, pv1()])
+    assert map_message(parse(text), CTX).reference_only == frozenset()

@@ -303,3 +303,31 @@ def test_observation_without_patient_points_at_device() -> None:
     assert obs["subject"] == {"reference": f"Device/{device['id']}"}
     # Still categorised: the gateway re-points subject once the bed association is known.
     assert "vital-signs" in str(obs["category"])
+
+
+def test_pcd10_delivery_events_make_one_medication_administration() -> None:
+    raw = (SAMPLES / "ihe-pcd-ipec-rev1.5_pcd10-delivery-start_ORU_R42.hl7").read_bytes()
+    start = map_message(parse(raw), CTX).resources
+    (admin,) = [r for r in start if r["resourceType"] == "MedicationAdministration"]
+    get_fhir_model_class("MedicationAdministration").model_validate(admin)
+    assert admin["status"] == "in-progress"
+    assert admin["medicationCodeableConcept"] == {"coding": [{"code": "2222", "display": "Dopamine"}],
+                                                 "text": "Dopamine"}
+    assert admin["dosage"]["rateQuantity"] == {"value": Decimal("15.4"), "unit": "mL/h",
+                                               "system": UCUM, "code": "mL/h"}
+    assert admin["identifier"][0]["value"] == "AB12345^PCD-03"
+    device = next(r for r in start if r["resourceType"] == "Device")
+    assert admin["device"] == [{"reference": f"Device/{device['id']}"}]
+    assert admin["effectiveDateTime"] == "2015-10-15T13:21:06-05:00"
+    stop_raw = raw.replace(b"197288^MDC_EVT_PUMP_DELIV_START", b"0^MDC_EVT_PUMP_DELIV_STOP")
+    (stop,) = [r for r in map_message(parse(stop_raw), CTX).resources
+               if r["resourceType"] == "MedicationAdministration"]
+    assert stop["status"] == "stopped" and stop["id"] == admin["id"]
+
+
+def test_oru_patient_encounter_location_are_reference_only() -> None:
+    res = map_message(parse((SAMPLES / "philips-efficia-cm_ORU_R01_MDIL.hl7").read_bytes()), CTX)
+    expected = {f"{r['resourceType']}/{r['id']}" for r in res.resources
+                if r["resourceType"] in ("Patient", "Encounter")}
+    assert len(expected) == 2 and res.reference_only == expected
+    assert all(not ref.startswith("Observation/") for ref in res.reference_only)
