@@ -38,7 +38,6 @@ from gateway.inbox.records import (
     REPLAYED,
     Sender,
     find_accepted,
-    find_accepted_many,
     get_entry,
     inbox_row,
 )
@@ -48,6 +47,7 @@ from mappers.hl7v2 import (
     HL7Error,
     HL7ParseError,
     MappingContext,
+    MappingResult,
     MessageHeader,
     accept_ack_code,
     build_ack,
@@ -61,6 +61,8 @@ from mappers.hl7v2.errors import (
     DUPLICATE_KEY_IDENTIFIER,
     SEGMENT_SEQUENCE_ERROR,
 )
+
+from ._txlookup import TxLookups
 
 log = logging.getLogger(__name__)
 Outcome = Literal["accept", "error", "reject"]
@@ -106,29 +108,6 @@ class _KeyLocks:
                 self._locks[key] = (lock, users - 1)
 
 
-class _DuplicateCheck:
-    """One duplicate query per write transaction, for every key waiting for the writer.
-
-    Jobs of one group run one after the other in the same transaction: the first to ask
-    looks up all keys queued at that moment (every job of the group was queued before the
-    transaction began), the others read the answer. Equal keys never share a transaction
-    (the per-key lock), so rows inserted earlier in the same transaction cannot matter.
-    """
-
-    def __init__(self) -> None:
-        self.pending: set[Sender] = set()
-        self._tx: WriteTx | None = None
-        self._found: dict[Sender, tuple[str, bytes | None]] = {}
-        self._asked: set[Sender] = set()
-
-    async def lookup(self, tx: WriteTx, sender: Sender) -> tuple[str, bytes | None] | None:
-        if self._tx is not tx or sender not in self._asked:
-            self._asked = set(self.pending) | {sender}
-            self._found = await find_accepted_many(tx.conn, self._asked)
-            self._tx = tx
-        return self._found.get(sender)
-
-
 class Ingestor:
     """Runs the pipeline for frames of any connection; one instance per process."""
 
@@ -138,7 +117,7 @@ class Ingestor:
         self.ctx = ctx
         self.clock = clock
         self._locks = _KeyLocks()
-        self._dups = _DuplicateCheck()
+        self._lookups = TxLookups()
 
     async def ingest(self, payload: bytes, peer: str = "", *, replay_of: int | None = None) -> IngestResult:
         """Run one frame through the pipeline; never raises for bad input."""
@@ -173,8 +152,7 @@ class Ingestor:
             if found is not None:
                 return await self._answer_duplicate(payload, digest, header, peer, found)
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
-        return await self._commit(payload, digest, header, peer, result.resources,
-                                  list(result.patient_keys), replay_of)
+        return await self._commit(payload, digest, header, peer, result, replay_of)
 
     async def _find_accepted(self, header: MessageHeader) -> tuple[str, bytes | None] | None:
         """Outside the writer: only used when mapping failed, to answer a resent key as such."""
@@ -182,25 +160,30 @@ class Ingestor:
             return await find_accepted(conn, _sender(header))
 
     async def _commit(self, payload: bytes, digest: str, header: MessageHeader, peer: str,
-                      resources: list[dict[str, Any]], patient_keys: list[str],
-                      replay_of: int | None) -> IngestResult:
+                      result: MappingResult, replay_of: int | None) -> IngestResult:
+        resources, patient_keys = result.resources, list(result.patient_keys)
+        reference_only = result.reference_only
         sender = _sender(header)
         code = accept_ack_code(header, "accept")
         ack = self._ack(header, code or "CA", None)
 
+        refs = frozenset(reference_only)
+        lookups = self._lookups
+
         async def job(tx: WriteTx) -> tuple[str, bytes | None] | None:
-            if replay_of is None:
-                found = await self._dups.lookup(tx, sender)
-                if found is not None:
-                    return found
+            await lookups.prepare(tx, None if replay_of else sender, refs)
+            if replay_of is None and (found := lookups.duplicate(sender)) is not None:
+                return found
             for res in resources:
-                tx.put(res["resourceType"], res["id"], res, method="PUT")
+                ref = f"{res['resourceType']}/{res['id']}"
+                if lookups.claim(ref, ref in refs):
+                    tx.put(res["resourceType"], res["id"], res, method="PUT")
             row = inbox_row(payload=payload, digest=digest, sender=sender, peer=peer,
                             status=ACCEPTED, ack=ack, patient_keys=patient_keys)
             await self._insert(tx, row, replay_of)
             return None
 
-        self._dups.pending.add(sender)
+        lookups.enqueue(sender, refs)
         try:
             found = await self.store.write(job)
         except Exception as exc:  # noqa: BLE001 - the store failed: AE, the sender may retry
@@ -208,7 +191,7 @@ class Ingestor:
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
         finally:
-            self._dups.pending.discard(sender)
+            lookups.dequeue(sender, refs)
         if found is not None:
             return await self._answer_duplicate(payload, digest, header, peer, found)
         log.info("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,

@@ -340,3 +340,23 @@ async def test_allowlist_refuses_other_peers(store):
         await server.stop()
     assert closed is None
     assert await list_entries(store) == []
+
+
+# -- ORU never overwrites what ADT owns ---------------------------------------------------------
+async def test_oru_does_not_overwrite_the_adt_patient(listener, store):
+    adt = (b"MSH|^~\\&|ADT|HOSP|VG|HOSP|20240301100000||ADT^A01|adt-1|P|2.5\r"
+           b"EVN|A01|20240301100000\r"
+           b"PID|||MRN1^^^HOSP^MR||DOE^JANE||19700101|F\r"
+           b"PV1||I|ICU^1^3|||||||||||||||V1\r")
+    c = await client(listener)
+    first = await c.call(adt)
+    patients = [ch for ch in await store.changes(0) if ch.type == "Patient"]
+    await c.call(oru("after-adt-1"))
+    await c.call(oru("after-adt-2", value=81))
+    await c.close()
+    assert first is not None and msa(first) == ("AA", "adt-1")
+    assert len(patients) == 1
+    after = [ch for ch in await store.changes(0) if ch.type == "Patient"]
+    assert after == patients  # the ORUs' sparse PID copy was not written over it
+    stored = await store.read("Patient", patients[0].id)
+    assert stored is not None and b"1970-01-01" in stored.body
