@@ -19,7 +19,7 @@ from typing import Literal
 from .errors import APPLICATION_INTERNAL_ERROR, HL7Error
 from .escape import Encoding, escape
 from .header import MessageHeader
-from .tokenizer import _CODECS
+from .tokenizer import CHARSET_CODECS
 
 Outcome = Literal["accept", "error", "reject"]
 ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
@@ -88,7 +88,7 @@ def build_ack(
     if error is not None:
         segments.append(_err(error, code, enc, old))
     text = "\r".join(segments) + "\r"
-    codec = _CODECS.get(header.charset.upper(), "utf-8")
+    codec = CHARSET_CODECS.get(header.charset.upper(), "utf-8")
     return text.encode(codec, errors="replace")
 
 

@@ -18,7 +18,14 @@ from __future__ import annotations
 from typing import Any
 
 from .context import MappingContext, MappingResult
-from .entities import PatientRef, _identifiers, encounter_key, map_encounter, map_locations, map_patient
+from .entities import (
+    PatientRef,
+    encounter_key,
+    identifiers,
+    map_encounter,
+    map_locations,
+    map_patient,
+)
 from .errors import REQUIRED_FIELD_MISSING, HL7Error
 from .fields import fhir_datetime, resource_id
 from .header import read_header
@@ -65,7 +72,7 @@ def _add(out: dict[tuple[str, str], dict[str, Any]], resource: dict[str, Any]) -
 
 
 def _merged(mrg: Segment, survivor: PatientRef, ctx: MappingContext) -> list[dict[str, Any]]:
-    idents = _identifiers(mrg, 1, ctx)
+    idents = identifiers(mrg, 1, ctx)
     if not idents:
         raise HL7Error(REQUIRED_FIELD_MISSING, "MRG-1 prior patient identifier missing", "MRG^1^1")
     primary = next((i for i in idents if i.get("type", {}).get("coding", [{}])[0].get("code")

@@ -38,7 +38,8 @@ class PatientRef:
     keys: list[str]
 
 
-def _identifiers(seg: Segment, n: int, ctx: MappingContext) -> list[dict[str, Any]]:
+def identifiers(seg: Segment, n: int, ctx: MappingContext) -> list[dict[str, Any]]:
+    """FHIR Identifiers from a repeating CX field (system from CX.4 via the context)."""
     out = []
     for rep in seg.repetitions(n):
         comps = rep.split(seg.enc.component) + ["", "", "", "", ""]
@@ -63,7 +64,7 @@ def map_patient(pid: Segment, ctx: MappingContext) -> PatientRef | None:
     The resource id comes from the first MR identifier, else the first identifier.
     An unreadable birth date (PID-7) is left out rather than refusing the vital signs.
     """
-    idents = _identifiers(pid, 3, ctx) or _identifiers(pid, 2, ctx) or _identifiers(pid, 4, ctx)
+    idents = identifiers(pid, 3, ctx) or identifiers(pid, 2, ctx) or identifiers(pid, 4, ctx)
     if not idents:
         return None
     primary = next((i for i in idents if _type_code(i) == "MR"), idents[0])
@@ -150,7 +151,7 @@ def location_key(loc: dict[str, Any]) -> str:
 
 def encounter_key(pv1: Segment, patient: PatientRef | None, ctx: MappingContext) -> str | None:
     """Natural key: PV1-19 visit number, else patient + PV1-44 admit time, else None."""
-    visit = _identifiers(pv1, 19, ctx)
+    visit = identifiers(pv1, 19, ctx)
     if visit:
         return f"visit|{visit[0]['system']}|{visit[0]['value']}"
     if patient is not None and pv1.get(44, 1):
@@ -166,7 +167,7 @@ def map_encounter(pv1: Segment, patient: PatientRef | None, key: str, status: st
              {"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK"})
     enc: dict[str, Any] = {"resourceType": "Encounter", "id": resource_id("Encounter", key),
                            "status": status, "class": klass}
-    visit = _identifiers(pv1, 19, ctx)
+    visit = identifiers(pv1, 19, ctx)
     if visit:
         enc["identifier"] = visit[:1]
     if patient is not None:

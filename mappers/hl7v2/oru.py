@@ -32,7 +32,7 @@ from typing import Any
 from ..terminology import MDC_SYSTEM, MdcTerm, mdc_term
 from .context import MappingContext, MappingResult
 from .entities import PatientRef, encounter_key, location_key, map_device, map_encounter, map_locations, map_patient
-from .errors import REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, HL7Error
+from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, HL7Error
 from .escape import unescape
 from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id
 from .header import read_header
@@ -173,7 +173,7 @@ class _OruMapper:
                    time_raw: str) -> None:
         effective = fhir_datetime(time_raw, self.ctx.site_tz)
         if effective is None:
-            raise HL7Error(102, f"not a date/time: {time_raw[:40]!r}", f"OBX^{seq}^14")
+            raise HL7Error(DATA_TYPE_ERROR, f"not a date/time: {time_raw[:40]!r}", f"OBX^{seq}^14")
         term, codings, code_key = _code(obx, self.ctx)
         category = self.category(obx, term)
         unit = obx_unit(obx, term, self.ctx)

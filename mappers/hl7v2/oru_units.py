@@ -8,6 +8,7 @@ keeps its text without a UCUM code (the Observation then is not flagged as a vit
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from ..terminology import MdcTerm, to_ucum
@@ -40,8 +41,6 @@ def obx_unit(obx: Segment, term: MdcTerm | None, ctx: MappingContext) -> tuple[s
 
 def reference_range(obx: Segment, unit: tuple[str, str | None]) -> list[dict[str, Any]]:
     """OBX-7 ``low-high``, ``<high`` or ``>low``; anything else is kept as text."""
-    from decimal import Decimal
-
     raw = unescape(obx.get(7), obx.enc)
     if not raw:
         return []

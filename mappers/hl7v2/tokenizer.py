@@ -25,7 +25,8 @@ from .escape import Encoding, unescape
 
 _HEADER_SEGMENTS = frozenset({"MSH", "FHS", "BHS"})
 _BATCH_SEGMENTS = frozenset({"FHS", "BHS", "BTS", "FTS"})
-_CODECS = {
+# MSH-18 (HL7 table 0211) names -> Python codecs; all ASCII-compatible.
+CHARSET_CODECS = {
     "": "utf-8",
     "ASCII": "utf-8",
     "ISO IR6": "utf-8",
@@ -111,7 +112,7 @@ def _nth(raw: str, sep: str, n: int) -> str:
 
 
 class Message:
-    """A parsed message: its segments in order, its delimiters and its MSH-18 charset."""
+    """A parsed message: its segments in order and its delimiters."""
 
     __slots__ = ("segments", "enc")
 
@@ -183,6 +184,7 @@ def _message(lines: list[str], start: int, end: int) -> Message:
 
 
 def _check_wrapper(line: str) -> None:
+    """FHS/BHS need valid delimiters; BTS/FTS need a delimiter (or nothing) after the name."""
     name = line[:3]
     if name in _HEADER_SEGMENTS:
         read_encoding(line)
@@ -200,7 +202,7 @@ def _text(data: bytes | str, errors: str) -> str:
     except UnicodeDecodeError:
         pass
     charset = sniff_charset(data)
-    codec = _CODECS.get(charset.upper())
+    codec = CHARSET_CODECS.get(charset.upper())
     if codec is None:
         raise HL7ParseError(TABLE_VALUE_NOT_FOUND, f"unsupported character set {charset!r}",
                             "MSH^1^18")
