@@ -256,16 +256,19 @@ def where_all(
     combo = composite_keys(indexed)
     if combo is not None:
         t = INDEX_TABLES["token"].alias()
-        probes = [clause_condition(c, res, drive=False, rid=t.c.rid) for c in combo[1]]
-        if snapshot is not None:
-            probes.append(t.c.rid <= snapshot)
-        drive = select(t.c.rid).where(t.c.param == COMPOSITE_PARAM, t.c.code.in_(combo[0]), *probes)
-        return [*outer, res.c.rid.in_(drive)]
+        cond = and_(t.c.param == COMPOSITE_PARAM, t.c.code.in_(combo[0]))
+        return [*outer, _driven(t, cond, combo[1], res, snapshot)]
     first = indexed[0]
     if first.chain or first.missing is not None or first.negate:
         return outer + [clause_condition(c, res, drive=i == 0) for i, c in enumerate(indexed)]
     t, cond = index_rows(first)
-    probes = [clause_condition(c, res, drive=False, rid=t.c.rid) for c in indexed[1:]]
+    return [*outer, _driven(t, cond, indexed[1:], res, snapshot)]
+
+
+def _driven(t: FromClause, cond: ColumnElement[bool], rest: list[Clause], res: FromClause,
+            snapshot: int | None) -> ColumnElement[bool]:
+    """``res.rid IN (rows of t matching cond, with the other clauses probed on t.rid)``."""
+    probes = [clause_condition(c, res, drive=False, rid=t.c.rid) for c in rest]
     if snapshot is not None:
         probes.append(t.c.rid <= snapshot)
-    return [*outer, res.c.rid.in_(select(t.c.rid).where(cond, *probes))]
+    return res.c.rid.in_(select(t.c.rid).where(cond, *probes))
