@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir_server.search import date_range, epoch_us
 
@@ -41,3 +45,23 @@ def test_instant() -> None:
 def test_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         date_range(text)
+
+
+# ---- properties against the standard library's calendar ----------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# hypothesis bounds are naive by design; the offset is drawn separately
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9998, 12, 30)),  # noqa: DTZ001
+       st.integers(min_value=-14 * 60, max_value=14 * 60))
+def test_matches_datetime_arithmetic(dt: datetime, offset_min: int) -> None:
+    tz = timezone(timedelta(minutes=offset_min))
+    aware = dt.replace(tzinfo=tz)
+    text = aware.isoformat(timespec="microseconds")
+    lo, hi = date_range(text)
+    assert lo == hi == (aware - _EPOCH) // timedelta(microseconds=1)
+    day_lo, day_hi = date_range(text[:10])
+    midnight = datetime(dt.year, dt.month, dt.day, tzinfo=UTC)
+    assert day_lo == (midnight - _EPOCH) // timedelta(microseconds=1)
+    assert day_hi == day_lo + DAY - 1

@@ -207,3 +207,14 @@ def test_capability_helpers() -> None:
     sub = {p["name"]: p["type"] for p in capability_search_params("Subscription")}
     assert sub == {"_id": "token", "_lastUpdated": "date", "status": "token",
                    "criteria": "string", "url": "uri", "type": "token", "payload": "token"}
+
+
+def test_links_parse_back_to_the_same_search() -> None:
+    params = [("patient", "p1"), ("code", r"http://loinc.org|8867-4,urn:x|a\,b"),
+              ("date", "ge2024-05-01T10:00:00Z"), ("date", "lt2024-05-02"),
+              ("subject:Patient.identifier", "urn:mrn|1"), ("status:not", "final"),
+              ("_sort", "-date"), ("_include", "Observation:device"), ("_count", "7"),
+              ("_elements", "id")]
+    q = parse_search("Observation", params, strict=True).with_page(14, 99)
+    again = parse_search("Observation", q.to_params(), strict=True)
+    assert again == q
