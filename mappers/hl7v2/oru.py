@@ -82,7 +82,7 @@ class _OruMapper:
                 self.obr_time, self.nodes = seg.get(7, 1), {}
             elif seg.name == "OBX":
                 self.on_obx(seg, seq)
-        for panel in self.panels.build(self.subject_fields):
+        for panel in self.panels.build():
             self.add(panel)
         for admin in medication_administrations(self.msg, list(self.out.values())):
             self.add(admin)
@@ -183,7 +183,7 @@ class _OruMapper:
         value = _value(obx, seq, unit, self.ctx)
         if term is not None and term.bp and term.panel and category is None:
             self.panels.add(term, codings, value, anchor, path, effective, time_raw, obs["status"],
-                            device_ref)
+                            self.subject_fields(device_ref))
             return
         key = f"{anchor}|{code_key}|{obx.get(4)}|{effective}"
         obs["id"] = resource_id("Observation", key)

@@ -331,3 +331,17 @@ def test_oru_patient_encounter_location_are_reference_only() -> None:
                 if r["resourceType"] in ("Patient", "Encounter")}
     assert len(expected) == 2 and res.reference_only == expected
     assert all(not ref.startswith("Observation/") for ref in res.reference_only)
+
+
+def test_each_patient_group_keeps_its_own_panel_subject() -> None:
+    rows = ("OBX|1|NM|150021^SYS^MDC|1.1.1.1|{}|mm[Hg]^^UCUM|||||F\r"
+            "OBX|2|NM|150022^DIA^MDC|1.1.1.2|{}|mm[Hg]^^UCUM|||||F\r")
+    text = ("MSH|^~\\&|CENTRAL|ICU|||20240301101500||ORU^R01|1|P|2.5\r"
+            "PID|||A1^^^H^MR\rPV1||I|ICU^^1\rOBR|1|||x|||20240301101400\r" + rows.format(120, 80) +
+            "PID|||B2^^^H^MR\rPV1||I|ICU^^2\rOBR|1|||x|||20240301101400\r" + rows.format(100, 60))
+    res = map_message(parse(text), CTX).resources
+    patients = {f"Patient/{p['id']}": p["identifier"][0]["value"]
+                for p in res if p["resourceType"] == "Patient"}
+    panels = {patients[o["subject"]["reference"]]: o["component"][0]["valueQuantity"]["value"]
+              for o in observations(res)}
+    assert panels == {"A1": 120, "B2": 100}
