@@ -164,7 +164,8 @@ def parse_string(text: str, modifier: str | None) -> StringValue:
 
 def parse_date(text: str) -> DateValue:
     prefix, rest = _prefix(text)
-    lo, hi = date_range(rest)
+    # An unencoded "+02:00" in a query string arrives as " 02:00": take it as meant.
+    lo, hi = date_range(rest.replace(" ", "+"))
     if prefix == "ap":
         now = int(time.time() * 1_000_000)
         slack = abs(now - lo) // 10

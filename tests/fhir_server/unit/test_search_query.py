@@ -54,6 +54,8 @@ def test_date_prefixes_and_precision() -> None:
         assert v == DateValue(p, MAY1, MAY1 + 31 * DAY - 1)
     (v,) = one("Observation", "date", "ge2024-05-01T10:00+02:00").values
     assert v == DateValue("ge", MAY1 + 8 * 3600_000_000, MAY1 + 8 * 3600_000_000 + 59_999_999)
+    # "+" decoded as a space by a client that did not percent-encode it
+    assert one("Observation", "date", "ge2024-05-01T10:00 02:00").values == (v,)
     (ap,) = one("Observation", "date", "ap2024-05-01").values
     assert ap.prefix == "ap" and ap.lo < MAY1 and ap.hi > MAY1 + DAY - 1
 
