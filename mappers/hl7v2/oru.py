@@ -134,6 +134,10 @@ class _OruMapper:
             self.nodes[path] = (device_key, time_raw)
             return
         self.nodes[path] = (device_key, time_raw)
+        if len(path) >= 5 and path[:-1] not in self.nodes:
+            # PCD-04 facets (MDS.VMD.CHAN.METRIC.facet) of one alarm: the first facet's device
+            # stands for the alarm, so its siblings get it too (but not its time).
+            self.nodes[path[:-1]] = (device_key, "")
         self.map_metric(obx, seq, path, device_key, time_raw)
 
     def inherited(self, obx: Segment, path: tuple[int, ...], seq: int) -> tuple[str | None, str]:

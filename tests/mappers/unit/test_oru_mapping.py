@@ -229,6 +229,9 @@ def test_pcd04_alarm_is_a_device_alert() -> None:
     assert alarm["valueCodeableConcept"]["coding"][0]["code"] == "196940"
     assert alarm["valueCodeableConcept"]["text"] == "Occlusion"
     assert by_code(res, "68481")["valueString"] == "start"
+    device = next(r for r in res if r["resourceType"] == "Device")
+    assert device["identifier"][1]["value"] == "P6013"  # OBX-18 of facet 1.0.0.0.1
+    assert {o["device"]["reference"] for o in observations(res)} == {f"Device/{device['id']}"}
     assert all("vital-signs" not in str(o.get("category")) for o in observations(res))
 
 
