@@ -180,6 +180,12 @@ _COMMON = (
     ("_id", "token", "The logical id of the resource"),
     ("_lastUpdated", "date", "When the resource version last changed"),
 )
+# Indexed like any other parameter, for every type.
+_COMMON_INDEXED: tuple[_Spec, ...] = (
+    ("_tag", "token", "meta.tag", "", "A tag on the resource"),
+    ("_profile", "uri", "meta.profile", "", "A profile the resource claims to conform to"),
+    ("_security", "token", "meta.security", "", "A security label on the resource"),
+)
 
 
 def _build() -> dict[str, Mapping[str, SearchParam]]:
@@ -188,7 +194,7 @@ def _build() -> dict[str, Mapping[str, SearchParam]]:
         params: dict[str, SearchParam] = {
             name: SearchParam(rtype, name, ptype, (), (), desc) for name, ptype, desc in _COMMON
         }
-        for name, ptype, paths, targets, desc in specs:
+        for name, ptype, paths, targets, desc in (*_COMMON_INDEXED, *specs):
             assert ptype in PARAM_TYPES, (rtype, name)
             params[name] = SearchParam(
                 rtype, name, ptype, tuple(paths.split("|")),

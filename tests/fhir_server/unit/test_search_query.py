@@ -207,7 +207,8 @@ def test_capability_helpers() -> None:
         "Observation:encounter", "DetectedIssue:implicated", "RiskAssessment:encounter",
         "AuditEvent:agent", "AuditEvent:entity", "MedicationAdministration:context"}
     sub = {p["name"]: p["type"] for p in capability_search_params("Subscription")}
-    assert sub == {"_id": "token", "_lastUpdated": "date", "status": "token",
+    assert sub == {"_id": "token", "_lastUpdated": "date", "_tag": "token", "_profile": "uri",
+                   "_security": "token", "status": "token",
                    "criteria": "string", "url": "uri", "type": "token", "payload": "token"}
 
 

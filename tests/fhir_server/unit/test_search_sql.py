@@ -134,7 +134,8 @@ RESOURCES: list[dict[str, Any]] = [
      "location": [{"location": {"reference": "Location/bed1"}}]},
     obs("o1", "Patient/p1", HR, "2024-05-01T08:00:00Z", valueQuantity=qty(72, "/min"),
         device={"reference": "Device/d1"}, encounter={"reference": "Encounter/e1"}),
-    obs("o2", "Patient/p1", HR, "2024-05-01T09:00:00Z", valueQuantity=qty(80, "/min")),
+    obs("o2", "Patient/p1", HR, "2024-05-01T09:00:00Z", valueQuantity=qty(80, "/min"),
+        meta={"profile": ["http://hl7.org/fhir/StructureDefinition/heartrate"]}),
     obs("o3", "Patient/p1", TEMP, "2024-05-01T09:30:00Z", valueQuantity=qty(98.6, "[degF]")),
     obs("o4", "Patient/p1", TEMP, "2024-05-01T10:00:00Z", valueQuantity=qty(37.5, "Cel"),
         status="preliminary"),
@@ -146,8 +147,8 @@ RESOURCES: list[dict[str, Any]] = [
             {"code": {"coding": [coding(LOINC, "8462-4")]}, "valueQuantity": qty(10.7, "kPa")},
         ]),
     obs("o7", "Group/g1", [coding(LOINC, "2708-6")], "2024-05", category="laboratory",
-        valueQuantity=qty(97, "%")) | {"code": {"coding": [coding(LOINC, "2708-6")],
-                                                "text": "SpO2 pulse ox"}},
+        valueQuantity=qty(97, "%"), meta={"tag": [coding("urn:vitalgate:tag", "simulated")]})
+    | {"code": {"coding": [coding(LOINC, "2708-6")], "text": "SpO2 pulse ox"}},
     obs("gone", "Patient/p1", HR, "2024-05-01T08:30:00Z"),
     {"resourceType": "DetectedIssue", "id": "di1", "status": "preliminary",
      "patient": {"reference": "Patient/p1"}, "implicated": [{"reference": "Device/d1"}],
@@ -237,6 +238,9 @@ async def idset(conn: AsyncConnection, rt: str, query: str) -> set[str]:
     ("component-code=8480-6", {"o6"}),
     ("_id=o1,o3", {"o1", "o3"}),
     ("_id=gone", set()),
+    ("_profile=http://hl7.org/fhir/StructureDefinition/heartrate", {"o2"}),
+    ("_tag=urn:vitalgate:tag|simulated", {"o7"}),
+    ("_tag:missing=false", {"o7"}),
 ])
 async def test_token(db: AsyncConnection, query: str, expected: set[str]) -> None:
     assert await idset(db, "Observation", query) == expected
