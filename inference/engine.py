@@ -1,0 +1,198 @@
+"""The engine core without a database: samples in, FHIR resources to write out.
+
+This is the seam the change-log consumer wires up.  For each new vital-sign Observation it calls
+``Engine.on_observation`` (or ``on_sample``) and writes the returned resources through the storage
+API in the same transaction as its cursor.  Device-status changes go to ``on_device_status``; the
+REST API's acknowledge / false-alarm actions go to ``acknowledge`` / ``mark_false_alarm``.  After a
+restart, ``warm`` refills the windows from stored Observations without raising anything.
+
+Per sample: the patient's window is updated, the rule set chosen for the patient (``assign``) is
+evaluated (NEWS2 or limits), each condition goes through the alarm tracker, and alert actions
+become DetectedIssue versions.  The NEWS2 score Observation and the model's RiskAssessment are
+written on change or at an interval, never on every value.  A risk above ``risk_threshold`` is
+an advisory (low severity) ``model-deterioration`` condition.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from inference.alarms import AlarmPolicy, AlarmTracker, AlertKey, Evaluation, Level, Open
+from inference.alert import (
+    AlertState,
+    acknowledge,
+    advance,
+    mark_false_alarm,
+    model_device_id,
+    open_alert,
+    ruleset_device_id,
+)
+from inference.features import features_from_window
+from inference.fhir import detected_issue, news2_observation, risk_assessment
+from inference.registry import ModelHandle
+from inference.rules import ConditionResult, evaluate_limits, evaluate_news2
+from inference.ruleset import RuleSet
+from inference.technical import DeviceStatus, evaluate_technical
+from inference.throttle import ChangeThrottle
+from inference.vitals import Param, VitalSample, sample_from_observation
+from inference.window import WindowStore
+
+__all__ = ["DEFAULT_RISK_POLICY", "MODEL_CONDITION", "Effects", "Engine"]
+
+MODEL_CONDITION = "model-deterioration"
+_MODEL_PARAMS = frozenset({Param.HEART_RATE, Param.RESP_RATE, Param.SPO2, Param.SYSTOLIC_BP,
+                           Param.TEMPERATURE, Param.FIO2})
+
+
+@dataclass(slots=True)
+class Effects:
+    """FHIR resources (dicts) to write, in order, for one input."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.resources.extend(other.resources)
+
+
+DEFAULT_RISK_POLICY = AlarmPolicy(persistence_s=120, clear_s=600, update_interval_s=900)
+CLOSED_KEPT = 4096  # closed alerts kept in memory so a late false-alarm mark still finds them
+
+
+class Engine:
+    def __init__(
+        self,
+        default_ruleset: RuleSet,
+        model: ModelHandle | None = None,
+        *,
+        score_interval: timedelta = timedelta(minutes=15),
+        risk_interval: timedelta = timedelta(minutes=15),
+        risk_threshold: float = 0.8,
+        risk_policy: AlarmPolicy = DEFAULT_RISK_POLICY,
+    ):
+        self.default_ruleset = default_ruleset
+        self.model = model or ModelHandle()
+        self.windows = WindowStore()
+        self.tracker = AlarmTracker()
+        self.alerts: dict[str, AlertState] = {}  # open alerts, by episode id
+        self._closed: OrderedDict[str, AlertState] = OrderedDict()
+        self._assigned: dict[str, RuleSet] = {}
+        self._score_throttle = ChangeThrottle(score_interval)
+        self._risk_throttle = ChangeThrottle(risk_interval)
+        self.risk_threshold = risk_threshold
+        self.risk_policy = risk_policy
+
+    def assign(self, patient_id: str, ruleset: RuleSet) -> None:
+        """Choose the rule set for a patient (from the care unit), replacing the default."""
+        self._assigned[patient_id] = ruleset
+
+    def ruleset_for(self, patient_id: str) -> RuleSet:
+        return self._assigned.get(patient_id, self.default_ruleset)
+
+    def warm(self, samples: Iterable[VitalSample]) -> None:
+        """Refill windows after a restart; nothing is evaluated or emitted."""
+        for sample in samples:
+            self.windows.add(sample)
+
+    def on_observation(self, obs: Mapping[str, object]) -> Effects:
+        effects = Effects()
+        for sample in sample_from_observation(obs):
+            effects.extend(self.on_sample(sample))
+        return effects
+
+    def on_sample(self, sample: VitalSample) -> Effects:
+        window = self.windows.add(sample)
+        ruleset = self.ruleset_for(sample.patient_id)
+        effects = Effects()
+        author = ruleset_device_id(ruleset.name, ruleset.version)
+        if ruleset.kind == "news2":
+            result, condition = evaluate_news2(ruleset, window, sample.patient_id, sample.time)
+            if result.complete and self._score_throttle.due(
+                sample.patient_id, (result.total, result.band), sample.time
+            ):
+                effects.resources.append(news2_observation(result, sample.patient_id, sample.time, author))
+            conditions = [condition]
+        else:
+            conditions = [c for c in evaluate_limits(ruleset, window, sample.patient_id, sample.time)
+                          if c.condition.startswith(f"limit-{sample.param.value}-")]
+        for result_ in conditions:
+            effects.extend(self._track(sample.patient_id, result_, author))
+        if sample.param in _MODEL_PARAMS:
+            effects.extend(self._score_risk(sample.patient_id, sample.time))
+        return effects
+
+    def on_device_status(self, status: DeviceStatus) -> Effects:
+        ruleset = self.ruleset_for(status.patient_id)
+        author = ruleset_device_id(ruleset.name, ruleset.version)
+        effects = Effects()
+        for result in evaluate_technical(ruleset.technical, status):
+            effects.extend(self._track(status.patient_id, result, author))
+        return effects
+
+    def acknowledge(self, episode_id: str, who: str, when: datetime) -> dict[str, Any]:
+        """Record a nurse's acknowledgement; the DetectedIssue version to store."""
+        state = acknowledge(self._alert(episode_id), who, when)
+        self._keep(state)
+        return detected_issue(state)
+
+    def mark_false_alarm(self, episode_id: str, who: str, when: datetime) -> dict[str, Any]:
+        """Withdraw an alert as false (``entered-in-error``); the condition is held off until clear."""
+        state = self._alert(episode_id)
+        if state.status == "preliminary":
+            self.tracker.dismiss(AlertKey(state.patient_id, state.condition))
+        state = mark_false_alarm(state, who, when)
+        self._keep(state)
+        return detected_issue(state)
+
+    def _alert(self, episode_id: str) -> AlertState:
+        state = self.alerts.get(episode_id) or self._closed.get(episode_id)
+        if state is None:
+            raise KeyError(f"no alert with episode {episode_id}")
+        return state
+
+    def _keep(self, state: AlertState) -> None:
+        if state.status == "preliminary":
+            self.alerts[state.episode_id] = state
+            return
+        self.alerts.pop(state.episode_id, None)
+        self._closed[state.episode_id] = state
+        self._closed.move_to_end(state.episode_id)
+        while len(self._closed) > CLOSED_KEPT:
+            self._closed.popitem(last=False)
+
+    def _track(self, patient_id: str, result: ConditionResult, author: str) -> Effects:
+        key = AlertKey(patient_id, result.condition)
+        effects = Effects()
+        for action in self.tracker.step(key, result.evaluation, result.policy):
+            if isinstance(action, Open):
+                state = open_alert(action, author)
+            else:
+                state = advance(self.alerts[action.episode_id], action)
+            self._keep(state)
+            effects.resources.append(detected_issue(state))
+        return effects
+
+    def _score_risk(self, patient_id: str, at: datetime) -> Effects:
+        model = self.model.current  # one reference per evaluation: a hot swap cannot cut it short
+        window = self.windows.get(patient_id)
+        effects = Effects()
+        if model is None or window is None:
+            return effects
+        vector = features_from_window(window, at)
+        if len(vector.imputed) > len(vector.values) // 2:
+            return effects  # too little data to say anything
+        probability = model.predict(vector.values)
+        performer = model_device_id(model.name, model.version)
+        if self._risk_throttle.due(patient_id, round(probability, 2), at):
+            effects.resources.append(risk_assessment(
+                patient_id=patient_id, at=at, probability=probability, model_name=model.name,
+                model_version=model.version, basis_ids=vector.observation_ids,
+                performer_device_id=performer))
+        level = Level.LOW if probability >= self.risk_threshold else Level.NONE
+        evaluation = Evaluation(at, level, vector.observation_ids)
+        effects.extend(self._track(patient_id, ConditionResult(MODEL_CONDITION, evaluation,
+                                                               self.risk_policy), performer))
+        return effects
