@@ -43,6 +43,8 @@ class MappingContext:
     alarm_limit_sources: frozenset[str] = frozenset()
     accepted_processing_ids: frozenset[str] = frozenset({"P"})
     supported_versions: frozenset[str] = SUPPORTED_VERSIONS
+    # Memo of code/unit resolutions, which depend only on the raw CWE text and this context.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def identifier_system(self, authority: str) -> str:
         """Identifier system URI for an assigning authority."""

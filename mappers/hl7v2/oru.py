@@ -19,7 +19,7 @@ Rules (see also ``values`` for OBX-5):
   system ``*-ALERT``, or any ORU^R40 row) -> category ``device-alert``, both in
   ``urn:vitalgate:observation-category``: recorded, never vital signs.
 - OBX-7 -> referenceRange, except for alarm-limit sources (``ctx.alarm_limit_sources``, MDIL).
-- ORU^R42 pump delivery events also yield a MedicationAdministration (see ``infusion``).
+- ORU^R42 (PCD-10) pump delivery events also yield a MedicationAdministration (see ``infusion``).
 - Ids: uuid5 over device-or-bed-or-patient + code + OBX-4 + effective time.
 - Patient, Encounter and Location built from the ORU's PID/PV1 are listed in
   ``MappingResult.reference_only``: ADT owns them, the ORU only makes sure they exist.
@@ -84,8 +84,9 @@ class _OruMapper:
                 self.on_obx(seg, seq)
         for panel in self.panels.build():
             self.add(panel)
-        for admin in medication_administrations(self.msg, list(self.out.values())):
-            self.add(admin)
+        if self.header.trigger_event == "R42":
+            for admin in medication_administrations(self.msg, list(self.out.values())):
+                self.add(admin)
         owned_by_adt = frozenset(f"{kind}/{rid}" for kind, rid in self.out
                                  if kind in ("Patient", "Encounter", "Location"))
         return MappingResult(list(self.out.values()), self.patient_keys, owned_by_adt)
@@ -178,9 +179,9 @@ class _OruMapper:
         effective = fhir_datetime(time_raw, self.ctx.site_tz)
         if effective is None:
             raise HL7Error(DATA_TYPE_ERROR, f"not a date/time: {time_raw[:40]!r}", f"OBX^{seq}^14")
-        term, codings, code_key = _code(obx, self.ctx)
+        term, codings, code_key = _code_memo(obx, self.ctx)
         category = self.category(obx, term)
-        unit = obx_unit(obx, term, self.ctx)
+        unit = _unit_memo(obx, self.ctx)
         anchor = self.anchor(device_key)
         device_ref = self.device_ref(device_key)
         obs: dict[str, Any] = {"resourceType": "Observation", "status": self.status(obx, seq)}
@@ -280,6 +281,36 @@ def _path(raw: str) -> tuple[int, ...]:
     while parts and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+_MEMO_LIMIT = 8192
+
+
+def _code_memo(obx: Segment, ctx: MappingContext
+               ) -> tuple[MdcTerm | None, list[dict[str, Any]], str]:
+    """``_code`` memoised per context; the codings are copied so no two resources share one."""
+    enc = obx.enc  # hashing the strings is cheaper than hashing the Encoding dataclass
+    key = ("code", obx[3], enc.component, enc.subcomponent, enc.escape, enc.repetition)
+    found = ctx.memo.get(key)
+    if found is None:
+        found = _code(obx, ctx)
+        if len(ctx.memo) >= _MEMO_LIMIT:
+            ctx.memo.clear()
+        ctx.memo[key] = found
+    term, codings, code_key = found
+    return term, [dict(c) for c in codings], code_key
+
+
+def _unit_memo(obx: Segment, ctx: MappingContext) -> tuple[str, str | None]:
+    enc = obx.enc
+    key = ("unit", obx[6], enc.component, enc.subcomponent, enc.escape, enc.repetition)
+    found: tuple[str, str | None] | None = ctx.memo.get(key)
+    if found is None:
+        found = obx_unit(obx, ctx)
+        if len(ctx.memo) >= _MEMO_LIMIT:
+            ctx.memo.clear()
+        ctx.memo[key] = found
+    return found
 
 
 def _code(obx: Segment, ctx: MappingContext) -> tuple[MdcTerm | None, list[dict[str, Any]], str]:

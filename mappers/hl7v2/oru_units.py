@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from ..terminology import MdcTerm, to_ucum
+from ..terminology import to_ucum
 from .context import MappingContext
 from .escape import unescape
 from .tokenizer import Segment
@@ -21,7 +21,7 @@ _RANGE = re.compile(r"\s*(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*")
 _BOUND = re.compile(r"\s*([<>])=?\s*(-?\d+(?:\.\d+)?)\s*")
 
 
-def obx_unit(obx: Segment, term: MdcTerm | None, ctx: MappingContext) -> tuple[str, str | None]:
+def obx_unit(obx: Segment, ctx: MappingContext) -> tuple[str, str | None]:
     """(unit text for Quantity.unit, UCUM code or None)."""
     comps = [unescape(c, obx.enc) for c in obx.components(6)] + [""] * 6
     if not any(comps[:6]):

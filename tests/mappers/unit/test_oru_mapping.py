@@ -348,3 +348,12 @@ def test_each_patient_group_keeps_its_own_panel_subject() -> None:
     panels = {patients[o["subject"]["reference"]]: o["component"][0]["valueQuantity"]["value"]
               for o in observations(res)}
     assert panels == {"A1": 120, "B2": 100}
+
+
+def test_memoised_codings_are_not_shared_between_resources() -> None:
+    ctx = MappingContext(site_tz=ZoneInfo("UTC"))
+    raw = (SAMPLES / "ihe-pcd-tf2-rev8_pcd01-philips-monitor_ORU_R01.hl7").read_bytes()
+    first = by_code(map_message(parse(raw), ctx).resources, "147842")
+    first["code"]["coding"][0]["display"] = "changed downstream"
+    second = by_code(map_message(parse(raw), ctx).resources, "147842")
+    assert second["code"]["coding"][0]["display"] == "Heart rate"
