@@ -64,6 +64,7 @@ def test_wrong_public_snippet_codes_are_absent() -> None:
     ("0004-0652", "MDIL", "", "mL"), ("0004-0c32", "MDIL", "", "mL/h"),
     ("{beat}/min", "UCUM", "", "/min"), ("mm[Hg]", "UCUM", "", "mm[Hg]"),
     ("mg/dl", "", "", "mg/dL"), ("bpm", "", "", "/min"), ("", "", "mmHg", "mm[Hg]"),
+    ("mm(hg)", "ISO+", "", "mm[Hg]"), ("CEL", "ISO+", "", "Cel"), ("BEATS/MIN", "ANSI+", "", "/min"),
 ])
 def test_units(code: str, system: str, text: str, ucum: str) -> None:
     assert to_ucum(code, system, text) == ucum
