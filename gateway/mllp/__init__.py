@@ -3,6 +3,7 @@
 from .framing import Frame, FrameReader, Oversized, frame
 from .ingest import Ingestor, IngestResult
 from .server import ListenerConfig, MllpServer, parse_allowlist, peer_allowed, server_ssl_context
+from .service import mllp_service
 from .wiring import listener_config, mapping_context, run_listener
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "frame",
     "listener_config",
     "mapping_context",
+    "mllp_service",
     "parse_allowlist",
     "peer_allowed",
     "run_listener",

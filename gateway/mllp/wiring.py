@@ -11,8 +11,7 @@ from fhir_server.storage import Store, make_engine, upgrade
 from gateway.settings import Settings
 from mappers.hl7v2 import MappingContext
 
-from .ingest import Ingestor
-from .server import ListenerConfig, MllpServer
+from .server import ListenerConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +44,17 @@ def listener_config(settings: Settings, **overrides: object) -> ListenerConfig:
 async def run_listener(settings: Settings, config: ListenerConfig,
                        ready: asyncio.Event | None = None) -> None:
     """Migrate, start the store and the listener, and serve until cancelled."""
+    from .service import mllp_service
+
     engine = make_engine(settings.database_url)
     await upgrade(engine)
     store = Store(engine)
     await store.start()
-    server = MllpServer(Ingestor(store, mapping_context(settings)), config)
     try:
-        await server.start()
-        print(f"mllp listening on {config.host}:{server.port}", flush=True)
-        if ready is not None:
-            ready.set()
-        await asyncio.Event().wait()
+        async with mllp_service(settings, store, config) as server:
+            print(f"mllp listening on {config.host}:{server.port}", flush=True)
+            if ready is not None:
+                ready.set()
+            await asyncio.Event().wait()
     finally:
-        await server.stop()
         await store.close()

@@ -360,3 +360,46 @@ async def test_oru_does_not_overwrite_the_adt_patient(listener, store):
     assert after == patients  # the ORUs' sparse PID copy was not written over it
     stored = await store.read("Patient", patients[0].id)
     assert stored is not None and b"1970-01-01" in stored.body
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_mllp_over_tls(store, tmp_path):
+    import ssl
+
+    from gateway.mllp import server_ssl_context
+
+    cert, key = self_signed(tmp_path)
+    server = MllpServer(Ingestor(store, MappingContext()),
+                        ListenerConfig(port=0, ssl=server_ssl_context(str(cert), str(key))))
+    await server.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with MllpClient("localhost", server.port, ssl_context=ctx) as c:
+            ack = await c.call(oru("tls-1"))
+    finally:
+        await server.stop()
+    assert ack is not None and msa(ack) == ("AA", "tls-1")
