@@ -61,7 +61,8 @@ class Segment:
         return len(self.fields)
 
     def __repr__(self) -> str:
-        return f"Segment({self.enc.field.join(self.fields[:1] + self.fields[2:])!r})"
+        fields = self.fields[:1] + self.fields[2:] if self.name in _HEADER_SEGMENTS else self.fields
+        return f"Segment({self.enc.field.join(fields)!r})"
 
     def repetitions(self, n: int) -> list[str]:
         """Raw repetitions of field ``n`` (``[]`` when the field is empty)."""

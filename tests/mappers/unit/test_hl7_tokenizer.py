@@ -156,3 +156,9 @@ def test_value_unescapes_component() -> None:
     msg = parse("MSH|^~\\&|||||||ORU^R01|1|P|2.5\rOBX|1|ST|x^y||a\\S\\b^c\r")
     obx = msg.segment("OBX")
     assert obx is not None and obx.get(5, 1) == "a\\S\\b" and obx.value(5, 1) == "a^b"
+
+
+def test_segment_repr_is_the_segment_text() -> None:
+    msg = parse("MSH|^~\\&|A||||||ORU^R01|1|P|2.5\rPID|1||x^y\r")
+    assert repr(msg.msh) == "Segment('MSH|^~\\\\&|A||||||ORU^R01|1|P|2.5')"
+    assert repr(msg.segments[1]) == "Segment('PID|1||x^y')"
