@@ -162,7 +162,7 @@ def parse_bench(msgs: list[bytes]) -> dict[str, float]:
     for name, fn, data in (
         ("vitalgate_tokenizer_us", parse, msgs),
         ("python_hl7_us", hl7.parse, texts),
-        ("hl7apy_us", lambda s: parse_message(s, find_groups=False), texts),
+        ("hl7apy_us", lambda s: parse_message(s, find_groups=False), texts[:200]),  # ~20 ms each
     ):
         runs = []
         for _ in range(3):

@@ -403,3 +403,21 @@ async def test_mllp_over_tls(store, tmp_path):
     finally:
         await server.stop()
     assert ack is not None and msa(ack) == ("AA", "tls-1")
+
+
+async def test_idle_or_half_open_connection_is_closed(store):
+    server = MllpServer(Ingestor(store, MappingContext()), ListenerConfig(port=0, idle_timeout=0.2))
+    await server.start()
+    try:
+        c = await client(server)
+        await c.send_raw(b"\x0bMSH|^~\\&|HALF")  # a frame started, then silence
+        closed = await c.receive(timeout=5)
+        await c.close()
+        c2 = await client(server)  # the listener itself carries on
+        ok = await c2.call(oru("after-idle"))
+        await c2.close()
+    finally:
+        await server.stop()
+    assert closed is None
+    assert ok is not None and msa(ok) == ("AA", "after-idle")
+    assert [e.control_id for e in await list_entries(store)] == ["after-idle"]  # nothing kept of the half frame
