@@ -79,21 +79,26 @@ class Segment:
         All 1-based as in HL7; ``comp=0`` / ``sub=0`` mean the whole repetition / component.
         """
         fields = self.fields
-        raw = fields[n] if 0 <= n < len(fields) else ""
+        if not 0 <= n < len(fields):
+            return ""
+        raw = fields[n]
         if not raw or (n <= 2 and self.name in _HEADER_SEGMENTS):
             return raw
         enc = self.enc
-        if not comp and rep == 1 and enc.repetition not in raw:
-            return raw
         if enc.repetition in raw:
             reps = raw.split(enc.repetition)
             raw = reps[rep - 1] if rep <= len(reps) else ""
         elif rep != 1:
             return ""
-        if comp:
-            raw = _nth(raw, enc.component, comp)
-            if sub:
-                raw = _nth(raw, enc.subcomponent, sub)
+        if not comp:
+            return raw
+        if enc.component in raw:
+            parts = raw.split(enc.component)
+            raw = parts[comp - 1] if comp <= len(parts) else ""
+        elif comp != 1:
+            return ""
+        if sub:
+            raw = _nth(raw, enc.subcomponent, sub)
         return raw
 
     def components(self, n: int, rep: int = 1) -> list[str]:

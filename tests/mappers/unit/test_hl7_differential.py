@@ -114,3 +114,23 @@ def test_mutated_samples_only_raise_hl7_errors(path: Path, edits: list[tuple[int
     with contextlib.suppress(HL7Error):
         for msg in parse_batch(data):
             map_message(msg, ctx)
+
+
+def naive_get(field: str, comp: int, sub: int, rep: int) -> str:
+    """Reference: split every level, missing parts are empty."""
+    reps = field.split("~") if field else [""]
+    value = reps[rep - 1] if rep <= len(reps) else ""
+    if comp:
+        comps = value.split("^")
+        value = comps[comp - 1] if comp <= len(comps) else ""
+        if sub:
+            subs = value.split("&")
+            value = subs[sub - 1] if sub <= len(subs) else ""
+    return value
+
+
+@settings(max_examples=300)
+@given(FIELD, st.integers(0, 4), st.integers(0, 3), st.integers(1, 4))
+def test_get_matches_a_naive_split(field: str, comp: int, sub: int, rep: int) -> None:
+    seg = parse("MSH|^~\\&|A||||||ORU^R01|1|P|2.5\rOBX|" + field + "\r").segments[1]
+    assert seg.get(1, comp, sub if comp else 0, rep) == naive_get(field, comp, sub if comp else 0, rep)
