@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 
@@ -205,12 +205,15 @@ class AlarmTracker:
         _collect(state.evidence, ev.observation_ids)
         _collect(state.devices, (ev.device_id,))
         if effective > state.level:
-            return [self._emit(Escalate, key, state, ev.time, effective, previous=state.level)]
+            previous = state.level
+            episode, evidence, devices = self._mark(state, ev.time, effective)
+            return [Escalate(key, episode, ev.time, effective, evidence, devices, previous=previous)]
         if effective < state.level:
             return self._lowering(key, state, ev, effective, policy)
         state.lower_since = None
         if _elapsed(state.last_emit, ev.time) >= policy.update_interval_s and ev.observation_ids:
-            return [self._emit(Update, key, state, ev.time, state.level)]
+            episode, evidence, devices = self._mark(state, ev.time, state.level)
+            return [Update(key, episode, ev.time, state.level, evidence, devices)]
         return []
 
     def _clearing(
@@ -231,14 +234,15 @@ class AlarmTracker:
             state.lower_since = ev.time
         if _elapsed(state.lower_since, ev.time) < policy.deescalate_s:
             return []
-        return [self._emit(DeEscalate, key, state, ev.time, effective, previous=state.level)]
+        previous = state.level
+        episode, evidence, devices = self._mark(state, ev.time, effective)
+        return [DeEscalate(key, episode, ev.time, effective, evidence, devices, previous=previous)]
 
     @staticmethod
-    def _emit(kind: type[Action], key: AlertKey, state: _Open, time: datetime, level: Level,
-              **extra: Level) -> Action:
+    def _mark(state: _Open, time: datetime, level: Level) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """Record an emitted change; returns the episode, evidence and devices for the action."""
         state.level, state.last_emit, state.lower_since = level, time, None
-        action = kind(key, state.episode, time, level, tuple(state.evidence), tuple(state.devices))
-        return replace(action, **extra) if extra else action
+        return state.episode, tuple(state.evidence), tuple(state.devices)
 
 
 def _elapsed(since: datetime, now: datetime) -> float:

@@ -103,10 +103,10 @@ class RuleSet(_Strict):
     version: str
     kind: Literal["news2", "limits"]
     description: str = ""
-    defaults: PolicyDefaults = PolicyDefaults()
+    defaults: PolicyDefaults = PolicyDefaults.model_validate({})  # frozen: safe to share
     news2: News2Settings | None = None
     limit: tuple[LimitRule, ...] = ()
-    technical: TechnicalSettings = TechnicalSettings()
+    technical: TechnicalSettings = TechnicalSettings.model_validate({})
     patients: dict[str, PatientOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")

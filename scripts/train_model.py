@@ -143,7 +143,7 @@ def build_onnx(mean: np.ndarray, std: np.ndarray, w: np.ndarray, b: float) -> by
     helper.set_model_props(model, {"name": MODEL_NAME, "version": MODEL_VERSION,
                                    "features": ",".join(FEATURES)})
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 def train(out: Path, signing_key: Ed25519PrivateKey) -> dict[str, object]:
