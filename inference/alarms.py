@@ -9,6 +9,7 @@ States and transitions (times are the evaluations' times; nothing here reads the
 
     IDLE ──level>0──▶ PENDING ──still >0 after persistence──▶ OPEN  (emits Open)
     PENDING ──level 0──▶ IDLE (nothing emitted: a transient never alerts)
+    PENDING ──no evaluation for max_gap_s──▶ PENDING restarted (persistence must be continuous)
     OPEN ──effective level rises──▶ OPEN (Escalate, at once: deterioration is never delayed)
     OPEN ──effective level lower for deescalate_s──▶ OPEN (DeEscalate)
     OPEN ──same level, update_interval_s since last──▶ OPEN (Update with the new evidence)
@@ -79,6 +80,7 @@ class AlarmPolicy:
     clear_s: float = 60.0
     deescalate_s: float = 60.0
     update_interval_s: float = 60.0
+    max_gap_s: float = 60.0  # longer without an evaluation restarts the persistence window
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,7 @@ def episode_id(key: AlertKey, opened: datetime) -> str:
 @dataclass(slots=True)
 class _Pending:
     since: datetime
+    last: datetime
     evidence: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
 
@@ -178,7 +181,11 @@ class AlarmTracker:
         if ev.level <= Level.NONE:
             self._pending.pop(key, None)
             return []
-        pending = self._pending.setdefault(key, _Pending(since=ev.time))
+        pending = self._pending.get(key)
+        if pending is None or _elapsed(pending.last, ev.time) > policy.max_gap_s:
+            # a gap in the data breaks persistence: it must be seen continuously
+            pending = self._pending[key] = _Pending(since=ev.time, last=ev.time)
+        pending.last = ev.time
         _collect(pending.evidence, ev.observation_ids)
         _collect(pending.devices, (ev.device_id,))
         if (ev.time - pending.since).total_seconds() < policy.persistence_s:

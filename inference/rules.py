@@ -56,6 +56,7 @@ def policy_for(ruleset: RuleSet, rule: LimitRule | None = None) -> AlarmPolicy:
         clear_s=d.clear_s if rule is None or rule.clear_s is None else rule.clear_s,
         deescalate_s=d.deescalate_s,
         update_interval_s=d.update_interval_s,
+        max_gap_s=d.max_gap_s,
     )
 
 

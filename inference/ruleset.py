@@ -51,6 +51,7 @@ class PolicyDefaults(_Strict):
     clear_s: float = Field(60.0, ge=0)
     deescalate_s: float = Field(60.0, ge=0)
     update_interval_s: float = Field(60.0, ge=0)
+    max_gap_s: float = Field(60.0, gt=0)
 
 
 class LimitRule(_Strict):

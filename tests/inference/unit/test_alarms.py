@@ -137,3 +137,12 @@ def test_keys_are_independent():
     tracker.step(KEY, ev(0, 2), POLICY)
     assert tracker.step(other, ev(15, 2), POLICY) == []
     assert [type(a) for a in tracker.step(KEY, ev(15, 2), POLICY)] == [Open]
+
+
+def test_gap_in_data_restarts_persistence():
+    tracker = AlarmTracker()
+    policy = AlarmPolicy(persistence_s=15, max_gap_s=10)
+    # 89 % at 0 s, then nothing until 20 s: not 15 s of continuous evidence
+    assert run(tracker, [ev(0, 2), ev(20, 2), ev(30, 2)], policy) == []
+    [opened] = run(tracker, [ev(35, 2)], policy)
+    assert opened.started == T0 + timedelta(seconds=20)

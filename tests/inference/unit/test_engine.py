@@ -146,3 +146,10 @@ def test_warm_fills_windows_silently():
     samples = [s for t in range(0, 20) for s in sample_from_observation(obs(f"s{t}", t, MDC, "150456", 89))]
     engine.warm(samples)
     assert engine.alerts == {} and len(engine.windows) == 1
+
+
+def test_engine_ignores_its_own_output():
+    engine = Engine(builtin_ruleset("news2-ward"))
+    produced = feed(engine, _ward_set(0) + [obs("rr-high", 120, LOINC, "9279-1", 25, "/min", "w1")])
+    assert produced
+    assert feed(engine, produced) == []  # survey-category score and DetectedIssues never re-trigger
