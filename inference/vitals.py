@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 
 __all__ = [
@@ -177,7 +178,8 @@ def _read_value(element: Mapping[str, object], param: Param) -> tuple[float, str
     if not isinstance(quantity, Mapping):
         return None
     value = quantity.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    # mappers keep decimals exact (Decimal); stored JSON parses to int/float
+    if not isinstance(value, int | float | Decimal) or isinstance(value, bool):
         return None
     unit = str(quantity.get("code") or quantity.get("unit") or "")
     return _normalise(param, float(value), unit)

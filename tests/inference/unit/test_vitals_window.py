@@ -138,3 +138,14 @@ def test_store_routes_by_patient():
     assert len(store) == 1 and store.get("p1") is not None and store.get("p2") is None
     store.forget("p1")
     assert len(store) == 0
+
+
+def test_decimal_values_from_mappers():
+    from decimal import Decimal
+
+    o = obs([(LOINC, "8867-4"), (MDC, "149546")], 63)
+    o["valueQuantity"]["value"] = Decimal("63.5")
+    [s] = sample_from_observation(o)
+    assert (s.value, s.source_code) == (63.5, "mdc:149546")
+    o["valueQuantity"]["value"] = True  # a boolean is not a number here
+    assert sample_from_observation(o) == []
