@@ -59,6 +59,7 @@ from inference.fhir import (
     ALERT_IDENTIFIER_SYSTEM,
     CONDITION_SYSTEM,
     SEVERITY,
+    alert_from_detected_issue,
     detected_issue,
     news2_observation,
     risk_assessment,
@@ -148,6 +149,7 @@ from inference.window import (
 )
 
 __all__ = [
+    "alert_from_detected_issue",
     "ACVPU_VALUES",
     "ALERT_IDENTIFIER_SYSTEM",
     "Action",

@@ -166,6 +166,12 @@ class AlarmTracker:
             return self._step_open(key, state, ev, policy)
         return self._step_idle(key, ev, policy)
 
+    def restore(self, key: AlertKey, episode: str, level: Level, time: datetime,
+                suppressed: bool = False) -> None:
+        """Re-enter an alert that was open before a restart, so it is continued, not duplicated."""
+        self._pending.pop(key, None)
+        self._open[key] = _Open(episode, level, time, suppressed=suppressed)
+
     def dismiss(self, key: AlertKey) -> str | None:
         """A false alarm: stop updating the episode and hold off until the condition clears.
 

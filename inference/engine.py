@@ -97,6 +97,14 @@ class Engine:
         for sample in samples:
             self.windows.add(sample)
 
+    def restore_alert(self, state: AlertState) -> None:
+        """After a restart: re-enter a stored open alert (see ``fhir.alert_from_detected_issue``)."""
+        if state.status != "preliminary":
+            return
+        self.alerts[state.episode_id] = state
+        self.tracker.restore(AlertKey(state.patient_id, state.condition), state.episode_id,
+                             state.level, state.updated or state.started)
+
     def on_observation(self, obs: Mapping[str, object]) -> Effects:
         effects = Effects()
         for sample in sample_from_observation(obs):

@@ -17,17 +17,19 @@ Codes:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from inference.alarms import Level
-from inference.alert import AlertState
+from inference.alert import AlertState, Mitigation
 from inference.news2 import News2Result
 
 __all__ = [
     "ALERT_IDENTIFIER_SYSTEM",
     "CONDITION_SYSTEM",
     "SEVERITY",
+    "alert_from_detected_issue",
     "detected_issue",
     "news2_observation",
     "risk_assessment",
@@ -164,3 +166,38 @@ def risk_assessment(
     if basis_ids:
         resource["basis"] = [{"reference": f"Observation/{o}"} for o in basis_ids]
     return resource
+
+
+def _ref_ids(refs: object, prefix: str) -> tuple[str, ...]:
+    if not isinstance(refs, list):
+        return ()
+    values = (r.get("reference") for r in refs if isinstance(r, Mapping))
+    return tuple(v.removeprefix(prefix) for v in values if isinstance(v, str) and v.startswith(prefix))
+
+
+def alert_from_detected_issue(resource: Mapping[str, Any]) -> AlertState:
+    """Read back a DetectedIssue written by ``detected_issue`` (to restore state after a restart)."""
+    try:
+        levels = {name: level for level, name in SEVERITY.items()}
+        period = resource["identifiedPeriod"]
+        evidence = resource.get("evidence") or [{}]
+        end = period.get("end")
+        return AlertState(
+            episode_id=resource["id"],
+            patient_id=resource["patient"]["reference"].removeprefix("Patient/"),
+            condition=resource["code"]["coding"][0]["code"],
+            level=levels[resource["severity"]],
+            started=datetime.fromisoformat(period["start"]),
+            author_device_id=resource["author"]["reference"].removeprefix("Device/"),
+            observation_ids=_ref_ids(evidence[0].get("detail"), "Observation/"),
+            device_ids=_ref_ids(resource.get("implicated"), "Device/"),
+            status=resource["status"],
+            ended=None if end is None else datetime.fromisoformat(end),
+            mitigations=tuple(
+                Mitigation(m["action"]["coding"][0]["code"], datetime.fromisoformat(m["date"]),
+                           m["author"]["reference"])
+                for m in resource.get("mitigation", ())
+            ),
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a DetectedIssue written by inference: {exc!r}") from exc

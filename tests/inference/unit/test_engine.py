@@ -153,3 +153,17 @@ def test_engine_ignores_its_own_output():
     produced = feed(engine, _ward_set(0) + [obs("rr-high", 120, LOINC, "9279-1", 25, "/min", "w1")])
     assert produced
     assert feed(engine, produced) == []  # survey-category score and DetectedIssues never re-trigger
+
+
+def test_restart_continues_open_alert_instead_of_duplicating():
+    from inference.fhir import alert_from_detected_issue
+
+    engine = Engine(builtin_ruleset("icu-limits"))
+    out = feed(engine, [obs(f"s{t}", t, MDC, "150456", 89) for t in range(0, 16)])
+    [stored] = [r for r in out if r["resourceType"] == "DetectedIssue"]
+    restarted = Engine(builtin_ruleset("icu-limits"))
+    restarted.restore_alert(alert_from_detected_issue(stored))
+    later = feed(restarted, [obs(f"s{t}", t, MDC, "150456", 84) for t in range(16, 20)])
+    issues = [r for r in later if r["resourceType"] == "DetectedIssue"]
+    assert issues and {r["id"] for r in issues} == {stored["id"]}
+    assert issues[0]["severity"] == "high"  # escalated, same episode

@@ -118,3 +118,14 @@ def test_throttle_writes_on_change_or_interval():
     assert throttle.due("p1", (4, "low"), T0 + timedelta(minutes=2))
     assert not throttle.due("p1", (4, "low"), T0 + timedelta(minutes=6, seconds=59))
     assert throttle.due("p1", (4, "low"), T0 + timedelta(minutes=7))
+
+
+def test_detected_issue_round_trip():
+    from inference.fhir import alert_from_detected_issue
+
+    *_, acked, resolved = _lifecycle()
+    for state in (acked, resolved):
+        back = alert_from_detected_issue(detected_issue(state))
+        assert detected_issue(back) == detected_issue(state)
+    with pytest.raises(ValueError):
+        alert_from_detected_issue({"resourceType": "DetectedIssue"})
