@@ -69,7 +69,7 @@ def streaming_plan(clauses: tuple[Clause, ...], res: FromClause,
     """The driving index and all conditions, or None when no clause can stream."""
     ordered = sorted(clauses, key=selectivity)
     indexed = [c for c in ordered if on_index(c)]
-    if not indexed:
+    if not indexed or any(c.param.name == "_id" for c in ordered):
         return None
     plan = _composite(indexed)
     if plan is None:

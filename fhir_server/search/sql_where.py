@@ -253,6 +253,9 @@ def where_all(
         outer.append(res.c.rid <= snapshot)
     if not indexed:
         return outer
+    if any(c.param.name == "_id" for c in ordered):
+        # the ids pick a handful of rows through uq(type, id); everything else is a probe
+        return outer + [clause_condition(c, res, drive=False) for c in indexed]
     combo = composite_keys(indexed)
     if combo is not None:
         t = INDEX_TABLES["token"].alias()

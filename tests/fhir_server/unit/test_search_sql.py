@@ -238,6 +238,7 @@ async def idset(conn: AsyncConnection, rt: str, query: str) -> set[str]:
     ("component-code=8480-6", {"o6"}),
     ("_id=o1,o3", {"o1", "o3"}),
     ("_id=gone", set()),
+    ("_id=o1,o4,o7&status=final&code=8867-4,2708-6", {"o1", "o7"}),
     ("_profile=http://hl7.org/fhir/StructureDefinition/heartrate", {"o2"}),
     ("_tag=urn:vitalgate:tag|simulated", {"o7"}),
     ("_tag:missing=false", {"o7"}),
@@ -489,6 +490,7 @@ async def test_paging_snapshot_while_inserting(kind: str, tmp_path: Any) -> None
     ("patient=p1&code=8867-4", "COVERING INDEX ix_reference_target (param=? AND target_id=?)"),
     ("code=http://loinc.org|8867-4&status=final", "INDEX ix_token_code (param=? AND code=?)"),
     ("date=ge2024-05-01&_sort=-date", "INDEX ix_date_lo (param=?)"),
+    ("_id=o1,o2&status=final", "resource USING INDEX sqlite_autoindex_resource_1 (type=? AND id=?)"),
 ])
 async def test_sqlite_plans_use_indexes(db: AsyncConnection, query: str, driver: str) -> None:
     if db.dialect.name != "sqlite":
