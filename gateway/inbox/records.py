@@ -34,6 +34,11 @@ class Sender:
     control_id: str = ""
     message_type: str = ""
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The duplicate key as stored (cut to the column sizes)."""
+        return (self.app[:180], self.facility[:180], self.control_id[:64])
+
 
 @dataclass(frozen=True, slots=True)
 class InboxEntry:
@@ -93,7 +98,7 @@ async def find_accepted_many(conn: AsyncConnection, senders: Iterable[Sender]
                              ) -> dict[Sender, tuple[str, bytes | None]]:
     """:func:`find_accepted` for many keys in one query per chunk (one per transaction)."""
     c = inbox.c
-    by_key = {(s.app[:180], s.facility[:180], s.control_id[:64]): s for s in senders}
+    by_key = {s.key: s for s in senders}
     keys = list(by_key)
     found: dict[Sender, tuple[int, str, bytes | None]] = {}
     for i in range(0, len(keys), 300):

@@ -91,10 +91,10 @@ class _KeyLocks:
     """In-process locks per duplicate key: equal keys are processed one after the other."""
 
     def __init__(self) -> None:
-        self._locks: dict[Sender, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, key: Sender) -> AsyncIterator[None]:
+    async def hold(self, key: tuple[str, str, str]) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
@@ -126,7 +126,7 @@ class Ingestor:
         if header is None:
             err = HL7Error(SEGMENT_SEQUENCE_ERROR, "no readable MSH segment", "MSH^1")
             return await self._dead(payload, digest, MessageHeader(), peer, "reject", err, replay_of)
-        async with self._locks.hold(_sender(header)):
+        async with self._locks.hold(_sender(header).key):
             try:
                 return await self._pipeline(payload, digest, header, peer, replay_of)
             except Exception:  # a bug must cost an AE, never the connection or the message

@@ -77,3 +77,11 @@ async def test_dead_letter_reason_has_code_and_location_but_no_patient_data(stor
     [dead] = await list_entries(store, status="dead")
     assert dead.reason is not None and dead.reason.startswith("102 ")
     assert "MRN7" not in dead.reason
+
+
+async def test_same_key_other_message_type_at_once_is_still_a_duplicate_key(store) -> None:
+    ing = Ingestor(store, MappingContext())
+    r40 = oru("kt").replace(b"ORU^R01", b"ORU^R40")
+    a, b = await asyncio.gather(ing.ingest(oru("kt")), ing.ingest(r40))
+    assert [msa(a.ack)[0], msa(b.ack)[0]] == ["AA", "AE"]
+    assert b"205" in (b.ack or b"")
