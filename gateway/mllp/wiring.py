@@ -4,7 +4,9 @@ ingestor and server. ``run_listener`` is what ``python -m gateway.mllp`` runs.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from zoneinfo import ZoneInfo
 
 from fhir_server.storage import Store, make_engine, upgrade
@@ -55,6 +57,10 @@ async def run_listener(settings: Settings, config: ListenerConfig,
             print(f"mllp listening on {config.host}:{server.port}", flush=True)
             if ready is not None:
                 ready.set()
-            await asyncio.Event().wait()
+            stop = asyncio.Event()
+            # SIGTERM: stop accepting, let commits in progress finish and ACK, then exit
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            await stop.wait()
     finally:
         await store.close()
