@@ -25,6 +25,11 @@ REPLAYED = "replayed"
 _KEY_SEP = " "  # patient keys are joined with a space in one indexed column
 
 
+def _text(value: str) -> str:
+    """PostgreSQL text columns refuse NUL, which a hostile or broken sender can put anywhere."""
+    return value.replace("\x00", "\ufffd")
+
+
 @dataclass(frozen=True, slots=True)
 class Sender:
     """Who sent a message and its control ID: the duplicate key (with the payload hash)."""
@@ -36,8 +41,8 @@ class Sender:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """The duplicate key as stored (cut to the column sizes)."""
-        return (self.app[:180], self.facility[:180], self.control_id[:64])
+        """The duplicate key as stored (cut to the column sizes, NUL replaced)."""
+        return (_text(self.app)[:180], _text(self.facility)[:180], _text(self.control_id)[:64])
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +69,18 @@ def inbox_row(*, payload: bytes, digest: str, sender: Sender, peer: str, status:
               patient_keys: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """A row for ``tx.insert(inbox, [row])``; strings are cut to their column sizes."""
     keys = _KEY_SEP.join(k.replace(_KEY_SEP, "_") for k in patient_keys)
+    app, facility, control_id = sender.key
     return {
         "received_at": now_us(),
         "peer": peer[:128],
-        "sending_app": sender.app[:180],
-        "sending_facility": sender.facility[:180],
-        "control_id": sender.control_id[:64],
-        "message_type": sender.message_type[:32],
+        "sending_app": app,
+        "sending_facility": facility,
+        "control_id": control_id,
+        "message_type": _text(sender.message_type)[:32],
         "payload_hash": digest,
         "status": status,
-        "reason": reason,
-        "patient_key": keys[:256] or None,
+        "reason": None if reason is None else _text(reason),
+        "patient_key": _text(keys)[:256] or None,
         "payload": payload,
         "ack": ack,
     }
@@ -85,8 +91,8 @@ async def find_accepted(conn: AsyncConnection, sender: Sender) -> tuple[str, byt
     c = inbox.c
     stmt = (
         select(c.payload_hash, c.ack)
-        .where(c.sending_app == sender.app[:180], c.sending_facility == sender.facility[:180],
-               c.control_id == sender.control_id[:64], c.status == ACCEPTED)
+        .where(tuple_(c.sending_app, c.sending_facility, c.control_id) == sender.key,
+               c.status == ACCEPTED)
         .order_by(c.pk.desc())
         .limit(1)
     )

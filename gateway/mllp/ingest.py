@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 
 from fhir_server.storage import Store, WriteTx
 from gateway.inbox.records import (
@@ -264,5 +264,6 @@ class Ingestor:
         new_pk = (await tx.conn.execute(inbox.insert().returning(inbox.c.pk), row)).scalar_one()
         await tx.conn.execute(
             update(inbox).where(inbox.c.pk == replay_of)
-            .values(status=REPLAYED, reason=f"replayed as inbox #{new_pk}")
+            .values(status=REPLAYED, reason=func.coalesce(inbox.c.reason, "")
+                    + f" | replayed as inbox #{new_pk}")
         )

@@ -318,10 +318,20 @@ async def test_replay_of_a_dead_letter_links_the_outcome(store):
     old = await get_entry(store, dead.pk)
     assert old is not None and old.status == "replayed"
     [new] = await list_entries(store, status="accepted")
-    assert old.reason == f"replayed as inbox #{new.pk}"
+    assert old.reason is not None and old.reason.startswith("202 ")  # the first failure kept
+    assert old.reason.endswith(f" | replayed as inbox #{new.pk}")
     assert new.peer == "10.0.0.1:5"
     with pytest.raises(LookupError):
         await replay(ingestor, dead.pk)
+
+
+async def test_nul_bytes_in_msh_are_stored_on_every_database(listener, store):
+    c = await client(listener)
+    ack = await c.call(oru("nul\x00id", app="MO\x00N"))
+    await c.close()
+    assert ack is not None and msa(ack)[0] == "AA"
+    [entry] = await list_entries(store)
+    assert entry.control_id == "nul\ufffdid" and entry.payload == oru("nul\x00id", app="MO\x00N")
 
 
 # -- TLS and allowlist -------------------------------------------------------------------------
