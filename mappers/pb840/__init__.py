@@ -1,0 +1,29 @@
+"""Puritan Bennett 840/980 ventilator records (``MISCF`` / ``MISCA``): decoder and FHIR mapping."""
+
+from mappers.pb840.decoder import (
+    AlarmStatus,
+    DecodedVentRecord,
+    VentDecodeError,
+    VentMode,
+    VentValue,
+    decode_misca,
+    decode_miscf,
+    decode_response,
+    split_frame,
+)
+from mappers.pb840.fhir import vendor_code_system, vent_device_resource, vent_record_to_fhir
+
+__all__ = [
+    "AlarmStatus",
+    "DecodedVentRecord",
+    "VentDecodeError",
+    "VentMode",
+    "VentValue",
+    "decode_misca",
+    "decode_miscf",
+    "decode_response",
+    "split_frame",
+    "vendor_code_system",
+    "vent_device_resource",
+    "vent_record_to_fhir",
+]
