@@ -1,0 +1,40 @@
+"""Device simulators (physiology, PB840 poll server, HL7v2 monitor/pump feeds, MLLP sender).
+
+They never share code with the decoders they feed.
+"""
+
+from gateway.simulators.hl7_monitor import (
+    BedFeed,
+    PumpState,
+    merge_streams,
+    monitor_oru,
+    monitor_stream,
+    pump_oru,
+    pump_stream,
+)
+from gateway.simulators.mllp_sender import MllpSender, ack_code
+from gateway.simulators.pb840 import Pb840Simulator, VentSettings, encode_misca, encode_miscf
+from gateway.simulators.physiology import SCENARIOS, Physiology, Vitals
+from gateway.simulators.run import SimulationStats, assign_scenarios, run_simulation
+
+__all__ = [
+    "SCENARIOS",
+    "BedFeed",
+    "MllpSender",
+    "Pb840Simulator",
+    "Physiology",
+    "PumpState",
+    "SimulationStats",
+    "VentSettings",
+    "Vitals",
+    "ack_code",
+    "assign_scenarios",
+    "encode_misca",
+    "encode_miscf",
+    "merge_streams",
+    "monitor_oru",
+    "monitor_stream",
+    "pump_oru",
+    "pump_stream",
+    "run_simulation",
+]
