@@ -9,6 +9,7 @@ broken profile is refused when it is loaded, never half-used.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -214,7 +215,12 @@ class Profile(_Strict):
     def code_aliases(self) -> dict[tuple[str, str], str]:
         """``(coding system, vendor code) -> MDC numeric code`` for the HL7v2 mapper."""
         system = self.coding.code_system
-        return {(system, c.code): c.mdc for c in self.codes if c.code and c.mdc}
+        out: dict[tuple[str, str], str] = {}
+        for c in self.codes:
+            if c.code and c.mdc:
+                for variant in _case_variants(c.code):
+                    out[(system, variant)] = c.mdc
+        return out
 
     def unit_aliases(self) -> dict[tuple[str, str], str]:
         """``(unit system, vendor unit code) -> UCUM`` for the HL7v2 mapper.
@@ -222,10 +228,21 @@ class Profile(_Strict):
         Only units whose factor is 1 are listed: a scaled unit cannot be an alias.
         """
         system = self.coding.unit_system
-        return {(system, u.code): u.ucum for u in self.units if u.factor == 1.0}
+        return {(system, variant): u.ucum for u in self.units if u.factor == 1.0
+                for variant in _case_variants(u.code)}
 
     def model_name(self, model: str) -> str:
         return self.model_names.get(model, f"{self.vendor} {model}")
+
+
+def _case_variants(code: str) -> tuple[str, ...]:
+    """Hex partition-term codes (``0002-4bb8``) are matched in either case."""
+    if _HEX_CODE.match(code):
+        return tuple(dict.fromkeys((code, code.lower(), code.upper())))
+    return (code,)
+
+
+_HEX_CODE = re.compile(r"^[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}$")
 
 
 def _check_unique(values: list[str], table: str, what: str) -> None:

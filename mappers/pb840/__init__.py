@@ -11,7 +11,12 @@ from mappers.pb840.decoder import (
     decode_response,
     split_frame,
 )
-from mappers.pb840.fhir import vendor_code_system, vent_device_resource, vent_record_to_fhir
+from mappers.pb840.fhir import (
+    connection_state_observation,
+    vendor_code_system,
+    vent_device_resource,
+    vent_record_to_fhir,
+)
 
 __all__ = [
     "AlarmStatus",
@@ -19,6 +24,7 @@ __all__ = [
     "VentDecodeError",
     "VentMode",
     "VentValue",
+    "connection_state_observation",
     "decode_misca",
     "decode_miscf",
     "decode_response",

@@ -11,12 +11,18 @@ the profile's validity range) produces one with ``dataAbsentReason`` ``error``.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from mappers.pb840.decoder import DecodedVentRecord, VentValue
 from mappers.profile_schema import LOINC_SYSTEM, MDC_SYSTEM, Profile
 
-__all__ = ["vent_device_resource", "vent_record_to_fhir", "vendor_code_system"]
+__all__ = [
+    "connection_state_observation",
+    "vendor_code_system",
+    "vent_device_resource",
+    "vent_record_to_fhir",
+]
 
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 LOCAL_CATEGORY = "urn:vitalgate:observation-category"
@@ -161,6 +167,43 @@ def _alarm_observation(ctx: _Context) -> Resource:
          "valueString": a.state}
         for a in ctx.record.alarms
     ]
+    return obs
+
+
+CONNECTION_STATES = ("connected", "silent", "responding", "disconnected")
+DEVICE_STATUS_SYSTEM = "urn:vitalgate:device-status"
+
+
+def connection_state_observation(device_id: str, status: str, at: datetime, reason: str,
+                                 patient_ref: str | None = None) -> Resource:
+    """An Observation of a feed's connection state (``silent`` past the stale timeout...).
+
+    The alerting engine turns ``silent`` / ``disconnected`` into a technical alert.
+    """
+    if status not in CONNECTION_STATES:
+        raise ValueError(f"unknown connection state {status!r}")
+    if at.tzinfo is None:
+        raise ValueError("at must be timezone-aware")
+    obs: Resource = {
+        "resourceType": "Observation",
+        "id": _fhir_id(device_id, "conn", str(int(at.timestamp() * 1000))),
+        "status": "final",
+        "category": _category("text", False),
+        "code": {"coding": [{"system": DEVICE_STATUS_SYSTEM, "code": "connection-state",
+                             "display": "Device connection state"}],
+                 "text": "Device connection state"},
+        "effectiveDateTime": at.isoformat(),
+        "device": {"reference": f"Device/{_fhir_id(device_id)}"},
+        "valueCodeableConcept": {"coding": [{"system": DEVICE_STATUS_SYSTEM, "code": status}],
+                                 "text": status},
+        "note": [{"text": reason}],
+    }
+    if status in ("silent", "disconnected"):
+        obs["interpretation"] = [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+            "code": "A", "display": "Abnormal"}]}]
+    if patient_ref:
+        obs["subject"] = {"reference": patient_ref}
     return obs
 
 

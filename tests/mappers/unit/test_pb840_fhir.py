@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from mappers.pb840 import decode_response, vent_record_to_fhir
+from mappers.pb840 import connection_state_observation, decode_response, vent_record_to_fhir
 from mappers.profiles import load_profile
 
 RECEIVED = datetime(2026, 11, 28, 5, 0, 12, tzinfo=UTC)
@@ -186,3 +186,16 @@ def test_without_patient_and_settings():
     kinds = {r["category"][0]["coding"][0]["code"] for r in res[1:]}
     assert "device-setting" not in kinds and "device-alarm" not in kinds
     assert all("subject" not in r for r in res)
+
+
+def test_connection_state_observation():
+    obs = connection_state_observation("medtronic-840-3510053249", "silent", RECEIVED,
+                                       "no valid response for 10.2 s", "Patient/p1")
+    get_fhir_model_class("Observation").model_validate(obs)
+    assert obs["valueCodeableConcept"]["coding"][0]["code"] == "silent"
+    assert obs["interpretation"][0]["coding"][0]["code"] == "A"
+    assert obs["device"] == {"reference": "Device/medtronic-840-3510053249"}
+    ok = connection_state_observation("medtronic-840-3510053249", "responding", RECEIVED, "ok")
+    assert "interpretation" not in ok
+    with pytest.raises(ValueError):
+        connection_state_observation("x", "asleep", RECEIVED, "")

@@ -75,6 +75,7 @@ def test_piic_code_aliases_from_documented_table():
     # documented codes where the reference says hex arithmetic differs
     assert aliases[("MDIL", "0002-50b0")] == "151708"  # etCO2, not 151728
     assert aliases[("MDIL", "0002-4822")] == "149530"  # pleth pulse, not 149538
+    assert aliases[("MDIL", "0002-4BB8")] == "150456"  # hex matched in either case
 
 
 def test_piic_unit_aliases():
