@@ -186,3 +186,13 @@ def test_pb840_profile_codes_need_record_and_field(tmp_path):
     pb = GOOD.replace('kind = "mllp"', 'kind = "pb840-serial-tcp"')
     with pytest.raises(ProfileError, match=r"\[\[records\]\]"):
         load_profile_file(write(tmp_path, "acme", pb))
+
+
+def test_intellivue_data_export_profile():
+    p = load_profile("philips-intellivue-mp")
+    assert p.transport.kind == "intellivue-udp"
+    assert (p.transport.connect_indication_port, p.transport.association_port) == (24005, 24105)
+    aliases = p.code_aliases()
+    assert aliases[("NOM", "4182")] == "147842"
+    assert aliases[("NOM", "50b0")] == "151708"
+    assert p.unit_aliases()[("NOM_DIM", "0f20")] == "mm[Hg]"
