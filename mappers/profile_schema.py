@@ -9,6 +9,7 @@ broken profile is refused when it is loaded, never half-used.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Literal
 
@@ -197,11 +198,20 @@ class Profile(_Strict):
 
     # -- look-ups -------------------------------------------------------------
 
+    @functools.cached_property
+    def _unit_index(self) -> dict[str, UnitEntry]:
+        return {u.code: u for u in self.units}
+
+    @functools.cached_property
+    def _record_index(self) -> dict[str, list[CodeEntry]]:
+        index: dict[str, list[CodeEntry]] = {}
+        for c in self.codes:
+            if c.record is not None:
+                index.setdefault(c.record, []).append(c)
+        return index
+
     def unit(self, code: str) -> UnitEntry:
-        for u in self.units:
-            if u.code == code:
-                return u
-        raise KeyError(code)
+        return self._unit_index[code]
 
     def record(self, name: str) -> RecordLayout:
         for r in self.records:
@@ -210,7 +220,7 @@ class Profile(_Strict):
         raise KeyError(name)
 
     def codes_for_record(self, name: str) -> list[CodeEntry]:
-        return [c for c in self.codes if c.record == name]
+        return list(self._record_index.get(name, ()))
 
     def code_aliases(self) -> dict[tuple[str, str], str]:
         """``(coding system, vendor code) -> MDC numeric code`` for the HL7v2 mapper."""

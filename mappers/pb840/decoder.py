@@ -29,6 +29,8 @@ MAX_RESPONSE_BYTES = 65_536
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _HEADER = re.compile(rb"^(MISC[A-Z]),\s*(\d{1,6})\s*,\s*(\d{1,4})\s*,$")
 
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+
 Getter = Callable[[int], str]
 
 
@@ -162,9 +164,10 @@ def split_frame(data: bytes, profile: Profile, expect: str | None = None) -> tup
     if len(body) != byte_count:
         raise VentDecodeError(f"{name} byte count mismatch: header says {byte_count}, "
                               f"{len(body)} bytes between STX and ETX")
-    bad = next((i for i, b in enumerate(body) if not 0x20 <= b <= 0x7E), None)
+    bad = _NOT_PRINTABLE.search(body)
     if bad is not None:
-        raise VentDecodeError(f"invalid byte 0x{body[bad]:02x} at offset {bad} of the fields")
+        raise VentDecodeError(f"invalid byte 0x{body[bad.start()]:02x} at offset "
+                              f"{bad.start()} of the fields")
     parts = body.decode("ascii").split(",")
     if parts[-1] != "":
         raise VentDecodeError("last field is not followed by a comma")
