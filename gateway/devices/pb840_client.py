@@ -114,7 +114,9 @@ class Pb840Client:
             await self._sleep(self.poll_interval - (time.monotonic() - started))
 
     async def _handle(self, frame: bytes) -> None:
-        start = frame.find(b"MISC")
+        # After a poll timed out mid-response, a late tail can precede the next full
+        # response in the same read: the last header starts the frame we can use.
+        start = frame.rfind(b"MISC")
         if start > 0:
             log.warning("%s: %d bytes before the header skipped", self.endpoint, start)
             frame = frame[start:]
