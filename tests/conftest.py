@@ -75,7 +75,7 @@ async def store(db_url: str) -> AsyncIterator[object]:
     await upgrade(engine)
     if engine.dialect.name == "postgresql":
         await _truncate(engine)
-    s = Store(engine, indexer=(lambda t, r: {}) if os.environ.get("TMP_NOINDEX") else None)
+    s = Store(engine)
     await s.start()
     yield s
     await s.close()

@@ -29,7 +29,7 @@ from . import schema as t
 from ._flush import Indexer
 from .notify import ChangeNotifier
 from .tx import WriteTx
-from .types import Change, Method, StoredVersion, Written
+from .types import Buffered, Change, Method, StoredVersion, Written
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +38,7 @@ _PG_WRITE_LOCK = 0x56697461  # "Vita"
 
 
 def _default_indexer() -> Indexer:
-    from fhir_server.search import extract_index
+    from fhir_server.search.extract import extract_index
 
     return extract_index
 
@@ -168,7 +168,7 @@ class Store:
         """Run a read-only statement (search, history) and return its buffered result."""
         try:
             async with self.engine.connect() as conn:
-                return _Buffered((await conn.execute(stmt)).all())
+                return Buffered((await conn.execute(stmt)).all())
         except SQLAlchemyError as exc:
             raise _translate(exc) from exc
 
@@ -234,28 +234,6 @@ class Store:
 
     async def conn(self) -> AsyncConnection:
         return await self.engine.connect()
-
-
-class _Buffered:
-    """A fully fetched result: iterable rows plus ``first()`` / ``scalar()``."""
-
-    def __init__(self, rows: list[Any]) -> None:
-        self.rows = rows
-
-    def __iter__(self) -> Any:
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def first(self) -> Any:
-        return self.rows[0] if self.rows else None
-
-    def scalar(self) -> Any:
-        return self.rows[0][0] if self.rows else None
-
-    def all(self) -> list[Any]:
-        return self.rows
 
 
 def _translate(exc: BaseException) -> BaseException:

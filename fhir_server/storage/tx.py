@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
 from ._flush import Indexer, flush
-from .types import Method, PendingWrite, now_us
+from .types import Buffered, Method, PendingWrite, now_us
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -63,6 +63,10 @@ class WriteTx:
         """Run a read inside the transaction, after flushing queued writes."""
         await self.flush()
         return await self.conn.execute(stmt)
+
+    async def fetch(self, stmt: Select[Any]) -> Buffered:
+        """Like ``Store.fetch`` but inside this transaction."""
+        return Buffered((await self.execute(stmt)).all())
 
     async def flush(self) -> None:
         writes, self._writes = self._writes, []

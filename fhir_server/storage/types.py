@@ -82,3 +82,25 @@ class PendingWrite:
         if self.result is None:
             raise RuntimeError("write not flushed yet")
         return self.result
+
+
+class Buffered:
+    """A fully fetched result: iterable rows plus ``first()`` / ``scalar()``."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+    def all(self) -> list[Any]:
+        return self.rows

@@ -1,0 +1,120 @@
+"""FastAPI adapter: HTTP in, ``fhir_server.core.handle`` called, FHIR JSON out.
+
+Every error on a FHIR endpoint is an OperationOutcome (never a framework error body).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhir_server.core import FhirRequest, FhirResponse, ServerContext, handle
+from fhir_server.errors import FhirError, outcome
+from fhir_server.storage import Store, dumps
+
+log = logging.getLogger(__name__)
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json",
+              "application/x-www-form-urlencoded", "")
+FORMAT_OK = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+
+
+def render(resp: FhirResponse) -> Response:
+    body = resp.body
+    if isinstance(body, dict):
+        body = dumps(body)
+    headers = dict(resp.headers)
+    if body is None:
+        return Response(status_code=resp.status, headers=headers)
+    return Response(content=body, status_code=resp.status, headers=headers,
+                    media_type=f"{resp.content_type}; charset=utf-8")
+
+
+def error_response(status: int, code: str, msg: str) -> Response:
+    return render(FhirResponse(status, outcome("error", code, msg)))
+
+
+def _check_format(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt is not None and fmt not in FORMAT_OK:
+        raise FhirError(406, "not-supported", f"_format {fmt!r} is not supported: this server speaks JSON")
+    accept = request.headers.get("accept", "")
+    if accept and not any(x in accept for x in ("json", "*/*", "application/*")):
+        raise FhirError(406, "not-supported", f"Cannot produce {accept}: this server speaks FHIR JSON")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if request.method in ("POST", "PUT", "PATCH") and ctype not in JSON_TYPES:
+        raise FhirError(415, "not-supported", f"Content-Type {ctype!r} is not supported: send application/fhir+json")
+
+
+async def _to_request(request: Request, path: str) -> FhirRequest:
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
+    body = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if path.endswith("/_search") and request.method == "POST":
+        if ctype == "application/x-www-form-urlencoded":
+            params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        body = b""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return FhirRequest(request.method, path, tuple(params), headers, body or None)
+
+
+def create_app(store: Store, base_url: str | None = None, *, title: str = "Vitalgate") -> FastAPI:
+    """The FHIR app. ``base_url`` fixes absolute URLs; None derives them from each request."""
+    app = FastAPI(title=title, docs_url="/docs", openapi_url="/openapi.json")
+    app.state.store = store
+
+    def ctx_for(request: Request) -> ServerContext:
+        base = base_url or str(request.base_url).rstrip("/") + "/fhir"
+        return replace(_ctx, base_url=base)
+
+    _ctx = ServerContext(store=store, base_url=base_url or "")
+
+    @app.api_route("/fhir/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=True, summary="FHIR R4B REST interactions")
+    async def fhir(request: Request, path: str) -> Response:
+        _check_format(request)
+        req = await _to_request(request, path)
+        return render(await handle(req, ctx_for(request)))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        try:
+            await store.last_seq()
+        except Exception:  # noqa: BLE001 - readiness reports, never raises
+            return Response('{"status":"unavailable"}', 503, media_type="application/json")
+        return Response('{"status":"ready"}', media_type="application/json")
+
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(_: Request, exc: FhirError) -> Response:
+        return render(FhirResponse(exc.status, exc.outcome))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, "invalid", f"Invalid request: {exc.errors()[:3]}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on a FHIR endpoint")
+        return error_response(500, "exception", f"Internal error ({type(exc).__name__})")
+
+
+__all__ = ["create_app", "render"]

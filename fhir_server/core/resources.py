@@ -1,0 +1,72 @@
+"""Which resource types exist (R4B), and validation of incoming resources with fhir.resources."""
+
+from __future__ import annotations
+
+import pkgutil
+from functools import cache
+from typing import Any
+
+import fhir.resources.R4B as r4b
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from fhir_server.errors import FhirError, bad_request, not_found, unprocessable
+from fhir_server.storage import loads
+
+
+@cache
+def resource_types() -> tuple[str, ...]:
+    """Every R4B resource type (from the fhir.resources model classes)."""
+    from fhir.resources.R4B.resource import Resource
+
+    names = []
+    for mod in pkgutil.iter_modules(r4b.__path__):
+        try:
+            module = __import__(f"fhir.resources.R4B.{mod.name}", fromlist=["_"])
+        except Exception:  # noqa: BLE001, S112 - skip helper modules that do not import alone
+            continue
+        for attr, value in vars(module).items():
+            if isinstance(value, type) and issubclass(value, Resource) and attr.lower() == mod.name:
+                names.append(attr)
+    return tuple(sorted(set(names) - {"Resource", "DomainResource"}))
+
+
+def check_type(type_: str) -> None:
+    if type_ not in resource_types():
+        raise not_found(f"Unknown resource type '{type_}'")
+
+
+def parse_json(body: bytes | None) -> Any:
+    if not body:
+        raise bad_request("Request body is empty")
+    try:
+        return loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"Body is not valid JSON: {exc}", code="structure") from exc
+
+
+def validate(resource: Any, expected_type: str | None = None, *, status: int = 400) -> dict[str, Any]:
+    """Check structure with fhir.resources R4B; return the resource dict as received."""
+    if not isinstance(resource, dict):
+        raise bad_request("A FHIR resource must be a JSON object", code="structure")
+    rt = resource.get("resourceType")
+    if not isinstance(rt, str) or rt not in resource_types():
+        raise bad_request(f"Unknown or missing resourceType {rt!r}", ["resourceType"])
+    if expected_type is not None and rt != expected_type:
+        raise bad_request(f"resourceType {rt} does not match the URL type {expected_type}", ["resourceType"])
+    try:
+        get_fhir_model_class(rt).model_validate(resource)
+    except ValidationError as exc:
+        raise _invalid(rt, exc, status) from exc
+    except (ValueError, TypeError) as exc:
+        raise bad_request(f"Invalid {rt}: {exc}") from exc
+    return resource
+
+
+def _invalid(rt: str, exc: ValidationError, status: int) -> FhirError:
+    errors = exc.errors()[:10]
+    exprs = [".".join([rt, *(str(p) for p in e["loc"] if not str(p).startswith("function"))]) for e in errors]
+    msgs = "; ".join(f"{x}: {e['msg']}" for x, e in zip(exprs, errors, strict=True))
+    if status == 422:
+        return unprocessable(f"Invalid {rt}: {msgs}", exprs)
+    return bad_request(f"Invalid {rt}: {msgs}", exprs)

@@ -1,0 +1,198 @@
+"""batch and transaction Bundles (https://hl7.org/fhir/R4B/http.html#transaction).
+
+A transaction runs all its entries in ONE writer transaction, in FHIR order (DELETE, POST,
+PUT/PATCH, GET), with ``urn:uuid:`` references rewritten to the ids assigned or matched;
+any failure rolls everything back. A batch runs each entry on its own and reports each
+entry's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from fhir_server.errors import FhirError, bad_request, precondition_failed
+from fhir_server.storage import WriteTx
+
+from .context import ServerContext
+from .request import FhirRequest, FhirResponse
+from .resources import parse_json, validate
+from .search_exec import match_ids
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+def _entry_request(entry: dict[str, Any], index: int) -> FhirRequest:
+    request = entry.get("request")
+    if not isinstance(request, dict) or "method" not in request or "url" not in request:
+        raise bad_request(f"Bundle.entry[{index}].request needs method and url", [f"Bundle.entry[{index}].request"])
+    method = str(request["method"]).upper()
+    if method not in ORDER:
+        raise bad_request(f"Bundle.entry[{index}]: unsupported method {method}")
+    parts = urlsplit(str(request["url"]))
+    headers = {}
+    for src, dst in (("ifMatch", "if-match"), ("ifNoneExist", "if-none-exist"), ("ifNoneMatch", "if-none-match")):
+        if request.get(src):
+            headers[dst] = str(request[src])
+    resource = entry.get("resource")
+    body = None
+    if method == "PATCH" and isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+        import base64
+
+        body = base64.b64decode(resource.get("data", ""))
+        headers["content-type"] = resource.get("contentType", "application/json-patch+json")
+        resource = None
+    return FhirRequest(method, parts.path.lstrip("/"), tuple(parse_qsl(parts.query)), headers, body, resource)
+
+
+async def bundle_interaction(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
+    b = req.resource if req.resource is not None else parse_json(req.body)
+    validate(b, "Bundle")
+    kind = b.get("type")
+    entries = b.get("entry") or []
+    if len(entries) > ctx.max_bundle_entries:
+        raise FhirError(413, "too-costly", f"Bundle has {len(entries)} entries, limit {ctx.max_bundle_entries}")
+    if kind == "transaction":
+        return FhirResponse(200, await _transaction(entries, ctx))
+    if kind == "batch":
+        return FhirResponse(200, await _batch(entries, ctx))
+    raise bad_request(f"Bundle.type must be batch or transaction, got {kind!r}", ["Bundle.type"])
+
+
+def _entry_response(resp: FhirResponse) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": str(resp.status)}
+    loc = resp.headers.get("Location") or resp.headers.get("Content-Location")
+    if loc:
+        out["location"] = loc
+    if "ETag" in resp.headers:
+        out["etag"] = resp.headers["ETag"]
+    if "Last-Modified" in resp.headers:
+        out["lastModified"] = resp.headers["Last-Modified"]
+    e: dict[str, Any] = {"response": out}
+    if isinstance(resp.body, bytes):
+        e["resource"] = orjson.Fragment(resp.body)
+    elif isinstance(resp.body, dict):
+        if resp.body.get("resourceType") == "OperationOutcome":
+            out["outcome"] = resp.body
+        else:
+            e["resource"] = resp.body
+    return e
+
+
+async def _batch(entries: list[dict[str, Any]], ctx: ServerContext) -> dict[str, Any]:
+    from .bundles import bundle
+    from .router import handle
+
+    async def one(i: int, entry: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = await handle(_entry_request(entry, i), ctx)
+        except FhirError as exc:
+            resp = FhirResponse(exc.status, exc.outcome)
+        return _entry_response(resp)
+
+    results = await asyncio.gather(*(one(i, e) for i, e in enumerate(entries)))
+    return bundle("batch-response", list(results))
+
+
+async def _transaction(entries: list[dict[str, Any]], ctx: ServerContext) -> dict[str, Any]:
+    from .bundles import bundle
+
+    reqs = [_entry_request(e, i) for i, e in enumerate(entries)]
+    order = sorted(range(len(reqs)), key=lambda i: ORDER[reqs[i].method])
+
+    async def job(tx: WriteTx) -> list[dict[str, Any]]:
+        ids = await _assign_ids(tx, entries, reqs)
+        out: list[dict[str, Any] | None] = [None] * len(reqs)
+        for i in order:
+            try:
+                out[i] = _entry_response(await _run_entry(tx, reqs[i], ids, entries[i], ctx))
+            except FhirError as exc:
+                exc.outcome["issue"][0]["diagnostics"] = f"Bundle.entry[{i}]: {exc.outcome['issue'][0]['diagnostics']}"
+                raise
+        return [o for o in out if o is not None]
+
+    return bundle("transaction-response", await ctx.store.write(job))
+
+
+async def _assign_ids(tx: WriteTx, entries: list[dict[str, Any]], reqs: list[FhirRequest]) -> dict[str, str]:
+    """fullUrl (``urn:uuid:...``) → ``Type/id`` for every entry that creates or updates."""
+    ids: dict[str, str] = {}
+    for entry, r in zip(entries, reqs, strict=True):
+        full = entry.get("fullUrl")
+        parts = r.parts
+        if r.method == "POST" and len(parts) == 1:
+            target = f"{parts[0]}/{uuid.uuid4()}"
+            cond = r.header("if-none-exist")
+            if cond:
+                found = await match_ids(tx, parts[0], cond, limit=2)
+                if len(found) > 1:
+                    raise precondition_failed(f"ifNoneExist matched {len(found)} resources", "multiple-matches")
+                if found:
+                    target = f"{parts[0]}/{found[0]}"
+            if full:
+                ids[full] = target
+            object.__setattr__(r, "headers", {**r.headers, "x-assigned": target})
+        elif r.method == "PUT" and len(parts) == 1:
+            found = await match_ids(tx, parts[0], _qs(r), limit=2)
+            if len(found) > 1:
+                raise precondition_failed(f"conditional update matched {len(found)} resources", "multiple-matches")
+            res_id = found[0] if found else (r.resource or {}).get("id") or str(uuid.uuid4())
+            target = f"{parts[0]}/{res_id}"
+            if full:
+                ids[full] = target
+            object.__setattr__(r, "headers", {**r.headers, "x-assigned": target})
+        elif r.method == "PUT" and len(parts) == 2 and full:
+            ids[full] = f"{parts[0]}/{parts[1]}"
+    return ids
+
+
+def _qs(r: FhirRequest) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(r.params)
+
+
+def _rewrite(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "reference" and isinstance(v, str) and v in ids:
+                out[k] = ids[v]
+            else:
+                out[k] = _rewrite(v, ids)
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, ids) for v in value]
+    return value
+
+
+async def _run_entry(tx: WriteTx, r: FhirRequest, ids: dict[str, str], entry: dict[str, Any],
+                     ctx: ServerContext) -> FhirResponse:
+    from . import crud
+    from .render import stored, written
+    from .router import read_op, write_op
+
+    res = _rewrite(r.resource, ids) if r.resource is not None else None
+    assigned = r.headers.get("x-assigned")
+    if r.method == "POST" and assigned:
+        type_, id_ = assigned.split("/", 1)
+        existing = await crud.read_version(tx, type_, id_)
+        if existing is not None and not existing.deleted:
+            return stored(r, ctx.base_url, existing)
+        validate(res, type_)
+        body = {k: v for k, v in (res or {}).items() if k != "id"}
+        w = await crud._put(tx, type_, id_, body, "POST", must_not_exist=True)
+        return written(r, ctx.base_url, w)
+    if r.method == "PUT" and assigned:
+        type_, id_ = assigned.split("/", 1)
+        res = {**(res or {}), "id": id_}
+        r = FhirRequest("PUT", assigned, (), r.headers, None, res)
+    else:
+        r = FhirRequest(r.method, r.path, r.params, r.headers, r.body, res)
+    if r.method in ("GET", "HEAD"):
+        return await read_op(tx, r, ctx)
+    return await write_op(tx, r, ctx)
