@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fhir_server.core import FhirRequest, FhirResponse, ServerContext, handle
+from fhir_server.core import Extensions, FhirRequest, FhirResponse, ServerContext, handle
 from fhir_server.errors import FhirError, outcome
 from fhir_server.storage import Store, dumps
 
@@ -63,8 +63,14 @@ async def _to_request(request: Request, path: str) -> FhirRequest:
     return FhirRequest(request.method, path, tuple(params), headers, body or None)
 
 
-def create_app(store: Store, base_url: str | None = None, *, title: str = "Vitalgate") -> FastAPI:
-    """The FHIR app. ``base_url`` fixes absolute URLs; None derives them from each request."""
+def create_app(store: Store, base_url: str | None = None, *, title: str = "Vitalgate",
+               extensions: Extensions | None = None) -> FastAPI:
+    """The FHIR app. ``base_url`` fixes absolute URLs; None derives them from each request.
+
+    ``extensions`` carries the operations and write hooks of features built on the core
+    (subscriptions, alerting); other HTTP routes (websockets, dashboard) are added by the
+    caller with ``app.include_router`` before the ``/fhir`` catch-all is reached.
+    """
     app = FastAPI(title=title, docs_url="/docs", openapi_url="/openapi.json")
     app.state.store = store
 
@@ -72,7 +78,8 @@ def create_app(store: Store, base_url: str | None = None, *, title: str = "Vital
         base = base_url or str(request.base_url).rstrip("/") + "/fhir"
         return replace(_ctx, base_url=base)
 
-    _ctx = ServerContext(store=store, base_url=base_url or "")
+    _ctx = ServerContext(store=store, base_url=base_url or "", extensions=extensions or Extensions())
+    app.state.extensions = _ctx.extensions
 
     @app.api_route("/fhir/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                    include_in_schema=True, summary="FHIR R4B REST interactions")

@@ -5,7 +5,8 @@ entries re-enter the same handler table.
 """
 
 from .context import ServerContext
+from .extensions import Extensions, Operation, OperationCall
 from .request import FhirRequest, FhirResponse
 from .router import handle
 
-__all__ = ["FhirRequest", "FhirResponse", "ServerContext", "handle"]
+__all__ = ["Extensions", "FhirRequest", "FhirResponse", "Operation", "OperationCall", "ServerContext", "handle"]

@@ -10,15 +10,17 @@ from typing import Any
 
 from fhir_server.search.registry import search_params
 
+from .extensions import Extensions, Operation
 from .resources import resource_types
 
 SOFTWARE = {"name": "Vitalgate", "version": "0.1.0"}
 INSTANCE_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance"]
 TYPE_INTERACTIONS = ["history-type", "create"]
 OPERATIONS = {"Observation": [("lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn")]}
+_BY_EXTENSIONS: dict[int, dict[str, Any]] = {}
 
 
-def _resource(type_: str) -> dict[str, Any]:
+def _resource(type_: str, ext: Extensions) -> dict[str, Any]:
     params = search_params(type_)
     interactions = INSTANCE_INTERACTIONS + TYPE_INTERACTIONS + (["search-type"] if params else [])
     r: dict[str, Any] = {
@@ -38,8 +40,10 @@ def _resource(type_: str) -> dict[str, Any]:
         r["searchRevInclude"] = sorted({f"{o}:{p.name}" for o in _types_referencing(type_) for p in _refs_to(o, type_)})
         r["searchParam"] = [{"name": p.name, "type": p.type, **({"documentation": p.description} if p.description else {})}
                             for p in params.values()]
-    if type_ in OPERATIONS:
-        r["operation"] = [{"name": n, "definition": d} for n, d in OPERATIONS[type_]]
+    ops = [{"name": n, "definition": d} for n, d in OPERATIONS.get(type_, [])]
+    ops += [_op(op) for op in ext.for_type(type_)]
+    if ops:
+        r["operation"] = ops
     return r
 
 
@@ -55,8 +59,19 @@ def _types_referencing(target: str) -> tuple[str, ...]:
     return tuple(t for t in searchable_types() if _refs_to(t, target))
 
 
-@cache
-def _statement(base_url: str) -> dict[str, Any]:
+def _op(op: Operation) -> dict[str, Any]:
+    d: dict[str, Any] = {"name": op.name, "definition": op.definition or f"urn:vitalgate:operation:{op.name}"}
+    return d
+
+
+def _statement(base_url: str, ext: Extensions) -> dict[str, Any]:
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "resource": [_resource(t, ext) for t in resource_types()],
+        "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+    }
+    if ext.system_operations():
+        rest["operation"] = [_op(op) for op in ext.system_operations()]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -68,13 +83,14 @@ def _statement(base_url: str) -> dict[str, Any]:
         "fhirVersion": "4.3.0",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [{
-            "mode": "server",
-            "resource": [_resource(t) for t in resource_types()],
-            "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
-        }],
+        "rest": [rest],
     }
 
 
-def capability_statement(base_url: str, mode: str | None = None) -> dict[str, Any]:
-    return _statement(base_url)
+def capability_statement(base_url: str, mode: str | None = None, ext: Extensions | None = None) -> dict[str, Any]:
+    """Built once per (base URL, extensions) pair: extensions are fixed after start-up."""
+    ext = ext or Extensions()
+    key = hash((base_url, id(ext)))
+    if key not in _BY_EXTENSIONS:
+        _BY_EXTENSIONS[key] = _statement(base_url, ext)
+    return _BY_EXTENSIONS[key]

@@ -131,7 +131,8 @@ async def conditional_update(tx: WriteTx, req: FhirRequest, type_: str, query: s
     return await _put(tx, type_, id_, res, "PUT", if_match=parse_etag(req.header("if-match")))
 
 
-async def patch(tx: WriteTx, req: FhirRequest, type_: str, id_: str, body: bytes | None) -> Written:
+async def patch(tx: WriteTx, req: FhirRequest, type_: str, id_: str, body: bytes | None,
+                hook: Any = None) -> Written:
     """JSON Patch (RFC 6902). The result is re-validated (422 if invalid)."""
     ctype = (req.header("content-type") or "").split(";")[0].strip()
     if ctype != "application/json-patch+json":
@@ -148,6 +149,8 @@ async def patch(tx: WriteTx, req: FhirRequest, type_: str, id_: str, body: bytes
     if patched.get("id") != id_ or patched.get("resourceType") != type_:
         raise unprocessable("A patch may not change resourceType or id")
     validate(patched, type_, status=422)
+    if hook is not None:
+        patched = await hook(tx, req, type_, patched)
     patched.pop("meta", None) if not _keeps_meta(patched) else None
     return await _put(tx, type_, id_, patched, "PATCH", if_match=current.version)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fhir_server.errors import FhirError, bad_request, not_supported
@@ -10,6 +11,7 @@ from fhir_server.storage import WriteTx
 from . import crud
 from .capability import capability_statement
 from .context import ServerContext
+from .extensions import OperationCall, operation_parameters
 from .history import history
 from .render import ok_outcome, stored, written
 from .request import FhirRequest, FhirResponse
@@ -27,7 +29,9 @@ async def handle(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
 
         return await bundle_interaction(req, ctx)
     if parts == ["metadata"] and req.method == "GET":
-        return FhirResponse(200, capability_statement(ctx.base_url, dict(req.params).get("mode")))
+        return FhirResponse(200, capability_statement(ctx.base_url, dict(req.params).get("mode"), ctx.extensions))
+    if parts and parts[-1].startswith("$") and not (parts == ["Observation", "$lastn"]):
+        return await _operation(req, ctx)
     if parts == ["_history"] and req.method == "GET":
         return FhirResponse(200, await history(ctx.store, ctx.base_url, None, None, req.params))
     if not parts:
@@ -36,6 +40,33 @@ async def handle(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
     if req.method in WRITE_METHODS and not _is_search_post(parts):
         return await ctx.store.write(lambda tx: write_op(tx, req, ctx))
     return await read_op(ctx.store, req, ctx)
+
+
+async def _operation(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
+    """``$name`` at system, type or instance level, as registered in ``ctx.extensions``."""
+    parts, name = req.parts[:-1], req.parts[-1][1:]
+    if len(parts) > 2:
+        raise not_supported(f"{req.path} is not an operation URL")
+    type_ = parts[0] if parts else None
+    id_ = parts[1] if len(parts) == 2 else None
+    if type_ is not None:
+        check_type(type_)
+    level = "system" if type_ is None else "type" if id_ is None else "instance"
+    op = ctx.extensions.find(type_, level, name)  # type: ignore[arg-type]
+    if op is None:
+        where = f" on {type_}" if type_ else ""
+        raise not_supported(f"Operation ${name} is not supported at {level} level{where}")
+    if req.method not in op.methods:
+        raise FhirError(405, "not-supported", f"${name} accepts {', '.join(op.methods)}, not {req.method}")
+    body = parse_json(req.body) if req.method == "POST" and req.body else None
+    params = operation_parameters(req, body)
+
+    async def run(db: Any) -> FhirResponse:
+        return await op.handler(OperationCall(req, ctx, db, type_, id_, params))
+
+    if op.writes:
+        return await ctx.store.write(run)
+    return await run(ctx.store)
 
 
 def _is_search_post(parts: list[str]) -> bool:
@@ -82,6 +113,8 @@ async def write_op(tx: WriteTx, req: FhirRequest, ctx: ServerContext) -> FhirRes
     parts, m = req.parts, req.method
     type_ = parts[0]
     base = ctx.base_url
+    if m in ("POST", "PUT") and len(parts) <= 2:
+        req = replace(req, resource=await ctx.extensions.before_write(tx, req, type_, _resource(req)))
     if len(parts) == 1 and m == "POST":
         res, created = await crud.create(tx, req, type_, _resource(req))
         if created:
@@ -92,7 +125,8 @@ async def write_op(tx: WriteTx, req: FhirRequest, ctx: ServerContext) -> FhirRes
     if len(parts) == 1 and m == "PUT":
         return written(req, base, await crud.conditional_update(tx, req, type_, _query(req), _resource(req)))
     if len(parts) == 2 and m == "PATCH":
-        return written(req, base, await crud.patch(tx, req, type_, parts[1], req.body))
+        hook = ctx.extensions.before_write if ctx.extensions.write_hooks.get(type_) else None
+        return written(req, base, await crud.patch(tx, req, type_, parts[1], req.body, hook=hook))
     if len(parts) == 2 and m == "DELETE":
         w = await crud.delete(tx, req, type_, parts[1])
         return _deleted(w, f"{type_}/{parts[1]}")
