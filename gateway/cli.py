@@ -42,6 +42,37 @@ def serve(host: HostOpt = None, port: PortOpt = None, database_url: DbOpt = None
         pass
 
 
+DEMO_MIX = {"stable": 0.5, "sepsis": 0.2, "respiratory-failure": 0.15, "hypotension": 0.15}
+
+
+@app.command()
+def demo(beds: Annotated[int, typer.Option(min=1, max=200, help="Simulated beds")] = 8,
+         duration: Annotated[float, typer.Option(help="Seconds to simulate (0: until Ctrl-C)")] = 0.0,
+         seed: Annotated[int, typer.Option(help="Scenario and physiology seed")] = 1,
+         host: HostOpt = None, port: PortOpt = None, database_url: DbOpt = None) -> None:
+    """The main job on the embedded default: the node plus a simulated ICU sending over real MLLP.
+
+    Open the printed URL for the central-station dashboard; the FHIR API is under /fhir.
+    """
+    from .app import serve as run
+    from .simulators.run import run_simulation
+
+    s = _settings(http_host=host, http_port=port, database_url=database_url)
+    _banner(s)
+    console.print(f"  dashboard: [cyan]{s.fhir_base.removesuffix('/fhir')}/[/cyan]   simulating {beds} beds "
+                  f"({', '.join(DEMO_MIX)}); Ctrl-C stops")
+
+    async def simulate(node: object) -> None:
+        seconds = duration or 7 * 24 * 3600.0
+        stats = await run_simulation(beds, seconds, (s.mllp_host, s.mllp_port), None, DEMO_MIX, seed)
+        console.print(f"simulation finished: {stats.as_dict()}")
+
+    try:
+        asyncio.run(run(s, extra=simulate))
+    except KeyboardInterrupt:
+        pass
+
+
 def _banner(s: Settings) -> None:
     console.print(f"[bold]Vitalgate[/bold] FHIR base: [cyan]{s.fhir_base}[/cyan]  (metadata: {s.fhir_base}/metadata)")
     console.print(f"  MLLP: {s.mllp_host}:{s.mllp_port}   database: {s.database_url}")
@@ -65,6 +96,12 @@ def db_upgrade(database_url: DbOpt = None) -> None:
 
     asyncio.run(run())
     console.print(f"database at head: {s.database_url}")
+
+
+from .cli_devices import profiles_app, simulate  # noqa: E402 - device commands live in their own module
+
+app.add_typer(profiles_app, name="profiles")
+app.command("simulate")(simulate)
 
 
 def main() -> None:
