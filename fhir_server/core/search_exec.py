@@ -10,11 +10,11 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import func, select
-
 from fhir_server.errors import bad_request
 from fhir_server.search.query import parse_search
-from fhir_server.storage import schema as t
+from fhir_server.search.registry import search_params
+from fhir_server.search.sql import build_snapshot
+from fhir_server.search.values import TokenValue, parse_token, split_escaped
 
 from .bundles import bundle, search_entry, url
 from .request import FhirRequest
@@ -33,7 +33,26 @@ async def match_ids(db: Any, type_: str, query: str, *, limit: int) -> list[str]
 
 
 async def _snapshot(db: Any) -> int:
-    return int((await db.fetch(select(func.max(t.resource.c.rid)))).scalar() or 0)
+    return int((await db.fetch(build_snapshot())).scalar() or 0)
+
+
+def _localise(type_: str, params: tuple[tuple[str, str], ...], base: str) -> list[tuple[str, str]]:
+    """Absolute references to this server (``[base]/Patient/1``) searched as ``Patient/1``.
+
+    The index keeps a local reference as type and id only, so an absolute URL naming our own
+    base must be made relative to match it (https://hl7.org/fhir/R4B/search.html#reference).
+    """
+    prefix = base.rstrip("/") + "/"
+    if not base:
+        return list(params)
+    known = search_params(type_)
+    out = []
+    for name, raw in params:
+        p = known.get(name.partition(".")[0].partition(":")[0])
+        if p is not None and p.type == "reference" and "." not in name and prefix in raw:
+            raw = ",".join(v.removeprefix(prefix) for v in split_escaped(raw, ","))
+        out.append((name, raw))
+    return out
 
 
 async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
@@ -41,11 +60,11 @@ async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
     from fhir_server.search.sql import build_count, build_includes, build_select
 
     strict = req.prefer("handling") == "strict"
-    q = parse_search(type_, list(params), strict=strict)
+    base = ctx.base_url
+    q = parse_search(type_, _localise(type_, params, base), strict=strict)
     if q.snapshot is None:
         q = q.with_page(q.offset, await _snapshot(db))
-    base = ctx.base_url
-    if q.summary == "count":
+    if q.summary == "count" or q.count == 0:  # _count=0: the total only (search.html#count)
         total = int((await db.fetch(build_count(q))).scalar() or 0)
         return bundle("searchset", [], total=total, links=[("self", url(base, type_, q.to_params()))])
     rows = list(await db.fetch(build_select(q)))
@@ -84,36 +103,47 @@ def _ignored_outcome(ignored: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     }
 
 
-def _tokens(values: list[str]) -> list[tuple[str | None, str]]:
-    out: list[tuple[str | None, str]] = []
-    for v in values:
-        for item in v.split(","):
-            if "|" in item:
-                s, _, c = item.partition("|")
-                out.append((s or None, c))
-            elif item:
-                out.append((None, item))
-    return out
+def _tokens(values: list[str], name: str) -> list[TokenValue]:
+    """Comma-separated ``[system|]code`` alternatives of every repeat, as ``TokenValue``s."""
+    try:
+        return [parse_token(v) for raw in values for v in split_escaped(raw, ",") if v]
+    except ValueError as exc:
+        raise bad_request(f"Bad value for {name}: {exc}", [name]) from None
+
+
+LASTN_PARAMS = ("patient", "subject", "category", "code", "max")
+LASTN_MAX = 100  # per code; with at most MAX_COUNT codes this bounds one response
 
 
 async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
-    """``Observation/$lastn``: the latest ``max`` Observations per code for one patient."""
+    """``Observation/$lastn``: the latest ``max`` Observations per code for one patient.
+
+    https://hl7.org/fhir/R4B/observation-operation-lastn.html. Other parameters are ignored,
+    or refused with ``Prefer: handling=strict``. ``max`` is capped at ``LASTN_MAX``.
+    """
     from fhir_server.search.sql import build_lastn
 
     p: dict[str, list[str]] = {}
     for k, v in req.params:
+        if k not in LASTN_PARAMS:
+            if req.prefer("handling") == "strict":
+                raise bad_request(f"Unknown or unsupported $lastn parameter {k!r}", [k])
+            continue
         p.setdefault(k, []).append(v)
     subject = (p.get("patient") or p.get("subject") or [None])[0]
     if not subject:
         raise bad_request("$lastn needs patient or subject", ["patient"])
     if not p.get("category") and not p.get("code"):
         raise bad_request("$lastn needs category and/or code", ["category"])
-    ref = subject.split("/")
-    patient = (ref[-2], ref[-1]) if len(ref) >= 2 else ("Patient", ref[0])
+    ref = subject.removeprefix(ctx.base_url.rstrip("/") + "/").split("/")
+    if len(ref) > 2 or not all(ref):
+        raise bad_request(f"$lastn patient must be an id or Type/id, got {subject!r}", ["patient"])
+    patient = (ref[0], ref[1]) if len(ref) == 2 else ("Patient", ref[0])
     raw_max = (p.get("max") or ["1"])[0]
     if not raw_max.isdigit() or int(raw_max) < 1:
         raise bad_request("max must be a positive integer", ["max"])
-    stmt = build_lastn(patient, _tokens(p.get("category", [])), _tokens(p.get("code", [])), min(int(raw_max), 100))
+    stmt = build_lastn(patient, _tokens(p.get("category", []), "category"), _tokens(p.get("code", []), "code"),
+                       min(int(raw_max), LASTN_MAX))
     rows = await db.fetch(stmt)
     entries = [search_entry(ctx.base_url, r[1], r[2], r[5]) for r in rows]
     self_params = [(k, v) for k, vs in p.items() for v in vs]
