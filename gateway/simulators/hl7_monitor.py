@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from gateway.simulators.physiology import Physiology, Vitals
+from gateway.simulators.waveforms import MONITOR_RATES, MonitorWaves
 
 __all__ = ["BedFeed", "merge_streams", "monitor_oru", "monitor_stream", "pump_oru",
            "pump_stream", "PumpState"]
@@ -71,9 +72,33 @@ def _patient(bed: BedFeed, location: str) -> list[str]:
             f"PV1||I|{location}"]
 
 
+# IHE PCD waveform OBX (Waveform Content Module): (wave key, MDC code, ref id, unit)
+_WAVE_ROWS = (
+    ("ecg_ii", "131330", "MDC_ECG_ELEC_POTL_II", "266419^MDC_DIM_MICRO_VOLT"),
+    ("pleth", "150452", "MDC_PULS_OXIM_PLETH", "262656^MDC_DIM_DIMLESS"),
+    ("abp", "150036", "MDC_PRESS_BLD_ART_ABP", "266016^MDC_DIM_MMHG"),
+)
+
+
+def _wave_segments(waves: dict[str, list[int]], rates: dict[str, int], start: int, ts: str
+                   ) -> list[str]:
+    segs = []
+    n = start
+    for chan, (key, code, ref, unit) in enumerate(_WAVE_ROWS, start=1):
+        if key not in waves:
+            continue
+        data = "^".join(map(str, waves[key]))
+        segs.append(f"OBX|{n}|NA|{code}^{ref}^MDC|1.2.{chan}.1|{data}|{unit}^MDC|||||R|||{ts}")
+        segs.append(f"OBX|{n + 1}|NM|0^MDC_ATTR_SAMP_RATE^MDC|1.2.{chan}.1.1|{rates[key]}|"
+                    "/s^per second^UCUM|||||R")
+        n += 2
+    return segs
+
+
 def monitor_oru(bed: BedFeed, vitals: Vitals, at: datetime, control_id: str,
-                variant: Variant = "mdc") -> bytes:
-    """One ORU^R01 with the bed's current numerics."""
+                variant: Variant = "mdc", waves: dict[str, list[int]] | None = None,
+                rates: dict[str, int] | None = None) -> bytes:
+    """One ORU^R01 with the bed's current numerics (and the last second of waves, if given)."""
     if variant == "mdil":
         return _mdil_oru(bed, vitals, at, control_id)
     ts, eui = _ts(at), bed.eui64(1)
@@ -87,6 +112,8 @@ def monitor_oru(bed: BedFeed, vitals: Vitals, at: datetime, control_id: str,
         value = fmt.format(getattr(vitals, attr))
         segs.append(f"OBX|{i}|NM|{code}^{ref}^MDC|1.1.{i - 1}.1|{value}|{ucode}^{uref}^MDC|"
                     f"{rng}||||R|||{ts}")
+    if waves:
+        segs += _wave_segments(waves, rates or MONITOR_RATES, len(segs) - 2, ts)
     return "\r".join(segs).encode("utf-8") + b"\r"
 
 
@@ -155,15 +182,21 @@ def pump_oru(bed: BedFeed, pump: PumpState, at: datetime, control_id: str,
 
 
 def monitor_stream(bed: BedFeed, physiology: Physiology, start: datetime, duration_s: float,
-                   *, interval_s: float = 1.0, variant: Variant = "mdc"
+                   *, interval_s: float = 1.0, variant: Variant = "mdc", waveforms: bool = False
                    ) -> Iterator[tuple[float, bytes]]:
-    """One message per ``interval_s``; nothing while a disconnect scenario holds."""
+    """One message per ``interval_s``; nothing while a disconnect scenario holds.
+
+    With ``waveforms`` (MDC variant only) each message also carries the waves of the
+    preceding ``interval_s`` as NA OBX (ECG 250 Hz, pleth and ABP 125 Hz).
+    """
     t, n = 0.0, 0
+    gen = MonitorWaves() if waveforms and variant == "mdc" else None
     while t < duration_s:
         vitals = physiology.advance(interval_s if n else 0.0)
+        waves = gen.block(vitals, interval_s) if gen is not None else None
         if physiology.connected():
             cid = f"M{bed.bed:04d}-{n:08d}"
-            yield t, monitor_oru(bed, vitals, start + timedelta(seconds=t), cid, variant)
+            yield t, monitor_oru(bed, vitals, start + timedelta(seconds=t), cid, variant, waves)
         n += 1
         t = n * interval_s
 

@@ -61,14 +61,14 @@ def assign_scenarios(beds: int, mix: Mapping[str, float] | None, seed: int) -> d
     return {b: rng.choices(names, [weights[n] for n in names])[0] for b in range(1, beds + 1)}
 
 
-def _bed_stream(bed: int, scenario: str, seed: int, start: datetime, duration: float
-                ) -> Iterator[tuple[float, bytes]]:
+def _bed_stream(bed: int, scenario: str, seed: int, start: datetime, duration: float,
+                waveforms: bool = False) -> Iterator[tuple[float, bytes]]:
     feed = BedFeed(bed)
     monitor = Physiology(scenario, seed * 1000 + bed)
     pump_view = Physiology(scenario, seed * 1000 + bed)
     variant: Variant = "mdil" if bed % 2 == 0 else "mdc"
     return merge_streams([
-        monitor_stream(feed, monitor, start, duration, variant=variant),
+        monitor_stream(feed, monitor, start, duration, variant=variant, waveforms=waveforms),
         _with_clock(pump_view, pump_stream(feed, start, duration, physiology=pump_view)),
     ])
 
@@ -103,7 +103,7 @@ async def _send_bed(stream: Iterator[tuple[float, bytes]], target: tuple[str, in
 async def run_simulation(beds: int, duration: float, mllp: tuple[str, int] | None,
                          pb840_listen: tuple[str, int] | None,
                          scenario_mix: Mapping[str, float] | None = None,
-                         seed: int = 0) -> SimulationStats:
+                         seed: int = 0, *, waveforms: bool = False) -> SimulationStats:
     """Run ``beds`` simulated beds for ``duration`` seconds; return what was sent."""
     if beds < 1 or duration <= 0:
         raise ValueError("beds must be >= 1 and duration > 0")
@@ -124,7 +124,7 @@ async def run_simulation(beds: int, duration: float, mllp: tuple[str, int] | Non
         async with asyncio.TaskGroup() as group:
             if mllp is not None:
                 for bed, scenario in stats.scenarios.items():
-                    stream = _bed_stream(bed, scenario, seed, now, duration)
+                    stream = _bed_stream(bed, scenario, seed, now, duration, waveforms)
                     group.create_task(_send_bed(stream, mllp, started, stats))
             if vents:
                 group.create_task(asyncio.sleep(max(0.0, duration - (time.monotonic()

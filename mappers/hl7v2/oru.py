@@ -15,6 +15,8 @@ Rules (see also ``values`` for OBX-5):
   application (``ctx.status_maps``); empty OBX-5 -> ``dataAbsentReason`` (``error`` for X).
 - Blood pressure sys/dia/mean of one family (NBP, ART, ABP, generic) under one parent and
   time -> ONE panel 85354-9 with components and method (SNOMED non-invasive / invasive).
+- NA (numeric array) OBX -> waveform Observation (``valueSampledData``, category ``waveform``,
+  never ``vital-signs``); a child OBX with the sampling rate sets its period (``waveforms``).
 - Settings (OBX-17 SETTING/CONFIGURATION) -> category ``device-setting``; alerts (coding
   system ``*-ALERT``, or any ORU^R40 row) -> category ``device-alert``, both in
   ``urn:vitalgate:observation-category``: recorded, never vital signs.
@@ -41,6 +43,7 @@ from .oru_units import obx_unit, reference_range
 from .panels import PanelBuilder
 from .tokenizer import Message, Segment
 from .values import data_absent, obx_value
+from .waveforms import WAVEFORM_CATEGORY, apply_period, sampling_period_ms
 
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 LOCAL_CATEGORY = "urn:vitalgate:observation-category"
@@ -67,6 +70,7 @@ class _OruMapper:
         self.counts: dict[str, int] = {}
         self.device_keys: dict[str, str | None] = {}  # raw OBX-18 -> device key
         self.device_refs: dict[str, str] = {}  # device key -> "Device/<id>"
+        self.waves: dict[tuple[int, ...], dict[str, Any]] = {}  # OBX-4 path -> waveform Observation
 
     def add(self, resource: dict[str, Any]) -> None:
         self.out[(resource["resourceType"], resource["id"])] = resource
@@ -129,6 +133,10 @@ class _OruMapper:
 
     def on_obx(self, obx: Segment, seq: int) -> None:
         path = _path(obx.get(4))
+        wave = self.waves.get(path[:-1]) if len(path) > 1 else None
+        if wave is not None and (period := sampling_period_ms(obx)) is not None:
+            apply_period(wave, period)  # a sampling attribute of the waveform above, not a metric
+            return
         device_key, time_raw = self.inherited(obx, path, seq)
         empty = obx.get(5) in ("", NULL)
         if empty and 0 < len(path) < 4:
@@ -195,7 +203,10 @@ class _OruMapper:
         obs["identifier"] = [{"system": KEY_SYSTEM, "value": key}]
         is_vital = (term is not None and term.vital and category is None
                     and (value[0] != "valueQuantity" or "code" in value[1]))
-        if is_vital:
+        if value[0] == "valueSampledData":
+            obs["category"] = [_category(LOCAL_CATEGORY, WAVEFORM_CATEGORY, "Waveform")]
+            self.waves[path] = obs
+        elif is_vital:
             obs["category"] = [_category(CATEGORY_SYSTEM, "vital-signs", "Vital Signs")]
         elif category:
             obs["category"] = [_category(LOCAL_CATEGORY, category, None)]

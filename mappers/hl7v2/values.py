@@ -4,8 +4,8 @@ NM -> valueQuantity with ``decimal.Decimal`` (precision as sent: ``5.00`` stays 
 SN -> valueQuantity (with comparator), valueRange (``-``) or valueRatio (``:`` or ``/``);
 ST/TX/FT/ID/IS -> valueString (repetitions joined by newlines); CWE/CE/CNE/CF ->
 valueCodeableConcept; DTM/TS/DT -> valueDateTime; NA (numeric array) -> valueSampledData
-with origin 0, factor 1 and ``period`` 0, since OBX gives no sampling interval (empty elements
-become ``E``). Other types raise HL7Error 102 at OBX-2.
+with origin 0, factor 1 and ``period`` 0 until a sampling-rate child OBX sets it (``waveforms``;
+checked and joined in bulk, empty elements become ``E``). Other types raise HL7Error 102 at OBX-2.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 from ..terminology import UCUM_SYSTEM
 from .errors import DATA_TYPE_ERROR, HL7Error
 from .escape import unescape
-from .fields import NULL, cwe_concept, fhir_datetime
+from .fields import cwe_concept, fhir_datetime
 from .tokenizer import Segment
+from .waveforms import bulk_samples
 
 DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 _TEXT = frozenset({"ST", "TX", "FT", "ID", "IS", ""})
@@ -75,7 +76,7 @@ def obx_value(obx: Segment, seq: int, unit: tuple[str, str | None],
             raise HL7Error(DATA_TYPE_ERROR, f"not a date/time: {raw[:40]!r}", where)
         return "valueDateTime", when
     if kind == "NA":
-        return "valueSampledData", _sampled(obx.components(5), unit, where)
+        return "valueSampledData", _sampled(bulk_samples(raw, obx.enc.component, where), unit)
     raise HL7Error(DATA_TYPE_ERROR, f"unsupported value type {kind[:10]!r}", f"OBX^{seq}^2")
 
 
@@ -98,7 +99,6 @@ def _structured(comps: list[str], unit: tuple[str, str | None], where: str) -> t
     return "valueQuantity", q
 
 
-def _sampled(comps: list[str], unit: tuple[str, str | None], where: str) -> dict[str, Any]:
-    data = [str(decimal(c, where)) if c and c != NULL else "E" for c in comps]
+def _sampled(data: str, unit: tuple[str, str | None]) -> dict[str, Any]:
     origin = quantity(Decimal(0), *unit)
-    return {"origin": origin, "period": Decimal(0), "dimensions": 1, "data": " ".join(data)}
+    return {"origin": origin, "period": Decimal(0), "dimensions": 1, "data": data}
