@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     base_url: str | None = None
     group_commit_ms: float = 1.0
+    # alerting (gateway.alerting): rule set name or TOML path; signed-model registry; trusted keys
+    alert_ruleset: str = "news2-ward"
+    model_dir: Path = Path("./var/models")
+    trusted_keys_dir: Path | None = None  # None: the keys shipped in models/trusted_keys
 
     @field_validator("database_url")
     @classmethod
