@@ -15,12 +15,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from fhir_server.errors import FhirError, bad_request, precondition_failed
+from fhir_server.errors import FhirError, bad_request, conflict, precondition_failed
 from fhir_server.storage import WriteTx
 
 from .context import ServerContext
 from .request import FhirRequest, FhirResponse
-from .resources import parse_json, validate
+from .resources import check_type, parse_json, validate
 from .search_exec import match_ids
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -49,11 +49,28 @@ def _entry_request(entry: dict[str, Any], index: int) -> FhirRequest:
     return FhirRequest(method, parts.path.lstrip("/"), tuple(parse_qsl(parts.query)), headers, body, resource)
 
 
+def _validate_shell(b: Any) -> list[dict[str, Any]]:
+    """Validate the Bundle without its entries' resources and return the entries.
+
+    Each entry's resource is validated by the interaction that uses it, so a batch reports an
+    invalid resource on its own entry, and nothing is validated twice.
+    """
+    if not isinstance(b, dict):
+        raise bad_request("A Bundle must be a JSON object", code="structure")
+    entries = b.get("entry") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise bad_request("Bundle.entry must be a list of objects", ["Bundle.entry"], code="structure")
+    for i, e in enumerate(entries):
+        if "resource" in e and not isinstance(e["resource"], dict):
+            raise bad_request(f"Bundle.entry[{i}].resource must be an object", [f"Bundle.entry[{i}].resource"])
+    validate({**b, "entry": [{k: v for k, v in e.items() if k != "resource"} for e in entries]}, "Bundle")
+    return entries
+
+
 async def bundle_interaction(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
     b = req.resource if req.resource is not None else parse_json(req.body)
-    validate(b, "Bundle")
+    entries = _validate_shell(b)
     kind = b.get("type")
-    entries = b.get("entry") or []
     if len(entries) > ctx.max_bundle_entries:
         raise FhirError(413, "too-costly", f"Bundle has {len(entries)} entries, limit {ctx.max_bundle_entries}")
     if kind == "transaction":
@@ -102,17 +119,24 @@ async def _transaction(entries: list[dict[str, Any]], ctx: ServerContext) -> dic
     from .bundles import bundle
 
     reqs = [_entry_request(e, i) for i, e in enumerate(entries)]
+    for i, r in enumerate(reqs):
+        if not r.parts or r.parts[0] in ("metadata", "_history") or r.parts[0].startswith("$"):
+            continue
+        try:
+            check_type(r.parts[0])
+        except FhirError as exc:
+            raise _at_entry(exc, i) from None
     order = sorted(range(len(reqs)), key=lambda i: ORDER[reqs[i].method])
 
     async def job(tx: WriteTx) -> list[dict[str, Any]]:
         ids = await _assign_ids(tx, entries, reqs)
+        _no_overlap(reqs)
         out: list[dict[str, Any] | None] = [None] * len(reqs)
         for i in order:
             try:
                 out[i] = _entry_response(await _run_entry(tx, reqs[i], ids, entries[i], ctx))
             except FhirError as exc:
-                exc.outcome["issue"][0]["diagnostics"] = f"Bundle.entry[{i}]: {exc.outcome['issue'][0]['diagnostics']}"
-                raise
+                raise _at_entry(exc, i) from None
         return [o for o in out if o is not None]
 
     return bundle("transaction-response", await ctx.store.write(job))
@@ -148,6 +172,25 @@ async def _assign_ids(tx: WriteTx, entries: list[dict[str, Any]], reqs: list[Fhi
         elif r.method == "PUT" and len(parts) == 2 and full:
             ids[full] = f"{parts[0]}/{parts[1]}"
     return ids
+
+
+def _at_entry(exc: FhirError, i: int) -> FhirError:
+    exc.outcome["issue"][0]["diagnostics"] = f"Bundle.entry[{i}]: {exc.outcome['issue'][0]['diagnostics']}"
+    return exc
+
+
+def _no_overlap(reqs: list[FhirRequest]) -> None:
+    """One resource written by two entries fails the transaction (http.html#trules), as 409."""
+    seen: dict[str, int] = {}
+    for i, r in enumerate(reqs):
+        if r.method not in ("PUT", "PATCH", "DELETE", "POST"):
+            continue
+        target = r.headers.get("x-assigned") or ("/".join(r.parts[:2]) if len(r.parts) == 2 else None)
+        if target is None:
+            continue
+        if target in seen:
+            raise conflict(f"Bundle.entry[{seen[target]}] and Bundle.entry[{i}] both write {target}")
+        seen[target] = i
 
 
 def _qs(r: FhirRequest) -> str:
