@@ -38,7 +38,8 @@ def _resource(type_: str, ext: Extensions) -> dict[str, Any]:
         refs = [p for p in params.values() if p.type == "reference"]
         r["searchInclude"] = [f"{type_}:{p.name}" for p in refs]
         r["searchRevInclude"] = sorted({f"{o}:{p.name}" for o in _types_referencing(type_) for p in _refs_to(o, type_)})
-        r["searchParam"] = [{"name": p.name, "type": p.type, **({"documentation": p.description} if p.description else {})}
+        r["searchParam"] = [{"name": p.name, "type": p.type,
+                             **({"documentation": p.description} if p.description else {})}
                             for p in params.values()]
     ops = [{"name": n, "definition": d} for n, d in OPERATIONS.get(type_, [])]
     ops += [_op(op) for op in ext.for_type(type_)]

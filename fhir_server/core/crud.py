@@ -94,7 +94,8 @@ async def _put(tx: WriteTx, type_: str, id_: str, res: dict[str, Any], method: s
     return w.written()
 
 
-async def create(tx: WriteTx, req: FhirRequest, type_: str, res: dict[str, Any]) -> tuple[Written | StoredVersion, bool]:
+async def create(tx: WriteTx, req: FhirRequest, type_: str,
+                 res: dict[str, Any]) -> tuple[Written | StoredVersion, bool]:
     """POST. Returns (result, created). ``If-None-Exist`` makes it conditional."""
     validate(res, type_)
     cond = req.header("if-none-exist")

@@ -30,7 +30,7 @@ async def handle(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
         return await bundle_interaction(req, ctx)
     if parts == ["metadata"] and req.method == "GET":
         return FhirResponse(200, capability_statement(ctx.base_url, dict(req.params).get("mode"), ctx.extensions))
-    if parts and parts[-1].startswith("$") and not (parts == ["Observation", "$lastn"]):
+    if parts and parts[-1].startswith("$") and parts != ["Observation", "$lastn"]:
         return await _operation(req, ctx)
     if parts == ["_history"] and req.method == "GET":
         return FhirResponse(200, await history(ctx.store, ctx.base_url, None, None, req.params))

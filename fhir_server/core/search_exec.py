@@ -18,6 +18,7 @@ from fhir_server.search.values import TokenValue, parse_token, split_escaped
 
 from .bundles import bundle, search_entry, url
 from .request import FhirRequest
+from .subsetting import applies, subset
 
 
 async def match_ids(db: Any, type_: str, query: str, *, limit: int) -> list[str]:
@@ -70,14 +71,17 @@ async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
     rows = list(await db.fetch(build_select(q)))
     more = len(rows) > q.count
     rows = rows[: q.count]
-    entries = [search_entry(base, r[1], r[2], r[5]) for r in rows]
+    cut = applies(q.summary, q.elements)
+    entries = [search_entry(base, r[1], r[2], subset(r[5], r[1], q.summary, q.elements) if cut else r[5])
+               for r in rows]
     if rows and (q.includes or q.revincludes):
         seen = {(r[1], r[2]) for r in rows}
         for stmt in build_includes(q, [r[0] for r in rows]):
             for r in await db.fetch(stmt):
                 if (r[1], r[2]) not in seen:
                     seen.add((r[1], r[2]))
-                    entries.append(search_entry(base, r[1], r[2], r[5], "include"))
+                    body = subset(r[5], r[1], q.summary, q.elements) if cut else r[5]
+                    entries.append(search_entry(base, r[1], r[2], body, "include"))
     total = None
     if q.total == "accurate" or (q.total != "none" and not more and q.offset == 0):
         total = len(rows) + q.offset if not more else int((await db.fetch(build_count(q))).scalar() or 0)

@@ -335,3 +335,24 @@ async def test_capability_search_params_are_all_accepted(client):
         assert ("search-type" in codes) == bool(res.get("searchParam")), res["type"]
     unsearchable = next(r["type"] for r in cs["rest"][0]["resource"] if not r.get("searchParam"))
     assert (await client.get(unsearchable)).status_code == 400
+
+
+async def test_summary_and_elements_subset_results(client, ward):
+    await put(client, {"resourceType": "Patient", "id": "p3", "gender": "other", "birthDate": "1990-01-01",
+                       "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},
+                       "photo": [{"contentType": "image/png", "data": "AAAA"}]})
+    got = await search(client, "Patient?_id=p3&_summary=true")
+    res = got["entry"][0]["resource"]
+    assert res["gender"] == "other" and "photo" not in res and "text" not in res
+    assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"} in \
+        res["meta"]["tag"]
+    res = (await search(client, "Patient?_id=p3&_summary=data"))["entry"][0]["resource"]
+    assert "text" not in res and res["photo"]
+    res = (await search(client, "Patient?_id=p3&_summary=text"))["entry"][0]["resource"]
+    assert set(res) == {"resourceType", "id", "meta", "text"}
+    got = await search(client, "Observation?_id=o7&_elements=value,status")
+    res = got["entry"][0]["resource"]
+    assert set(res) == {"resourceType", "id", "meta", "valueQuantity", "status"}
+    assert "_elements=value,status" in link(got, "self")
+    full = (await search(client, "Observation?_id=o7"))["entry"][0]["resource"]
+    assert "SUBSETTED" not in str(full["meta"]) and full["code"]
