@@ -1,186 +1,196 @@
-"""Flush queued writes into one database transaction with batched Core statements.
+"""Flush queued writes into the writer's transaction: one statement per table, no RETURNING.
 
-One flush costs a handful of statements whatever the number of resources: look up the
-current rows, insert new logical rows, insert versions, point ``resource`` at them,
-replace the index rows of the final versions, and append the change log.
+Keys are assigned by :mod:`._plan` from the highest stored keys, read once per transaction
+under the writer's lock, so every insert is a plain ``executemany``.
+
+- SQLite: the whole flush (lock, key read, lookup, planning, every ``executemany``, extra rows
+  and cursors) runs as ONE call in aiosqlite's worker thread on the raw ``sqlite3``
+  connection: one thread hop per flush instead of one per statement (or per row, which is
+  what ``INSERT ... RETURNING`` with ordered results costs there). ``BEGIN IMMEDIATE`` takes
+  SQLite's write lock before the keys are read, so another process writing the same file
+  (``vitalgate inbox replay``) can never be handed the same keys.
+- PostgreSQL: the same plan, executed through SQLAlchemy Core (asyncpg pipelines
+  ``executemany``); the store already holds a transaction-scoped advisory lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fhir_server.errors import VersionConflict
-
 from . import schema as t
-from .fhirjson import dumps
-from .types import PendingWrite, Written, us_to_instant
+from ._plan import (
+    INDEX_COLS,
+    LOG_COLS,
+    RESOURCE_COLS,
+    UPDATE_COLS,
+    VERSION_COLS,
+    Current,
+    Indexer,
+    Keys,
+    Plan,
+    plan,
+)
+from .types import PendingWrite
 
-Indexer = Callable[[str, Mapping[str, Any]], Mapping[str, Sequence[Mapping[str, Any]]]]
+__all__ = ["Extra", "Indexer", "Keys", "flush_core", "flush_sqlite"]
+
+Extra = list[tuple[Table, list[dict[str, Any]]]]
 _CHUNK = 400
+_MAX_KEYS = (
+    "SELECT (SELECT max(rid) FROM resource), (SELECT max(vid) FROM resource_version), "
+    "(SELECT max(seq) FROM change_log)"
+)
 
 
-class _Current:
-    __slots__ = ("rid", "version", "deleted", "existed")
-
-    def __init__(self, rid: int, version: int, deleted: bool, existed: bool) -> None:
-        self.rid, self.version, self.deleted, self.existed = rid, version, deleted, existed
+def _insert_sql(table: str, cols: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
 
-async def _lookup(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Current]:
-    found: dict[tuple[str, str], _Current] = {}
-    ordered = sorted(keys)
-    r = t.resource.c
-    for i in range(0, len(ordered), _CHUNK):
-        chunk = ordered[i : i + _CHUNK]
-        rows = await conn.execute(
-            select(r.rid, r.type, r.id, r.version, r.deleted).where(tuple_(r.type, r.id).in_(chunk))
-        )
-        for rid, type_, id_, version, deleted in rows:
-            found[(type_, id_)] = _Current(rid, version, bool(deleted), True)
+_SQL_RESOURCE = _insert_sql("resource", RESOURCE_COLS)
+_SQL_VERSION = _insert_sql("resource_version", VERSION_COLS)
+_SQL_LOG = _insert_sql("change_log", LOG_COLS)
+_SQL_UPDATE = "UPDATE resource SET version = ?, vid = ?, deleted = ?, last_updated = ? WHERE rid = ?"
+_SQL_INDEX = {kind: _insert_sql(t.INDEX_TABLES[kind].name, ("rid", *cols)) for kind, cols in INDEX_COLS.items()}
+_SQL_CURSOR = (
+    "INSERT INTO consumer_cursor (name, seq, updated) VALUES (?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated = excluded.updated"
+)
+
+
+def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for type_, id_ in keys:
+        out.setdefault(type_, []).append(id_)
+    return out
+
+
+# -- SQLite: one call in the driver's thread ----------------------------------------------
+def flush_sqlite(
+    db: sqlite3.Connection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
+    now: int, extra: Extra, cursors: Mapping[str, int],
+) -> tuple[Keys, int]:
+    """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq."""
+    if not db.in_transaction:
+        db.execute("BEGIN IMMEDIATE")  # the write lock first: the keys read below stay ours
+    if keys is None:
+        rid, vid, seq = db.execute(_MAX_KEYS).fetchone()
+        keys = Keys(rid or 0, vid or 0, seq or 0)
+    max_seq = 0
+    if writes:
+        p = plan(writes, _lookup_sqlite(db, {(w.type, w.id) for w in writes}), keys, indexer, now)
+        _write_sqlite(db, p)
+        max_seq = p.max_seq
+    for table, rows in extra:
+        if rows:
+            cols = list(dict.fromkeys(c for r in rows for c in r))
+            db.executemany(_insert_sql(table.name, cols), [tuple(r.get(c) for c in cols) for r in rows])
+    if cursors:
+        db.executemany(_SQL_CURSOR, [(name, seq, now) for name, seq in cursors.items()])
+    return keys, max_seq
+
+
+def _lookup_sqlite(db: sqlite3.Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Current]:
+    found: dict[tuple[str, str], Current] = {}
+    for type_, ids in _by_type(keys).items():
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            sql = ("SELECT rid, id, version, deleted, vid FROM resource WHERE type = ? AND id IN ("
+                   + ", ".join("?" * len(chunk)) + ")")
+            for rid, id_, version, deleted, vid in db.execute(sql, (type_, *chunk)):
+                found[(type_, id_)] = Current(rid, version, bool(deleted), True, vid)
     return found
 
 
-async def _create_logical(
-    conn: AsyncConnection, keys: list[tuple[str, str]], now: int
-) -> dict[tuple[str, str], _Current]:
-    if not keys:
-        return {}
-    rows = [{"type": k[0], "id": k[1], "version": 0, "last_updated": now, "deleted": False, "vid": 0} for k in keys]
-    result = await conn.execute(
-        insert(t.resource).returning(t.resource.c.rid, sort_by_parameter_order=True), rows
-    )
-    return {k: _Current(rid, 0, True, False) for k, (rid,) in zip(keys, result.all(), strict=True)}
+def _write_sqlite(db: sqlite3.Connection, p: Plan) -> None:
+    if p.new_resources:
+        db.executemany(_SQL_RESOURCE, p.new_resources)
+    if p.updates:
+        db.executemany(_SQL_UPDATE, p.updates)
+    if p.versions:
+        db.executemany(_SQL_VERSION, p.versions)
+    if p.stale:
+        for table in t.INDEX_TABLES.values():
+            db.executemany(f"DELETE FROM {table.name} WHERE rid = ?", [(rid,) for rid in p.stale])
+    for kind, rows in p.index.items():
+        db.executemany(_SQL_INDEX[kind], rows)
+    if p.log:
+        db.executemany(_SQL_LOG, p.log)
 
 
-def _body(w: PendingWrite, version: int, instant: str) -> dict[str, Any]:
-    res = w.resource or {}
-    meta = dict(res.get("meta") or {})
-    meta["versionId"] = str(version)
-    meta["lastUpdated"] = instant
-    body: dict[str, Any] = {"resourceType": w.type, "id": w.id, "meta": meta}
-    for k, v in res.items():
-        if k not in body:
-            body[k] = v
-    return body
+# -- PostgreSQL (and any other dialect): SQLAlchemy Core -------------------------------------
+async def flush_core(
+    conn: AsyncConnection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
+    now: int, extra: Extra, cursors: Mapping[str, int],
+) -> tuple[Keys, int]:
+    """The same flush as :func:`flush_sqlite`, statement by statement (the caller holds the
+    advisory lock, so the keys read here are not handed out by another process)."""
+    if keys is None:
+        rid, vid, seq = (await conn.execute(text(_MAX_KEYS))).one()
+        keys = Keys(rid or 0, vid or 0, seq or 0)
+    max_seq = 0
+    if writes:
+        p = plan(writes, await _lookup_core(conn, {(w.type, w.id) for w in writes}), keys, indexer, now)
+        await _write_core(conn, p)
+        max_seq = p.max_seq
+    for table, rows in extra:
+        if rows:
+            await conn.execute(insert(table), rows)
+    if cursors:
+        await _save_cursors(conn, cursors, now)
+    return keys, max_seq
 
 
-def _check(w: PendingWrite, cur: _Current | None) -> None:
-    live = cur is not None and not cur.deleted
-    if w.must_not_exist and live:
-        raise VersionConflict(w.type, w.id, None, cur.version if cur else None)
-    if w.if_match is not None and (not live or cur is None or cur.version != w.if_match):
-        raise VersionConflict(w.type, w.id, w.if_match, cur.version if live and cur else None)
-
-
-async def flush(
-    conn: AsyncConnection, writes: Sequence[PendingWrite], indexer: Indexer, now: int
-) -> None:
-    """Write ``writes`` in order; set each one's ``result``. Raises VersionConflict."""
-    if not writes:
-        return
-    keys = {(w.type, w.id) for w in writes}
-    state = await _lookup(conn, keys)
-    new_keys = [k for k in sorted(keys) if k not in state and _creates(writes, k)]
-    state.update(await _create_logical(conn, new_keys, now))
-    instant = us_to_instant(now)
-
-    versions: list[dict[str, Any]] = []
-    final: dict[int, tuple[PendingWrite, dict[str, Any] | None]] = {}
-    plan: list[tuple[PendingWrite, _Current, bool]] = []
-    for w in writes:
-        cur = state.get((w.type, w.id))
-        _check(w, cur)
-        if cur is None:  # delete of something that never existed: nothing to do
-            continue
-        if w.resource is None and cur.deleted:
-            continue
-        created = cur.deleted
-        cur.version += 1
-        cur.deleted = w.resource is None
-        body = _body(w, cur.version, instant)
-        if cur.deleted:
-            body = {"resourceType": w.type, "id": w.id, "meta": body["meta"]}
-        raw = dumps(body)
-        versions.append(
-            {"rid": cur.rid, "version": cur.version, "last_updated": now,
-             "deleted": cur.deleted, "method": w.method, "body": raw}
-        )
-        final[cur.rid] = (w, None if cur.deleted else body)
-        plan.append((w, cur, created))
-        w.result = Written(w.type, w.id, cur.version, now, 0, created, cur.deleted, raw)
-    if not versions:
-        return
-    vres = await conn.execute(
-        insert(t.resource_version).returning(t.resource_version.c.vid, sort_by_parameter_order=True),
-        versions,
-    )
-    vids = [v for (v,) in vres.all()]
-    await _point_resources(conn, plan, vids, now)
-    await _reindex(conn, state, final, indexer)
-    await _append_log(conn, plan, vids, now)
-
-
-def _creates(writes: Sequence[PendingWrite], key: tuple[str, str]) -> bool:
-    return any((w.type, w.id) == key and w.resource is not None for w in writes)
-
-
-async def _point_resources(
-    conn: AsyncConnection, plan: list[tuple[PendingWrite, _Current, bool]], vids: list[int], now: int
-) -> None:
-    last: dict[int, dict[str, Any]] = {}
-    for (w, cur, _), vid in zip(plan, vids, strict=True):
-        last[cur.rid] = {"b_rid": cur.rid, "b_version": w.written().version, "b_vid": vid,
-                         "b_deleted": w.resource is None, "b_ts": now}
+async def _lookup_core(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Current]:
+    found: dict[tuple[str, str], Current] = {}
+    ordered = sorted(keys)
     r = t.resource.c
-    stmt = (
-        update(t.resource)
-        .where(r.rid == bindparam("b_rid"))
-        .values(version=bindparam("b_version"), vid=bindparam("b_vid"),
-                deleted=bindparam("b_deleted"), last_updated=bindparam("b_ts"))
-    )
-    await conn.execute(stmt, list(last.values()))
+    for i in range(0, len(ordered), _CHUNK):
+        rows = await conn.execute(
+            select(r.rid, r.type, r.id, r.version, r.deleted, r.vid)
+            .where(tuple_(r.type, r.id).in_(ordered[i : i + _CHUNK]))
+        )
+        for rid, type_, id_, version, deleted, vid in rows:
+            found[(type_, id_)] = Current(rid, version, bool(deleted), True, vid)
+    return found
 
 
-async def _reindex(
-    conn: AsyncConnection,
-    state: dict[tuple[str, str], _Current],
-    final: dict[int, tuple[PendingWrite, dict[str, Any] | None]],
-    indexer: Indexer,
-) -> None:
-    stale = [c.rid for c in state.values() if c.existed and c.rid in final]
+def _dicts(cols: Sequence[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [dict(zip(cols, row, strict=True)) for row in rows]
+
+
+async def _write_core(conn: AsyncConnection, p: Plan) -> None:
+    if p.new_resources:
+        await conn.execute(insert(t.resource), _dicts(RESOURCE_COLS, p.new_resources))
+    if p.updates:
+        r = t.resource.c
+        stmt = (update(t.resource).where(r.rid == bindparam("b_rid"))
+                .values(version=bindparam("b_version"), vid=bindparam("b_vid"),
+                        deleted=bindparam("b_deleted"), last_updated=bindparam("b_last_updated")))
+        await conn.execute(stmt, _dicts([f"b_{c}" for c in UPDATE_COLS], p.updates))
+    if p.versions:
+        await conn.execute(insert(t.resource_version), _dicts(VERSION_COLS, p.versions))
     for table in t.INDEX_TABLES.values():
-        for i in range(0, len(stale), _CHUNK):
-            await conn.execute(delete(table).where(table.c.rid.in_(stale[i : i + _CHUNK])))
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for rid, (w, body) in final.items():
-        if body is None:
-            continue
-        for kind, entries in indexer(w.type, body).items():
-            bucket = rows.setdefault(kind, [])
-            for e in entries:
-                row = dict(e)
-                row["rid"] = rid
-                bucket.append(row)
-    for kind, bucket in rows.items():
-        if bucket:
-            await conn.execute(insert(t.INDEX_TABLES[kind]), bucket)
+        for i in range(0, len(p.stale), _CHUNK):
+            await conn.execute(delete(table).where(table.c.rid.in_(p.stale[i : i + _CHUNK])))
+    for kind, rows in p.index.items():
+        await conn.execute(insert(t.INDEX_TABLES[kind]), _dicts(("rid", *INDEX_COLS[kind]), rows))
+    if p.log:
+        await conn.execute(insert(t.change_log), _dicts(LOG_COLS, p.log))
 
 
-async def _append_log(
-    conn: AsyncConnection, plan: list[tuple[PendingWrite, _Current, bool]], vids: list[int], now: int
-) -> None:
-    entries = []
-    for (w, cur, created), vid in zip(plan, vids, strict=True):
-        op = "delete" if w.resource is None else ("create" if created else "update")
-        entries.append({"rid": cur.rid, "vid": vid, "type": w.type, "id": w.id,
-                        "version": w.written().version, "op": op, "ts": now})
-    res = await conn.execute(
-        insert(t.change_log).returning(t.change_log.c.seq, sort_by_parameter_order=True), entries
-    )
-    for (w, _, _), (seq,) in zip(plan, res.all(), strict=True):
-        r = w.written()
-        w.result = Written(r.type, r.id, r.version, r.last_updated, seq, r.created, r.deleted, r.body)
+async def _save_cursors(conn: AsyncConnection, cursors: Mapping[str, int], now: int) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    for name, seq in cursors.items():
+        stmt = upsert(t.consumer_cursor).values(name=name, seq=seq, updated=now)
+        stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={"seq": stmt.excluded.seq, "updated": now})
+        await conn.execute(stmt)
+
+

@@ -2,6 +2,8 @@
 
 Writes are queued and flushed in batches (at the end of the group commit, or before any
 read inside the transaction, so reads always see earlier writes of the same transaction).
+Primary keys (``rid``, ``vid``, ``seq``) are read once per transaction, at its first flush,
+under the writer's lock, and handed out in memory after that (see ``_flush``).
 """
 
 from __future__ import annotations
@@ -9,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, Table, insert
+from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from . import schema as t
-from ._flush import Indexer, flush
+from ._flush import Indexer, Keys, flush_core, flush_sqlite
 from .types import Buffered, Method, PendingWrite, now_us
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class WriteTx:
         self._writes: list[PendingWrite] = []
         self._extra: list[tuple[Table, list[dict[str, Any]]]] = []
         self._cursors: dict[str, int] = {}
+        self._keys: Keys | None = None
+        self._sqlite = conn.dialect.name == "sqlite"
         self.max_seq = 0
 
     def put(
@@ -40,9 +43,15 @@ class WriteTx:
         method: Method = "PUT",
         if_match: int | None = None,
         must_not_exist: bool = False,
+        if_absent: bool = False,
     ) -> PendingWrite:
-        """Create or update ``type_/id_`` (``resource`` without id/meta is fine)."""
-        w = PendingWrite(type_, id_, resource, method, if_match, must_not_exist)
+        """Create or update ``type_/id_`` (``resource`` without id/meta is fine).
+
+        ``if_absent``: write only when no live version exists, checked at flush time against
+        the store and the earlier writes of this transaction; otherwise the write is dropped
+        and marked ``skipped`` (an ORU's sparse Patient must not clobber what ADT wrote).
+        """
+        w = PendingWrite(type_, id_, resource, method, if_match, must_not_exist, if_absent=if_absent)
         self._writes.append(w)
         return w
 
@@ -69,29 +78,24 @@ class WriteTx:
         return Buffered((await self.execute(stmt)).all())
 
     async def flush(self) -> None:
+        """Write everything queued (resources, extra rows, cursors) into the transaction."""
         writes, self._writes = self._writes, []
-        await flush(self.conn, writes, self._indexer, now_us())
-        for w in writes:
-            if w.result is not None:
-                self.max_seq = max(self.max_seq, w.result.seq)
         extra, self._extra = self._extra, []
-        for table, rows in extra:
-            if rows:
-                await self.conn.execute(insert(table), rows)
-        if self._cursors:
-            await self._save_cursors()
-
-    async def _save_cursors(self) -> None:
         cursors, self._cursors = self._cursors, {}
-        dialect = self.conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
+        if not (writes or extra or cursors):
+            return
+        args = (self._keys, writes, self._indexer, now_us(), extra, cursors)
+        if self._sqlite:
+            self._keys, max_seq = await _in_sqlite_thread(self.conn, flush_sqlite, *args)
         else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        now = now_us()
-        for name, seq in cursors.items():
-            stmt = upsert(t.consumer_cursor).values(name=name, seq=seq, updated=now)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["name"], set_={"seq": stmt.excluded.seq, "updated": now}
-            )
-            await self.conn.execute(stmt)
+            self._keys, max_seq = await flush_core(self.conn, *args)
+        self.max_seq = max(self.max_seq, max_seq)
+
+
+async def _in_sqlite_thread(conn: AsyncConnection, fn: Any, *args: Any) -> Any:
+    """Call ``fn(sqlite3_connection, *args)`` in aiosqlite's worker thread, the only thread
+    that may use that connection: one hop for a whole flush. SQLAlchemy's own aiosqlite
+    adapter queues work on the same thread this way (``_execute`` is aiosqlite's queue)."""
+    raw = await conn.get_raw_connection()
+    aio = raw.driver_connection
+    return await aio._execute(fn, aio._conn, *args)  # type: ignore[union-attr]

@@ -77,8 +77,12 @@ class PendingWrite:
     if_match: int | None = None
     must_not_exist: bool = False
     result: Written | None = None
+    if_absent: bool = False  # write only if no live version exists (else ``skipped``)
+    skipped: bool = False
 
     def written(self) -> Written:
+        if self.skipped:
+            raise RuntimeError("write skipped: the resource already existed (if_absent)")
         if self.result is None:
             raise RuntimeError("write not flushed yet")
         return self.result

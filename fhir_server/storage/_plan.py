@@ -1,0 +1,141 @@
+"""Turn queued writes into rows, with primary keys assigned here rather than by the database.
+
+Pure Python, no I/O: given the current state of the touched resources (one lookup) and the
+next free keys, :func:`plan` checks preconditions, builds each version's body and index rows,
+and assigns ``rid`` / ``vid`` / ``seq`` in write order. Keys come from :class:`Keys`, read
+under the writer's lock (see ``store.py``), so the inserts need no ``RETURNING`` and run as
+plain ``executemany`` (one statement per table per flush).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.errors import VersionConflict
+
+from . import schema as t
+from .fhirjson import dumps
+from .types import PendingWrite, Written, us_to_instant
+
+Indexer = Callable[[str, Mapping[str, Any]], Mapping[str, Sequence[Mapping[str, Any]]]]
+
+RESOURCE_COLS = ("rid", "type", "id", "version", "last_updated", "deleted", "vid")
+VERSION_COLS = ("vid", "rid", "version", "last_updated", "deleted", "method", "body")
+LOG_COLS = ("seq", "rid", "vid", "type", "id", "version", "op", "ts")
+UPDATE_COLS = ("version", "vid", "deleted", "last_updated", "rid")  # SET ..., WHERE rid = ?
+INDEX_COLS = {kind: tuple(c.name for c in table.columns if c.name not in ("pk", "rid"))
+              for kind, table in t.INDEX_TABLES.items()}
+
+
+@dataclass(slots=True)
+class Keys:
+    """The last key handed out per table; valid only while the writer's lock is held."""
+
+    rid: int
+    vid: int
+    seq: int
+
+
+class Current:
+    """The state of one logical resource as the flush goes along."""
+
+    __slots__ = ("rid", "version", "deleted", "existed", "vid")
+
+    def __init__(self, rid: int, version: int, deleted: bool, existed: bool, vid: int = 0) -> None:
+        self.rid, self.version, self.deleted, self.existed, self.vid = rid, version, deleted, existed, vid
+
+
+@dataclass(slots=True)
+class Plan:
+    """Rows as tuples in the column orders above, ready for ``executemany``."""
+
+    new_resources: list[tuple[Any, ...]] = field(default_factory=list)
+    updates: list[tuple[Any, ...]] = field(default_factory=list)
+    versions: list[tuple[Any, ...]] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)  # rids whose index rows are replaced
+    index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    log: list[tuple[Any, ...]] = field(default_factory=list)
+    max_seq: int = 0
+
+
+def _body(w: PendingWrite, version: int, instant: str) -> dict[str, Any]:
+    res = w.resource or {}
+    meta = dict(res.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = instant
+    body: dict[str, Any] = {"resourceType": w.type, "id": w.id, "meta": meta}
+    for k, v in res.items():
+        if k not in body:
+            body[k] = v
+    return body
+
+
+def _check(w: PendingWrite, cur: Current | None) -> None:
+    live = cur is not None and not cur.deleted
+    if w.must_not_exist and live:
+        raise VersionConflict(w.type, w.id, None, cur.version if cur else None)
+    if w.if_match is not None and (not live or cur is None or cur.version != w.if_match):
+        raise VersionConflict(w.type, w.id, w.if_match, cur.version if live and cur else None)
+
+
+def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], keys: Keys,
+         indexer: Indexer, now: int) -> Plan:
+    """Rows for ``writes`` in order; sets each write's ``result`` (or ``skipped``).
+
+    ``state`` holds the stored resources among the writes' keys and is updated in place;
+    ``keys`` advances. Raises VersionConflict before anything is written.
+    """
+    out = Plan()
+    instant = us_to_instant(now)
+    final: dict[int, tuple[PendingWrite, Current, dict[str, Any] | None]] = {}
+    for w in writes:
+        key = (w.type, w.id)
+        cur = state.get(key)
+        _check(w, cur)
+        if w.if_absent and cur is not None and not cur.deleted:
+            w.skipped = True
+            continue
+        if w.resource is None and (cur is None or cur.deleted):
+            continue  # deleting what does not exist (or is already deleted): nothing to do
+        if cur is None:
+            keys.rid += 1
+            cur = state[key] = Current(keys.rid, 0, True, False)
+        created = cur.deleted
+        cur.version += 1
+        cur.deleted = w.resource is None
+        keys.vid += 1
+        keys.seq += 1
+        cur.vid = keys.vid
+        body = _body(w, cur.version, instant)
+        if cur.deleted:
+            body = {"resourceType": w.type, "id": w.id, "meta": body["meta"]}
+        raw = dumps(body)
+        out.versions.append((cur.vid, cur.rid, cur.version, now, cur.deleted, w.method, raw))
+        op = "delete" if cur.deleted else ("create" if created else "update")
+        out.log.append((keys.seq, cur.rid, cur.vid, w.type, w.id, cur.version, op, now))
+        final[cur.rid] = (w, cur, None if cur.deleted else body)
+        w.result = Written(w.type, w.id, cur.version, now, keys.seq, created, cur.deleted, raw)
+    out.max_seq = keys.seq if out.log else 0
+    for rid, (w, cur, body) in final.items():
+        row = (cur.version, cur.vid, cur.deleted, now, rid)
+        if cur.existed:
+            out.updates.append(row)
+            out.stale.append(rid)
+        else:
+            out.new_resources.append((rid, w.type, w.id, cur.version, now, cur.deleted, cur.vid))
+        if body is not None:
+            _index_rows(out.index, rid, indexer(w.type, body))
+    return out
+
+
+def _index_rows(into: dict[str, list[tuple[Any, ...]]], rid: int,
+                extracted: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    for kind, entries in extracted.items():
+        if not entries:
+            continue
+        cols = INDEX_COLS[kind]
+        bucket = into.setdefault(kind, [])
+        for e in entries:
+            bucket.append((rid, *[e.get(c) for c in cols]))
