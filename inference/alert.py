@@ -20,8 +20,10 @@ __all__ = [
     "acknowledge",
     "advance",
     "mark_false_alarm",
+    "merge_people",
     "model_device_id",
     "open_alert",
+    "resolve",
     "ruleset_device_id",
 ]
 
@@ -30,11 +32,13 @@ Status = Literal["preliminary", "final", "entered-in-error"]
 
 @dataclass(frozen=True, slots=True)
 class Mitigation:
-    """Who did what, when: ``action`` is ``acknowledged`` or ``escalated``; ``author`` a reference."""
+    """Who did what, when: ``action`` is ``acknowledged``, ``resolved`` or ``false-alarm``;
+    ``author`` a reference (``Practitioner/1``); ``note`` free text from the clinician."""
 
     action: str
     date: datetime
     author: str
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +96,36 @@ def advance(state: AlertState, action: Action) -> AlertState:
     raise ValueError(f"cannot advance an alert with {type(action).__name__}")
 
 
-def acknowledge(state: AlertState, who: str, when: datetime) -> AlertState:
+def acknowledge(state: AlertState, who: str, when: datetime, note: str | None = None) -> AlertState:
     """A nurse acknowledged the alert: a ``mitigation`` entry, the episode stays open."""
-    return replace(state, mitigations=(*state.mitigations, Mitigation("acknowledged", when, who)),
+    return replace(state, mitigations=(*state.mitigations, Mitigation("acknowledged", when, who, note)),
                    updated=when)
 
 
-def mark_false_alarm(state: AlertState, who: str, when: datetime) -> AlertState:
+def resolve(state: AlertState, who: str, when: datetime, note: str | None = None) -> AlertState:
+    """A clinician resolved the alert: ``final``, the period ends, a ``mitigation`` records who."""
+    return replace(state, status="final", ended=state.ended or when, updated=when,
+                   mitigations=(*state.mitigations, Mitigation("resolved", when, who, note)))
+
+
+def mark_false_alarm(state: AlertState, who: str, when: datetime, note: str | None = None) -> AlertState:
     """A false alarm: ``entered-in-error``, closing the period, recording who said so."""
     return replace(state, status="entered-in-error", ended=state.ended or when, updated=when,
-                   mitigations=(*state.mitigations, Mitigation("false-alarm", when, who)))
+                   mitigations=(*state.mitigations, Mitigation("false-alarm", when, who, note)))
+
+
+def merge_people(engine_state: AlertState, stored: AlertState) -> AlertState | None:
+    """The engine's next version of an alert, keeping what people did to the stored one.
+
+    People act on the stored DetectedIssue through the REST API while the engine works from
+    memory; before the engine writes, its version takes the stored mitigations.  Returns None
+    when people closed the alert (``final`` or ``entered-in-error``): the engine must not
+    reopen or update it.
+    """
+    if stored.status != "preliminary":
+        return None
+    extra = tuple(m for m in stored.mitigations if m not in engine_state.mitigations)
+    if not extra:
+        return engine_state
+    merged = tuple(sorted((*engine_state.mitigations, *extra), key=lambda m: m.date))
+    return replace(engine_state, mitigations=merged)

@@ -3,7 +3,9 @@
 This is the seam the change-log consumer wires up.  For each new vital-sign Observation it calls
 ``Engine.on_observation`` (or ``on_sample``) and writes the returned resources through the storage
 API in the same transaction as its cursor.  Device-status changes go to ``on_device_status``; the
-REST API's acknowledge / false-alarm actions go to ``acknowledge`` / ``mark_false_alarm``.  After a
+REST API's acknowledge / resolve / false-alarm operations act on the stored DetectedIssue and the
+consumer hands every stored version back through ``apply_stored`` (``acknowledge`` and
+``mark_false_alarm`` remain for callers without a database).  After a
 restart, ``warm`` refills the windows from stored Observations without raising anything.
 
 Per sample: the patient's window is updated, the rule set chosen for the patient (``assign``) is
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +61,7 @@ class Effects:
 
 
 DEFAULT_RISK_POLICY = AlarmPolicy(persistence_s=120, clear_s=600, update_interval_s=900)
+_CLOSED_BY_PEOPLE = frozenset({"resolved", "false-alarm"})
 CLOSED_KEPT = 4096  # closed alerts kept in memory so a late false-alarm mark still finds them
 
 
@@ -98,12 +101,21 @@ class Engine:
             self.windows.add(sample)
 
     def restore_alert(self, state: AlertState) -> None:
-        """After a restart: re-enter a stored open alert (see ``fhir.alert_from_detected_issue``)."""
-        if state.status != "preliminary":
+        """After a restart: re-enter a stored alert (see ``fhir.alert_from_detected_issue``).
+
+        Give only the latest episode of each patient and condition.  An open one is continued; one
+        a clinician closed (resolved or false) holds its condition silent until it clears, as before
+        the restart; one the engine resolved by itself leaves the condition idle.
+        """
+        key = AlertKey(state.patient_id, state.condition)
+        if state.status == "preliminary":
+            self.alerts[state.episode_id] = state
+            self.tracker.restore(key, state.episode_id, state.level, state.updated or state.started)
             return
-        self.alerts[state.episode_id] = state
-        self.tracker.restore(AlertKey(state.patient_id, state.condition), state.episode_id,
-                             state.level, state.updated or state.started)
+        self._keep(state)
+        if any(m.action in _CLOSED_BY_PEOPLE for m in state.mitigations):
+            self.tracker.restore(key, state.episode_id, state.level, state.ended or state.started,
+                                 suppressed=True)
 
     def on_observation(self, obs: Mapping[str, object]) -> Effects:
         effects = Effects()
@@ -154,6 +166,31 @@ class Engine:
         state = mark_false_alarm(state, who, when)
         self._keep(state)
         return detected_issue(state)
+
+    def apply_stored(self, stored: AlertState) -> None:
+        """Learn what people did to a stored alert (acknowledged, resolved, marked false).
+
+        The change-log consumer calls this for every DetectedIssue version it sees, its own
+        included, so it must be idempotent and must never move the engine's level backwards:
+        only mitigations and a closing status are taken from storage.  An alert closed by a
+        clinician is never updated again; its condition is held silent until it clears, after
+        which a new episode may open.
+        """
+        known = self.alerts.get(stored.episode_id) or self._closed.get(stored.episode_id)
+        if known is None:
+            if stored.status != "preliminary":
+                self._keep(stored)  # so a late false-alarm mark still finds it
+            return
+        people = tuple(m for m in stored.mitigations if m not in known.mitigations)
+        if people:
+            known = replace(known, mitigations=tuple(sorted((*known.mitigations, *people),
+                                                            key=lambda m: m.date)))
+        if stored.status != "preliminary" and known.status != stored.status:
+            key = AlertKey(known.patient_id, known.condition)
+            if known.status == "preliminary" and self.tracker.open_episode(key) == known.episode_id:
+                self.tracker.dismiss(key)
+            known = replace(known, status=stored.status, ended=stored.ended or known.ended)
+        self._keep(known)
 
     def _alert(self, episode_id: str) -> AlertState:
         state = self.alerts.get(episode_id) or self._closed.get(episode_id)

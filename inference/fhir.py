@@ -96,8 +96,8 @@ def detected_issue(alert: AlertState) -> dict[str, Any]:
                                             for o in alert.observation_ids]}]
     if alert.mitigations:
         resource["mitigation"] = [
-            {"action": {"coding": [{"system": ACTION_SYSTEM, "code": m.action}], "text": m.action},
-             "date": _time(m.date), "author": {"reference": m.author}}
+            {"action": {"coding": [{"system": ACTION_SYSTEM, "code": m.action}], "text": m.note or m.action},
+             "date": _time(m.date), "author": _author(m.author)}
             for m in alert.mitigations
         ]
     return resource
@@ -194,10 +194,25 @@ def alert_from_detected_issue(resource: Mapping[str, Any]) -> AlertState:
             status=resource["status"],
             ended=None if end is None else datetime.fromisoformat(end),
             mitigations=tuple(
-                Mitigation(m["action"]["coding"][0]["code"], datetime.fromisoformat(m["date"]),
-                           m["author"]["reference"])
-                for m in resource.get("mitigation", ())
+                _mitigation(m) for m in resource.get("mitigation", ())
             ),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"not a DetectedIssue written by inference: {exc!r}") from exc
+
+
+def _mitigation(entry: Mapping[str, Any]) -> Mitigation:
+    action = entry["action"]
+    code = action["coding"][0]["code"]
+    text = action.get("text")
+    author = entry["author"]
+    return Mitigation(code, datetime.fromisoformat(entry["date"]), author.get("reference") or author["display"],
+                      None if text in (None, code) else text)
+
+
+_PEOPLE = ("Practitioner/", "PractitionerRole/")
+
+
+def _author(who: str) -> dict[str, str]:
+    """A Practitioner(Role) reference, or, for a name or badge given as text, a display-only Reference."""
+    return {"reference": who} if who.startswith(_PEOPLE) else {"display": who}

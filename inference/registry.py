@@ -48,12 +48,14 @@ from inference.model import RiskModel
 
 __all__ = [
     "ModelHandle",
+    "current_version",
     "ModelInfo",
     "ModelManifest",
     "install",
     "key_id",
     "list_models",
     "load_current",
+    "load_file",
     "load_trusted_keys",
     "rollback",
     "sign_manifest",
@@ -282,6 +284,19 @@ def load_current(root: str | Path, trusted_keys: TrustedKeys) -> RiskModel:
     slot = _slot(root, current["name"], current["version"])
     manifest = read_manifest(slot / "manifest.json", trusted_keys)
     return _load_verified(slot / "model.onnx", manifest)
+
+
+def load_file(model_path: str | Path, manifest_path: str | Path, trusted_keys: TrustedKeys) -> RiskModel:
+    """Load a model straight from a file and its signed manifest, without installing it
+    (the model shipped in ``models/`` when the registry is still empty)."""
+    manifest = read_manifest(manifest_path, trusted_keys)
+    return _load_verified(Path(model_path), manifest)
+
+
+def current_version(root: str | Path) -> tuple[str, str] | None:
+    """(name, version) the registry marks current, or None; cheap enough to call per batch."""
+    current = _read_state(Path(root))["current"]
+    return None if current is None else (current["name"], current["version"])
 
 
 class ModelHandle:

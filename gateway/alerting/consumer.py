@@ -1,0 +1,302 @@
+"""The alerting engine as a change-log consumer with its own durable cursor.
+
+Loop: read the change log past the cursor (Observations and DetectedIssues only), load the
+bodies, hand vital-sign Observations to ``inference.Engine`` and every DetectedIssue version back
+to ``Engine.apply_stored`` (so acknowledge / resolve / mark-false done through the REST API reach
+the tracker), then write the engine's effects *and* the cursor advance in one ``Store.write``
+transaction.  A crash before that commit replays the same changes, and the engine's ids are
+deterministic (episode UUID-5, score and risk UUID-5), so a restart neither loses nor duplicates
+an alert.  Batches without effects move the cursor in memory and persist it at most once a second.
+
+It never blocks ingest: it is its own task, woken by the store's in-process notifier after each
+commit, and a large batch is evaluated in a worker thread (the engine is touched by this task
+only).  Before writing a DetectedIssue it reads the stored one inside the writer transaction, so
+a clinician's action that committed meanwhile is kept (``inference.merge_people``) and an alert a
+clinician closed is never reopened.
+
+What the engine reads (``is_engine_input``): Observations with category ``vital-signs``, plus the
+clinician-entered ACVPU (LOINC 67775-7) and oxygen-therapy (3151-8) Observations.  Waveforms,
+device settings, device alerts and the engine's own NEWS2 scores (category ``survey``) are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fhir_server.core.crud import read_version
+from fhir_server.core.search_exec import match_ids
+from fhir_server.storage import Change, Store, WriteTx, loads
+from inference import (
+    ALERT_IDENTIFIER_SYSTEM,
+    AlertState,
+    Engine,
+    alert_from_detected_issue,
+    merge_people,
+    sample_from_observation,
+)
+from inference.fhir import detected_issue
+
+from .models import ModelSource
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "inference-alerting"
+TYPES = ("Observation", "DetectedIssue")
+VITAL_SIGNS = "vital-signs"
+_CLINICIAN_CODES = frozenset({"67775-7", "3151-8"})  # ACVPU, oxygen flow: entered, not monitored
+Item = tuple[str, Any]  # ("obs", dict) or ("issue", AlertState)
+
+
+def _categories(obs: Mapping[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for cat in obs.get("category") or ():
+        for coding in (cat.get("coding") or ()) if isinstance(cat, Mapping) else ():
+            if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
+                out.add(coding["code"])
+    return out
+
+
+def is_engine_input(obs: Mapping[str, Any]) -> bool:
+    """A vital-sign Observation the engine evaluates (never a waveform, never its own output)."""
+    if obs.get("resourceType") != "Observation" or "valueSampledData" in obs:
+        return False
+    if VITAL_SIGNS in _categories(obs):
+        return True
+    codings = (obs.get("code") or {}).get("coding") or ()
+    return any(isinstance(c, Mapping) and c.get("code") in _CLINICIAN_CODES for c in codings)
+
+
+def _is_ours(issue: Mapping[str, Any]) -> bool:
+    return any(isinstance(i, Mapping) and i.get("system") == ALERT_IDENTIFIER_SYSTEM
+               for i in issue.get("identifier") or ())
+
+
+@dataclass
+class ConsumerStats:
+    changes: int = 0
+    observations: int = 0
+    written: int = 0
+    alerts_written: int = 0
+    batches: int = 0
+    errors: int = 0
+    model: str | None = None
+    last_batch_ms: float = 0.0
+    cursor: int = 0
+    warmed: dict[str, int] = field(default_factory=dict)
+
+
+class AlertingConsumer:
+    """``await start()``, then it runs until ``await stop()``; ``stats`` for tests and metrics."""
+
+    def __init__(self, store: Store, engine: Engine, *, name: str = CONSUMER, batch: int = 2000,
+                 models: ModelSource | None = None, thread_above: int = 64, cursor_every_s: float = 1.0,
+                 warm_changes: int = 100_000, restore_days: float = 1.0, idle_s: float = 1.0):
+        self.store, self.engine, self.name = store, engine, name
+        self.batch, self.models, self.thread_above = batch, models, thread_above
+        self.cursor_every_s, self.warm_changes, self.restore_days = cursor_every_s, warm_changes, restore_days
+        self.idle_s = idle_s
+        self.stats = ConsumerStats()
+        self._seen = 0  # everything up to here is processed; the durable cursor may lag
+        self._durable = 0
+        self._durable_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._seen = self._durable = await self.store.cursor(self.name)
+        if self.models is not None:
+            model = await asyncio.to_thread(self.models.initial)
+            if model is not None:
+                self.engine.model.swap(model)
+        self.stats.model = self._model_label()
+        await self._warm_windows()
+        await self._restore_alerts()
+        self._task = asyncio.create_task(self._run(), name="vitalgate-alerting")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._seen > self._durable:
+            with contextlib.suppress(Exception):  # the store may already be closing
+                await self.store.advance_cursor(self.name, self._seen)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                progressed = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup: retry the same batch, never die
+                self.stats.errors += 1
+                log.exception("alerting batch after seq %d failed; retrying", self._seen)
+                await asyncio.sleep(0.5)
+                continue
+            if not progressed:
+                await self.store.wait_for_change(self._seen, self.idle_s)
+
+    # -- one batch --------------------------------------------------------------------------
+    async def step(self) -> bool:
+        """Process the next batch; False when there was nothing new."""
+        self._poll_model()
+        head = self.store.notifier.seq  # committed in this process before the read below
+        changes = await self.store.changes(self._seen, limit=self.batch, types=TYPES)
+        if not changes:
+            self._seen = max(self._seen, head)
+            await self._maybe_persist_cursor()
+            return False
+        started = time.perf_counter()
+        upto = changes[-1].seq if len(changes) == self.batch else max(changes[-1].seq, head)
+        items = await self._items(changes)
+        if len(items) > self.thread_above:
+            resources = await asyncio.to_thread(self._evaluate, items)
+        else:
+            resources = self._evaluate(items)
+        if resources:
+            await self._commit(resources, upto)
+        self._seen = upto
+        self.stats.changes += len(changes)
+        self.stats.batches += 1
+        self.stats.cursor = upto
+        self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        if not resources:
+            await self._maybe_persist_cursor()
+        return True
+
+    async def _items(self, changes: Sequence[Change]) -> list[Item]:
+        bodies = await self.store.bodies([c.vid for c in changes])
+        items: list[Item] = []
+        for change in changes:
+            body = bodies.get(change.vid)
+            if not body:
+                continue
+            try:
+                resource = loads(body)
+            except ValueError:
+                continue
+            if not isinstance(resource, dict) or resource.get("meta", {}).get("deleted"):
+                continue
+            if change.type == "Observation" and is_engine_input(resource):
+                items.append(("obs", resource))
+            elif change.type == "DetectedIssue" and _is_ours(resource):
+                with contextlib.suppress(ValueError):
+                    items.append(("issue", alert_from_detected_issue(resource)))
+        return items
+
+    def _evaluate(self, items: Sequence[Item]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for kind, value in items:
+            try:
+                if kind == "issue":
+                    self.engine.apply_stored(value)
+                else:
+                    self.stats.observations += 1
+                    out.extend(self.engine.on_observation(value).resources)
+            except Exception:  # one bad input must not stop alerting for every other patient
+                self.stats.errors += 1
+                log.exception("alerting could not evaluate %s %s", kind,
+                              value.get("id") if isinstance(value, dict) else value.episode_id)
+        return out
+
+    async def _commit(self, resources: list[dict[str, Any]], upto: int) -> None:
+        async def job(tx: WriteTx) -> list[AlertState]:
+            closed: list[AlertState] = []
+            for resource in resources:
+                if resource["resourceType"] == "DetectedIssue":
+                    kept = await _keep_people(tx, resource, closed)
+                    if kept is None:
+                        continue
+                    resource = kept
+                tx.put(resource["resourceType"], resource["id"], resource, method="PUT")
+            tx.advance_cursor(self.name, upto)
+            return closed
+
+        closed = await self.store.write(job)
+        self._durable, self._durable_at = upto, time.monotonic()
+        for state in closed:  # a clinician closed it meanwhile: the engine stops updating it
+            self.engine.apply_stored(state)
+        self.stats.written += len(resources)
+        self.stats.alerts_written += sum(r["resourceType"] == "DetectedIssue" for r in resources)
+
+    async def _maybe_persist_cursor(self) -> None:
+        if self._seen <= self._durable or time.monotonic() - self._durable_at < self.cursor_every_s:
+            return
+        await self.store.advance_cursor(self.name, self._seen)
+        self._durable, self._durable_at = self._seen, time.monotonic()
+
+    def _poll_model(self) -> None:
+        if self.models is None:
+            return
+        model = self.models.poll()
+        if model is not None:
+            self.engine.model.swap(model)  # between batches: no event is dropped or half-scored
+            self.stats.model = self._model_label()
+
+    def _model_label(self) -> str | None:
+        model = self.engine.model.current
+        return None if model is None else f"{model.name} {model.version}"
+
+    # -- after a restart ------------------------------------------------------------------------
+    async def _warm_windows(self) -> None:
+        """Refill the windows from the Observations just before the cursor (nothing is raised)."""
+        after, count = max(0, self._seen - self.warm_changes), 0
+        while after < self._seen:
+            changes = [c for c in await self.store.changes(after, limit=5000, types=("Observation",))
+                       if c.seq <= self._seen]
+            if not changes:
+                break
+            bodies = await self.store.bodies([c.vid for c in changes])
+            for change in changes:
+                body = bodies.get(change.vid)
+                resource = loads(body) if body else None
+                if isinstance(resource, dict) and is_engine_input(resource):
+                    self.engine.warm(sample_from_observation(resource))
+                    count += 1
+            after = changes[-1].seq
+        self.stats.warmed["observations"] = count
+
+    async def _restore_alerts(self) -> None:
+        """Re-enter the latest episode of each patient and condition touched recently."""
+        since = datetime.now(UTC) - timedelta(days=self.restore_days)
+        ids = await match_ids(self.store, "DetectedIssue", f"_lastUpdated=ge{since.isoformat()}", limit=100_000)
+        latest: dict[tuple[str, str], AlertState] = {}
+        for id_ in ids:
+            stored = await self.store.read("DetectedIssue", id_)
+            if stored is None or stored.deleted:
+                continue
+            resource = loads(stored.body)
+            if not _is_ours(resource):
+                continue
+            try:
+                state = alert_from_detected_issue(resource)
+            except ValueError:
+                continue
+            key = (state.patient_id, state.condition)
+            if key not in latest or latest[key].started < state.started:
+                latest[key] = state
+        for state in latest.values():
+            self.engine.restore_alert(state)
+        self.stats.warmed["alerts"] = len(latest)
+
+
+async def _keep_people(tx: WriteTx, resource: dict[str, Any], closed: list[AlertState]) -> dict[str, Any] | None:
+    """The engine's DetectedIssue version with what clinicians did to the stored one; None to skip."""
+    stored = await read_version(tx, "DetectedIssue", resource["id"])
+    if stored is None or stored.deleted:
+        return resource
+    stored_state = alert_from_detected_issue(loads(stored.body))
+    engine_state = alert_from_detected_issue(resource)
+    merged = merge_people(engine_state, stored_state)
+    if merged is None:
+        closed.append(stored_state)
+        return None
+    return resource if merged is engine_state else detected_issue(merged)
