@@ -110,7 +110,7 @@ class AlertingConsumer:
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        self._seen = self._durable = await self.store.cursor(self.name)
+        self._seen = self._durable = self.stats.cursor = await self.store.cursor(self.name)
         if self.models is not None:
             model = await asyncio.to_thread(self.models.initial)
             if model is not None:
@@ -151,7 +151,7 @@ class AlertingConsumer:
         head = self.store.notifier.seq  # committed in this process before the read below
         changes = await self.store.changes(self._seen, limit=self.batch, types=TYPES)
         if not changes:
-            self._seen = max(self._seen, head)
+            self._seen = self.stats.cursor = max(self._seen, head)
             await self._maybe_persist_cursor()
             return False
         started = time.perf_counter()
