@@ -101,6 +101,9 @@ def db_upgrade(database_url: DbOpt = None) -> None:
 from .cli_devices import profiles_app, simulate  # noqa: E402 - device commands live in their own module
 
 app.add_typer(profiles_app, name="profiles")
+from .cli_model import model_app  # noqa: E402 - model registry commands
+
+app.add_typer(model_app, name="model")
 app.command("simulate")(simulate)
 
 
