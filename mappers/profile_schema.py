@@ -146,6 +146,14 @@ class CodeEntry(_Strict):
         return self.code if self.code is not None else f"{self.record}:{self.field}"
 
 
+class WaveEntry(_Strict):
+    """A waveform channel by vendor code, mapped to one of ``mappers.waveform.WAVES``."""
+
+    code: str = Field(min_length=1)
+    wave: Literal["ecg_ii", "pleth", "abp", "paw", "flow"]
+    label: str
+
+
 class ModeEntry(_Strict):
     """A named ventilation mode for a (mode, mandatory type, spontaneous type) triple."""
 
@@ -168,6 +176,7 @@ class Profile(_Strict):
     units: list[UnitEntry] = Field(default_factory=list)
     codes: list[CodeEntry] = Field(min_length=1)
     modes: list[ModeEntry] = Field(default_factory=list)
+    waves: list[WaveEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Profile:
@@ -209,6 +218,18 @@ class Profile(_Strict):
             if c.record is not None:
                 index.setdefault(c.record, []).append(c)
         return index
+
+    @functools.cached_property
+    def _code_index(self) -> dict[str, CodeEntry]:
+        return {v: c for c in self.codes if c.code for v in _case_variants(c.code)}
+
+    def code_entry(self, code: str) -> CodeEntry | None:
+        """The entry for a vendor code (hex codes in either case), or None."""
+        return self._code_index.get(code) or self._code_index.get(code.lower())
+
+    def wave_entry(self, code: str) -> WaveEntry | None:
+        low = code.lower()
+        return next((w for w in self.waves if w.code.lower() == low), None)
 
     def unit(self, code: str) -> UnitEntry:
         return self._unit_index[code]

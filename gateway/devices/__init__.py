@@ -1,5 +1,6 @@
-"""Device-feed clients (serial-over-TCP poll/response ventilators)."""
+"""Device-feed clients: PB840 serial-over-TCP poll/response, IntelliVue LAN Data Export (UDP)."""
 
+from gateway.devices.intellivue_client import IntellivueClient, MonitorSession
 from gateway.devices.pb840_client import DeviceStatusEvent, Pb840Client
 
-__all__ = ["DeviceStatusEvent", "Pb840Client"]
+__all__ = ["DeviceStatusEvent", "IntellivueClient", "MonitorSession", "Pb840Client"]

@@ -26,7 +26,7 @@ __all__ = ["DeviceStatusEvent", "Pb840Client"]
 
 log = logging.getLogger(__name__)
 
-Status = Literal["connected", "silent", "responding", "disconnected"]
+Status = Literal["connected", "silent", "responding", "disconnected", "clock-drift", "clock-ok"]
 RecordCallback = Callable[[DecodedVentRecord], Awaitable[None]]
 StatusCallback = Callable[["DeviceStatusEvent"], Awaitable[None]]
 ErrorCallback = Callable[[bytes, str], Awaitable[None]]
@@ -41,6 +41,7 @@ class DeviceStatusEvent:
     status: Status
     at: datetime
     reason: str
+    drift_s: float | None = None  # for clock-drift / clock-ok: device clock minus gateway time
 
 
 class Pb840Client:

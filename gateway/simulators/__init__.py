@@ -1,4 +1,5 @@
-"""Device simulators (physiology, PB840 poll server, HL7v2 monitor/pump feeds, MLLP sender).
+"""Device simulators (physiology, waveforms, PB840 poll server, IntelliVue UDP monitor, HL7v2
+monitor/pump feeds, MLLP sender).
 
 They never share code with the decoders they feed.
 """
@@ -12,6 +13,7 @@ from gateway.simulators.hl7_monitor import (
     pump_oru,
     pump_stream,
 )
+from gateway.simulators.intellivue import IntellivueSimulator, connect_indication
 from gateway.simulators.mllp_sender import MllpSender, ack_code
 from gateway.simulators.pb840 import Pb840Simulator, VentSettings, encode_misca, encode_miscf
 from gateway.simulators.physiology import SCENARIOS, Physiology, Vitals
@@ -20,6 +22,7 @@ from gateway.simulators.run import SimulationStats, assign_scenarios, run_simula
 __all__ = [
     "SCENARIOS",
     "BedFeed",
+    "IntellivueSimulator",
     "MllpSender",
     "Pb840Simulator",
     "Physiology",
@@ -29,6 +32,7 @@ __all__ = [
     "Vitals",
     "ack_code",
     "assign_scenarios",
+    "connect_indication",
     "encode_misca",
     "encode_miscf",
     "merge_streams",
