@@ -1,0 +1,116 @@
+"""Channels: how a notification Bundle reaches a subscriber.
+
+- ``RestHookSender``: POST to the endpoint with the subscription's headers. One
+  ``httpx.AsyncClient`` per endpoint origin, each with its own bounded connection pool, so a
+  slow or dead endpoint only ever holds its own connections.
+- ``WebSocketHub``: binding tokens (``$get-ws-binding-token``) and the sockets bound to each
+  subscription; a send writes the Bundle as one text frame to every bound socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from .model import SubscriptionSpec
+
+
+class RestHookSender:
+    def __init__(self, connections_per_endpoint: int = 32) -> None:
+        self.limit = connections_per_endpoint
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        p = urlsplit(url)
+        origin = f"{p.scheme}://{p.netloc}"
+        client = self._clients.get(origin)
+        if client is None:
+            limits = httpx.Limits(max_connections=self.limit, max_keepalive_connections=self.limit)
+            client = self._clients[origin] = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        return client
+
+    async def post(self, spec: SubscriptionSpec, body: bytes) -> str | None:
+        """Send; None on a 2xx, else why it failed (never raises for network trouble)."""
+        assert spec.endpoint is not None
+        headers = {"content-type": "application/fhir+json", **dict(spec.headers)}
+        try:
+            r = await self._client(spec.endpoint).post(spec.endpoint, content=body, headers=headers,
+                                                        timeout=spec.timeout)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__} posting to the endpoint"
+        if 200 <= r.status_code < 300:
+            return None
+        return f"endpoint answered HTTP {r.status_code}"
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for c in clients.values():
+            await c.aclose()
+
+
+SendText = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class Binding:
+    send: SendText
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class WebSocketHub:
+    def __init__(self, token_ttl: float = 600.0) -> None:
+        self.token_ttl = token_ttl
+        self._tokens: dict[str, tuple[frozenset[str], float]] = {}
+        self._bound: dict[str, list[Binding]] = {}
+        self.on_bind: Callable[[str], None] = lambda _sub_id: None
+
+    def issue(self, sub_ids: list[str]) -> tuple[str, float]:
+        """A new single-purpose token for ``sub_ids``; returns it and its expiry (epoch seconds)."""
+        now = time.time()
+        self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
+        token = secrets.token_urlsafe(24)
+        expires = now + self.token_ttl
+        self._tokens[token] = (frozenset(sub_ids), expires)
+        return token, expires
+
+    def redeem(self, token: str) -> frozenset[str] | None:
+        found = self._tokens.get(token)
+        if found is None or found[1] < time.time():
+            return None
+        return found[0]
+
+    def bind(self, sub_id: str, binding: Binding) -> None:
+        self._bound.setdefault(sub_id, []).append(binding)
+        self.on_bind(sub_id)
+
+    def unbind(self, sub_id: str, binding: Binding) -> None:
+        lst = self._bound.get(sub_id, [])
+        if binding in lst:
+            lst.remove(binding)
+        if not lst:
+            self._bound.pop(sub_id, None)
+
+    def is_bound(self, sub_id: str) -> bool:
+        return bool(self._bound.get(sub_id))
+
+    async def send(self, sub_id: str, body: bytes) -> str | None:
+        """Write to every socket bound to ``sub_id``; None if at least one write completed."""
+        bindings = list(self._bound.get(sub_id, ()))
+        if not bindings:
+            return "no websocket bound"
+        text = body.decode()
+        ok = False
+        for b in bindings:
+            try:
+                async with b.lock:
+                    await b.send(text)
+                ok = True
+            except Exception:  # noqa: BLE001 - a closed socket: drop it, try the others
+                self.unbind(sub_id, b)
+        return None if ok else "websocket closed"

@@ -1,0 +1,93 @@
+"""Notification Bundles (Backport IG, R4B): ``history`` Bundles led by a SubscriptionStatus.
+
+The first entry is the SubscriptionStatus (https://hl7.org/fhir/R4B/subscriptionstatus.html)
+with the notification ``type`` (handshake, heartbeat, event-notification, query-status,
+query-event), ``eventsSinceSubscriptionStart`` and one ``notificationEvent`` per event with its
+``eventNumber`` (strings in R4B). Then, per the payload content, nothing (``empty``), an
+entry with the focus's ``fullUrl`` and request (``id-only``) or the stored version itself
+(``full-resource``). Stored bodies are embedded as ``orjson.Fragment``: never re-parsed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhir_server.storage import now_us, us_to_instant
+
+from .model import SubscriptionSpec
+
+_METHOD = {"create": ("POST", "201"), "update": ("PUT", "200"), "delete": ("DELETE", "204")}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One numbered event of one subscription; ``body`` is the focus version as stored."""
+
+    number: int
+    seq: int
+    type: str
+    res_id: str
+    version: int
+    vid: int
+    op: str
+    ts: int
+    body: bytes | None = None
+
+
+def status_resource(spec: SubscriptionSpec, kind: str, since_start: int, events: Sequence[Event] = (),
+                    base: str = "", status: str | None = None, error: str | None = None) -> dict[str, Any]:
+    st: dict[str, Any] = {
+        "resourceType": "SubscriptionStatus",
+        "status": status or spec.status,
+        "type": kind,
+        "eventsSinceSubscriptionStart": str(since_start),
+        "subscription": {"reference": f"{base}/Subscription/{spec.id}" if base else f"Subscription/{spec.id}"},
+        "topic": spec.topic.url,
+    }
+    if events:
+        st["notificationEvent"] = [_event(e, spec.content, base) for e in events]
+    if error:
+        st["error"] = [{"text": error}]
+    return st
+
+
+def _event(e: Event, content: str, base: str) -> dict[str, Any]:
+    ne: dict[str, Any] = {"eventNumber": str(e.number), "timestamp": us_to_instant(e.ts)}
+    if content != "empty":
+        ne["focus"] = {"reference": _full_url(base, e)}
+    return ne
+
+
+def _full_url(base: str, e: Event) -> str:
+    return f"{base}/{e.type}/{e.res_id}" if base else f"{e.type}/{e.res_id}"
+
+
+def _entry(e: Event, content: str, base: str) -> dict[str, Any]:
+    method, status = _METHOD.get(e.op, ("PUT", "200"))
+    entry: dict[str, Any] = {"fullUrl": _full_url(base, e)}
+    if content == "full-resource" and e.body is not None and e.op != "delete":
+        entry["resource"] = orjson.Fragment(e.body)
+    entry["request"] = {"method": method, "url": e.type if method == "POST" else f"{e.type}/{e.res_id}"}
+    entry["response"] = {"status": status, "etag": f'W/"{e.version}"'}
+    return entry
+
+
+def notification(spec: SubscriptionSpec, kind: str, since_start: int, events: Sequence[Event] = (),
+                 base: str = "", status: str | None = None, error: str | None = None) -> bytes:
+    """The serialised Bundle for one notification."""
+    st = status_resource(spec, kind, since_start, events, base, status, error)
+    entries: list[dict[str, Any]] = [{
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": st,
+        "request": {"method": "GET", "url": f"Subscription/{spec.id}/$status"},
+        "response": {"status": "200"},
+    }]
+    if spec.content != "empty":
+        entries.extend(_entry(e, spec.content, base) for e in events)
+    bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history",
+              "timestamp": us_to_instant(now_us()), "entry": entries}
+    return orjson.dumps(bundle)

@@ -1,0 +1,136 @@
+"""The in-memory view the matcher works from: compiled topics and active subscriptions.
+
+It is rebuilt from the database at start and then kept current by the change log itself:
+the matcher applies every SubscriptionTopic and Subscription entry in log order, so what a
+change matched is decided by the subscriptions that existed at that point of the log
+(``SubscriptionSpec.start_seq``), the same before and after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import func, select
+
+from fhir_server.search.registry import SearchParam
+from fhir_server.storage import Change, Store, loads
+from fhir_server.storage import schema as t
+
+from .criteria import IndexedResource
+from .model import SubscriptionInvalid, SubscriptionSpec, parse_subscription
+from .topics import Topic, TopicError, compile_topic
+
+log = logging.getLogger(__name__)
+LIVE = ("requested", "active", "error")  # statuses that still number events
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.topics: dict[str, Topic] = {}
+        self.topic_ids: dict[str, str] = {}  # SubscriptionTopic id -> url
+        self.topic_versions: dict[str, int] = {}
+        self.subs: dict[str, SubscriptionSpec] = {}
+        self._by_type: dict[str, list[tuple[Topic, list[SubscriptionSpec]]]] | None = None
+        self._local: dict[str, tuple[SearchParam, ...]] = {}
+
+    # -- loading and updates ------------------------------------------------------------------
+    async def load(self, store: Store) -> None:
+        for id_, version, body in await _current(store, "SubscriptionTopic"):
+            self.apply_topic(id_, version, loads(body))
+        c = t.change_log.c
+        starts = dict((await store.fetch(
+            select(c.id, func.min(c.seq)).where(c.type == "Subscription").group_by(c.id))).all())
+        for id_, version, body in await _current(store, "Subscription"):
+            self.apply_subscription(id_, version, loads(body), int(starts.get(id_, 0)))
+
+    def apply_topic(self, id_: str, version: int, res: Mapping[str, Any] | None) -> None:
+        if self.topic_versions.get(id_, 0) > version:
+            return  # replaying an older version after a restart
+        self.topic_versions[id_] = version
+        old = self.topic_ids.pop(id_, None)
+        if old is not None:
+            self.topics.pop(old, None)
+        if res is not None:
+            try:
+                topic = compile_topic(res)
+            except TopicError as exc:
+                log.warning("SubscriptionTopic/%s ignored: %s", id_, exc)
+            else:
+                self.topics[topic.url] = topic
+                self.topic_ids[id_] = topic.url
+        self._by_type = None
+
+    def apply_subscription(self, id_: str, version: int, res: Mapping[str, Any] | None,
+                           start_seq: int) -> SubscriptionSpec | None:
+        """Apply one version (None: deleted); older versions than the one held are ignored."""
+        held = self.subs.get(id_)
+        if held is not None and held.version > version:
+            return held
+        self._by_type = None
+        if res is None:
+            self.subs.pop(id_, None)
+            return None
+        try:
+            spec = parse_subscription(res, self.topics, version)
+        except SubscriptionInvalid as exc:
+            log.warning("Subscription/%s ignored: %s", id_, exc)
+            self.subs.pop(id_, None)
+            return None
+        start = held.start_seq if held is not None else start_seq
+        spec = replace(spec, id=id_, start_seq=start)
+        self.subs[id_] = spec
+        return spec
+
+    # -- matching -----------------------------------------------------------------------------
+    def _index(self) -> dict[str, list[tuple[Topic, list[SubscriptionSpec]]]]:
+        if self._by_type is None:
+            by_topic: dict[str, list[SubscriptionSpec]] = {}
+            for s in self.subs.values():
+                if s.status in LIVE:
+                    by_topic.setdefault(s.topic.url, []).append(s)
+            by_type: dict[str, list[tuple[Topic, list[SubscriptionSpec]]]] = {}
+            local: dict[str, set[SearchParam]] = {}
+            for url, subs in by_topic.items():
+                topic = self.topics.get(url, subs[0].topic)
+                for rt in topic.resource_types:
+                    by_type.setdefault(rt, []).append((topic, subs))
+                    local.setdefault(rt, set()).update(p for p in topic.local_params if p.resource_type == rt)
+            self._by_type = by_type
+            self._local = {rt: tuple(ps) for rt, ps in local.items()}
+        return self._by_type
+
+    def watches(self, type_: str) -> bool:
+        return type_ in self._index()
+
+    def needs_previous(self, type_: str) -> bool:
+        return any(tr.needs_previous for topic, _ in self._index().get(type_, ())
+                   for tr in topic.triggers if tr.resource_type == type_)
+
+    def match(self, change: Change, cur: Mapping[str, Any] | None, prev: Mapping[str, Any] | None
+              ) -> list[SubscriptionSpec]:
+        """The subscriptions ``change`` is an event for, in registry order."""
+        entries = self._index().get(change.type)
+        if not entries:
+            return []
+        local = self._local.get(change.type, ())
+        cur_idx = IndexedResource.of(change.type, cur, local) if cur is not None else None
+        prev_idx = IndexedResource.of(change.type, prev, local) if prev is not None else None
+        focus = cur_idx if cur_idx is not None else prev_idx
+        out: list[SubscriptionSpec] = []
+        for topic, subs in entries:
+            fired = any(tr.fires(change.op, cur_idx, prev_idx, cur, prev)
+                        for tr in topic.triggers if tr.resource_type == change.type)
+            if not fired or focus is None:
+                continue
+            out.extend(s for s in subs if s.start_seq < change.seq and s.accepts(change.type, focus))
+        return out
+
+
+async def _current(store: Store, type_: str) -> list[tuple[str, int, bytes]]:
+    r, v = t.resource.c, t.resource_version.c
+    stmt = (select(r.id, r.version, v.body).join(t.resource_version, v.vid == r.vid)
+            .where(r.type == type_, r.deleted.is_(False)))
+    return [(row[0], int(row[1]), row[2]) for row in await store.fetch(stmt)]
