@@ -83,6 +83,10 @@ def default_parts() -> list[tuple[str, Part]]:
         from .mllp.service import mllp_service
 
         parts.append(("mllp", lambda node: mllp_service(node.settings, node.store)))
+    with contextlib.suppress(ImportError):
+        from .devices.service import device_service
+
+        parts.append(("devices", lambda node: device_service(node.settings, node.store)))
     from .dashboard import dashboard_service
 
     parts.append(("dashboard", dashboard_service))

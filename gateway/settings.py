@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     base_url: str | None = None
     group_commit_ms: float = 1.0
+    devices: str = ""  # device feeds to poll: kind@host:port[#bed], comma separated (gateway.devices.service)
     # alerting (gateway.alerting): rule set name or TOML path; signed-model registry; trusted keys
     alert_ruleset: str = "news2-ward"
     model_dir: Path = Path("./var/models")

@@ -7,6 +7,7 @@ They never share code with the decoders they feed.
 from gateway.simulators.hl7_monitor import (
     BedFeed,
     PumpState,
+    adt_admit,
     merge_streams,
     monitor_oru,
     monitor_stream,
@@ -28,6 +29,7 @@ __all__ = [
     "Physiology",
     "PumpState",
     "SimulationStats",
+    "adt_admit",
     "VentSettings",
     "Vitals",
     "ack_code",

@@ -17,7 +17,7 @@ from typing import Literal
 from gateway.simulators.physiology import Physiology, Vitals
 from gateway.simulators.waveforms import MONITOR_RATES, MonitorWaves
 
-__all__ = ["BedFeed", "merge_streams", "monitor_oru", "monitor_stream", "pump_oru",
+__all__ = ["BedFeed", "adt_admit", "merge_streams", "monitor_oru", "monitor_stream", "pump_oru",
            "pump_stream", "PumpState"]
 
 Variant = Literal["mdc", "mdil"]
@@ -93,6 +93,17 @@ def _wave_segments(waves: dict[str, list[int]], rates: dict[str, int], start: in
                     "/s^per second^UCUM|||||R")
         n += 2
     return segs
+
+
+def adt_admit(bed: BedFeed, at: datetime, control_id: str) -> bytes:
+    """ADT^A01 admitting the bed's patient (visit ``V<bed>``) to ``unit^bed^1``: what lets the
+    gateway associate devices that send no patient (ventilator, LAN monitor) through the bed."""
+    ts = _ts(at)
+    segs = [f"MSH|^~\\&|SIM_ADT|{bed.facility}|||{ts}||ADT^A01^ADT_A01|{control_id}|P|2.5",
+            f"EVN|A01|{ts}",
+            f"PID|||{bed.mrn}^^^VITALGATE^MR||Sim^Bed{bed.bed}^^^^^L",
+            f"PV1||I|{bed.unit}^{bed.bed}^1" + "|" * 16 + f"V{bed.bed:05d}"]
+    return "\r".join(segs).encode("utf-8") + b"\r"
 
 
 def monitor_oru(bed: BedFeed, vitals: Vitals, at: datetime, control_id: str,

@@ -16,7 +16,8 @@ from datetime import datetime
 
 from gateway.simulators.physiology import Physiology, Vitals
 
-__all__ = ["Pb840Simulator", "VentSettings", "encode_misca", "encode_miscf"]
+__all__ = ["Pb840Simulator", "Pb840WaveformPort", "VentSettings", "encode_misca", "encode_miscf",
+           "waveform_lines"]
 
 _WIDTH = {6: 18, 7: 12, 8: 9, 50: 9, 53: 18, 55: 9, 66: 9, 156: 9}
 _MISCF_LAST = 173  # fields 5..173 = 169 fields
@@ -155,3 +156,78 @@ class Pb840Simulator:
         if command == b"SNDA":
             return encode_misca(vitals, self.settings, now)
         return None  # RSET and unknown commands get no answer, as on the device
+
+
+def waveform_lines(flow: list[float], pressure: list[float], breath: int | None = None,
+                   end: bool = False) -> bytes:
+    """Waveform-port text: optional ``BS, S:<n>,`` start, ``flow, pressure`` lines, optional ``BE``."""
+    out = [f"BS, S:{breath},\r\n"] if breath is not None else []
+    out += [f"{f:.2f}, {p:.2f}\r\n" for f, p in zip(flow, pressure, strict=True)]
+    if end:
+        out.append("BE\r\n")
+    return "".join(out).encode("ascii")
+
+
+class Pb840WaveformPort:
+    """The ventilator's unsolicited 50 Hz waveform port as a TCP server (one stream per client).
+
+    Samples are written every ``chunk_s`` (as a serial device server would forward them), with
+    ``BS`` / ``BE`` around each breath.
+    """
+
+    def __init__(self, physiology: Physiology, settings: VentSettings | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0, chunk_s: float = 0.2) -> None:
+        from gateway.simulators.waveforms import VentWaves
+
+        self.physiology = physiology
+        self.settings = settings or VentSettings()
+        self.host, self.port, self.chunk_s = host, port, chunk_s
+        self.silent = False
+        self.samples_sent = 0
+        self._waves = VentWaves(peep=self.settings.peep)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        breath, phase_in_breath = 0, 0
+        try:
+            writer.write(f"BS, S:{breath},\r\n".encode())
+            next_at = time.monotonic()
+            while True:
+                next_at += self.chunk_s
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                if self.silent or not self.physiology.connected():
+                    continue
+                v = self.physiology.vitals
+                ppeak = _measured(v, self.settings)["ppeak"]
+                paw, flow = self._waves.block(v, ppeak, self.chunk_s)
+                per_breath = max(1, round(50 * 60 / max(v.rr, 4.0)))
+                out = bytearray()
+                for f, p in zip(flow, paw, strict=True):
+                    out += waveform_lines([f], [p])
+                    phase_in_breath += 1
+                    if phase_in_breath >= per_breath:
+                        breath, phase_in_breath = breath + 1, 0
+                        out += f"BE\r\nBS, S:{breath},\r\n".encode()
+                self.samples_sent += len(paw)
+                writer.write(bytes(out))
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from gateway.simulators.hl7_monitor import (
     BedFeed,
     Variant,
+    adt_admit,
     merge_streams,
     monitor_stream,
     pump_stream,
@@ -67,7 +68,9 @@ def _bed_stream(bed: int, scenario: str, seed: int, start: datetime, duration: f
     monitor = Physiology(scenario, seed * 1000 + bed)
     pump_view = Physiology(scenario, seed * 1000 + bed)
     variant: Variant = "mdil" if bed % 2 == 0 else "mdc"
+    admit = iter([(0.0, adt_admit(feed, start, f"A{bed:04d}-{seed}-{int(start.timestamp())}"))])
     return merge_streams([
+        admit,
         monitor_stream(feed, monitor, start, duration, variant=variant, waveforms=waveforms),
         _with_clock(pump_view, pump_stream(feed, start, duration, physiology=pump_view)),
     ])

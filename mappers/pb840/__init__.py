@@ -17,6 +17,7 @@ from mappers.pb840.fhir import (
     vent_device_resource,
     vent_record_to_fhir,
 )
+from mappers.pb840.waveform import WaveformStream, WaveSegment
 
 __all__ = [
     "AlarmStatus",
@@ -24,6 +25,8 @@ __all__ = [
     "VentDecodeError",
     "VentMode",
     "VentValue",
+    "WaveSegment",
+    "WaveformStream",
     "connection_state_observation",
     "decode_misca",
     "decode_miscf",

@@ -1,0 +1,80 @@
+"""Resolve which patient a device's data belongs to, through its bed (see ``mappers.association``).
+
+Per device: the stored ``DeviceUseStatement`` wins (a clinician-confirmed one is never changed
+here); otherwise the patient of the in-progress Encounter at the device's bed, found with the
+FHIR search ``Encounter?location=Location/<bed>&status=in-progress``. A new or changed
+inference is written as a new version of the DeviceUseStatement (the change history). Results
+are cached for ``ttl_s`` so a 50 Hz feed does not search per segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fhir_server.core import FhirRequest, ServerContext, handle
+from fhir_server.storage import Store, WriteTx, loads
+from mappers.association import association_of, device_use_statement, dus_id
+
+__all__ = ["Association", "BedAssociations"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    patient_ref: str | None
+    confirmed: bool
+
+
+class BedAssociations:
+    def __init__(self, store: Store, *, ttl_s: float = 10.0) -> None:
+        self.store = store
+        self.ctx = ServerContext(store=store, base_url="http://vitalgate.local/fhir")
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Association]] = {}
+
+    async def resolve(self, device_id: str, bed_location_id: str | None) -> Association:
+        hit = self._cache.get(device_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        found = await self._resolve(device_id, bed_location_id)
+        self._cache[device_id] = (now, found)
+        return found
+
+    async def _resolve(self, device_id: str, bed: str | None) -> Association:
+        stored = await self.store.read("DeviceUseStatement", dus_id(device_id))
+        current: tuple[str | None, bool] = (None, False)
+        if stored is not None and not stored.deleted:
+            current = association_of(loads(stored.body))
+            if current[1]:
+                return Association(current[0], True)  # confirmed by a clinician: never overridden
+        patient = await self._patient_at(bed) if bed else None
+        if patient is None:
+            return Association(current[0], False)
+        if patient != current[0]:
+            dus = device_use_statement(device_id, patient, bed, datetime.now(UTC))
+
+            async def job(tx: WriteTx) -> None:
+                tx.put("DeviceUseStatement", dus["id"], dus, method="PUT")
+
+            await self.store.write(job)
+            log.info("device %s associated with a patient through bed %s (unconfirmed)", device_id, bed)
+        return Association(patient, False)
+
+    async def _patient_at(self, bed: str) -> str | None:
+        req = FhirRequest("GET", "Encounter", (("location", f"Location/{bed}"), ("status", "in-progress"),
+                                               ("_sort", "-_lastUpdated"), ("_count", "1")))
+        resp = await handle(req, self.ctx)
+        if resp.status != 200 or resp.body is None:
+            log.warning("bed %s: encounter search failed with status %d", bed, resp.status)
+            return None
+        bundle = resp.body if isinstance(resp.body, dict) else loads(resp.body)
+        for entry in bundle.get("entry", ()):
+            subject = (entry.get("resource", {}).get("subject") or {}).get("reference")
+            if subject:
+                return str(subject)
+        return None

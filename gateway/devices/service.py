@@ -1,0 +1,267 @@
+"""Device feeds inside the node: poll ventilators and LAN monitors, store what they send.
+
+``VITALGATE_DEVICES`` lists the endpoints, comma separated, each ``kind@host:port[#bed]``:
+
+- ``pb840`` / ``pb980``: serial-over-TCP poll/response (``gateway.devices.pb840_client``);
+- ``pb840-waves``: the ventilator's 50 Hz waveform port (``pb840_waveforms``);
+- ``intellivue``: IntelliVue LAN Data Export over UDP (``intellivue_client``).
+
+``#bed`` is the bed in HL7 PV1-3 notation (``ICU^3^1``): the device's data is associated with
+the patient admitted to that bed by ADT (``associations``), marked unconfirmed until a
+clinician confirms it. Every record is mapped by ``mappers`` and written in one store job;
+connection and clock status changes become status Observations; undecodable input is kept
+as a dead letter in the inbox (``message_type`` names the feed, ``sending_facility`` the
+endpoint) with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fhir_server.storage import Store, WriteTx
+from gateway.inbox.records import DEAD, Sender, inbox_row
+from gateway.inbox.schema import inbox
+from mappers.association import bed_location_id, tag_unconfirmed
+from mappers.device_status import clock_drift_observation
+from mappers.intellivue import PollResult, device_id_for, intellivue_device, poll_to_fhir
+from mappers.pb840 import DecodedVentRecord, WaveSegment, connection_state_observation, vent_record_to_fhir
+from mappers.pb840.fhir import _fhir_id as vent_fhir_id
+from mappers.profiles import load_profile
+from mappers.waveform import WAVES, waveform_observation
+
+from .associations import Association, BedAssociations
+from .intellivue_client import IntellivueClient, MonitorSession
+from .pb840_client import DeviceStatusEvent, Pb840Client
+from .pb840_waveforms import Pb840WaveformClient
+
+__all__ = ["DeviceEndpoint", "DeviceIngest", "device_service", "parse_devices"]
+
+log = logging.getLogger(__name__)
+
+KIND_PROFILES = {"pb840": "medtronic-pb840", "pb980": "medtronic-pb980",
+                 "intellivue": "philips-intellivue-mp", "pb840-waves": "medtronic-pb840"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEndpoint:
+    kind: str
+    host: str
+    port: int
+    bed: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}@{self.host}:{self.port}"
+
+    @property
+    def location_id(self) -> str | None:
+        return bed_location_id(self.bed) if self.bed else None
+
+
+def parse_devices(spec: str) -> list[DeviceEndpoint]:
+    """``kind@host:port[#bed], ...`` -> endpoints; a clear ValueError for a bad item."""
+    out = []
+    for item in (p.strip() for p in spec.split(",")):
+        if not item:
+            continue
+        target, _, bed = item.partition("#")
+        kind, at, address = target.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not at or not colon or kind not in KIND_PROFILES or not port.isdigit():
+            raise ValueError(f"device {item!r}: expected kind@host:port[#bed], kind one of "
+                             f"{', '.join(KIND_PROFILES)}")
+        ep = DeviceEndpoint(kind, host or "127.0.0.1", int(port), bed or None)
+        if ep.bed:
+            ep.location_id  # noqa: B018 - refuse a bad bed at start-up, not on the first record
+        out.append(ep)
+    return out
+
+
+@dataclass
+class IngestStats:
+    records: int = 0
+    resources: int = 0
+    dead_letters: int = 0
+    statuses: int = 0
+    lags_ms: list[float] = field(default_factory=list)  # receipt -> commit, per record
+
+    def as_dict(self) -> dict[str, Any]:
+        lags = sorted(self.lags_ms)
+        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else None
+        return {"records": self.records, "resources": self.resources, "dead_letters": self.dead_letters,
+                "statuses": self.statuses, "lag_ms_p99": p99, "lag_ms_max": lags[-1] if lags else None}
+
+
+class DeviceIngest:
+    """Writes the decoded output of every device client; one instance per node."""
+
+    def __init__(self, store: Store, associations: BedAssociations | None = None) -> None:
+        self.store = store
+        self.associations = associations or BedAssociations(store)
+        self.stats = IngestStats()
+        self._devices_written: set[str] = set()
+        self._bed_device: dict[str | None, str] = {}  # bed -> ventilator device id (for the wave port)
+
+    async def on_vent_record(self, ep: DeviceEndpoint, record: DecodedVentRecord, received: float) -> None:
+        profile = load_profile(KIND_PROFILES[ep.kind])
+        device_id = vent_fhir_id(record.device_id)
+        self._bed_device[ep.bed] = device_id
+        assoc = await self._association(device_id, ep)
+        resources = vent_record_to_fhir(record, profile, assoc.patient_ref)
+        await self._write(resources, ep, assoc, received)
+
+    async def on_vent_waves(self, ep: DeviceEndpoint, seg: WaveSegment, at: datetime) -> None:
+        received = time.monotonic()
+        device_id = self._bed_device.get(ep.bed) or vent_fhir_id(f"{ep.host}-{ep.port}")
+        assoc = await self._association(device_id, ep)
+        start = at.replace(microsecond=at.microsecond - at.microsecond % 1000)
+        resources = [waveform_observation(spec=WAVES[key], device_ref=f"Device/{device_id}",
+                                          start=start, period_ms=20.0, samples=samples,
+                                          subject_ref=assoc.patient_ref)
+                     for key, samples in (("paw", seg.pressure), ("flow", seg.flow))]
+        await self._write(resources, ep, assoc, received)
+
+    async def on_intellivue(self, ep: DeviceEndpoint, session: MonitorSession, poll: PollResult,
+                            at: datetime) -> None:
+        received = time.monotonic()
+        profile = load_profile(KIND_PROFILES[ep.kind])
+        device_id = device_id_for(session.mds.system_id or ep.label)
+        assoc = await self._association(device_id, ep)
+        mapped = poll_to_fhir(poll, profile, f"Device/{device_id}", at, assoc.patient_ref)
+        resources = mapped.resources
+        key = f"{device_id}|{session.associated_at.isoformat()}"
+        if key not in self._devices_written:  # once per association, not per poll
+            self._devices_written.add(key)
+            loc = ep.location_id
+            resources = [intellivue_device(session.mds, profile, f"Location/{loc}" if loc else None), *resources]
+        if mapped.problems:
+            payload = json.dumps({"poll_number": poll.poll_number, "problems": mapped.problems}).encode()
+            await self.dead_letter(ep, payload, "; ".join(mapped.problems)[:500])
+        await self._write(resources, ep, assoc, received)
+
+    async def on_status(self, ep: DeviceEndpoint, event: DeviceStatusEvent) -> None:
+        device_id = self._status_device(ep, event)
+        assoc = await self._association(device_id, ep)
+        if event.status in ("clock-drift", "clock-ok"):
+            limit = load_profile(KIND_PROFILES[ep.kind]).timing.clock_drift_limit_s or 0.0
+            obs = clock_drift_observation(f"Device/{device_id}", event.drift_s or 0.0, limit, event.at,
+                                          assoc.patient_ref)
+        else:
+            obs = connection_state_observation(device_id, event.status, event.at, event.reason,
+                                               assoc.patient_ref)
+            obs["device"] = {"reference": f"Device/{device_id}"}
+        self.stats.statuses += 1
+        log.info("device %s: %s (%s)", ep.label, event.status, event.reason)
+        await self._write([obs], ep, assoc, time.monotonic())
+
+    def _status_device(self, ep: DeviceEndpoint, event: DeviceStatusEvent) -> str:
+        if ep.kind == "intellivue" and event.device_id:
+            return device_id_for(event.device_id)
+        if event.device_id:
+            return vent_fhir_id(event.device_id)
+        return vent_fhir_id(f"{ep.kind}-{ep.host}-{ep.port}")
+
+    async def dead_letter(self, ep: DeviceEndpoint, raw: bytes, reason: str) -> None:
+        digest = hashlib.sha256(raw).hexdigest()
+        sender = Sender(app=ep.kind, facility=ep.label, control_id=f"{time.time_ns()}",
+                        message_type=f"{ep.kind}-record")
+        row = inbox_row(payload=raw, digest=digest, sender=sender, peer=ep.label, status=DEAD, ack=None,
+                        reason=reason)
+
+        async def job(tx: WriteTx) -> None:
+            tx.insert(inbox, [row])
+
+        try:
+            await self.store.write(job)
+            self.stats.dead_letters += 1
+        except Exception as exc:  # noqa: BLE001 - a lost dead letter is logged, the feed goes on
+            log.error("device %s: dead letter not stored: %s", ep.label, exc)
+        log.warning("device %s: dead letter: %s", ep.label, reason)
+
+    async def _association(self, device_id: str, ep: DeviceEndpoint) -> Association:
+        if not ep.bed:
+            return Association(None, False)
+        try:
+            return await self.associations.resolve(device_id, ep.location_id)
+        except Exception as exc:  # noqa: BLE001 - no association is better than no data
+            log.error("device %s: association lookup failed: %s", ep.label, exc)
+            return Association(None, False)
+
+    async def _write(self, resources: list[dict[str, Any]], ep: DeviceEndpoint, assoc: Association,
+                     received: float) -> None:
+        if assoc.patient_ref and not assoc.confirmed:
+            for res in resources:
+                if res["resourceType"] == "Observation":
+                    tag_unconfirmed(res)
+
+        async def job(tx: WriteTx) -> None:
+            for res in resources:
+                tx.put(res["resourceType"], res["id"], res, method="PUT")
+
+        try:
+            await self.store.write(job)
+        except Exception as exc:  # noqa: BLE001 - keep the feed alive; the data is logged as lost
+            log.error("device %s: store failed for %d resources: %s", ep.label, len(resources), exc)
+            return
+        self.stats.records += 1
+        self.stats.resources += len(resources)
+        if len(self.stats.lags_ms) < 1_000_000:
+            self.stats.lags_ms.append((time.monotonic() - received) * 1000)
+
+
+def _client(ep: DeviceEndpoint, ingest: DeviceIngest, site_tz: str) -> Any:
+    async def status(event: DeviceStatusEvent) -> None:
+        await ingest.on_status(ep, event)
+
+    async def error(raw: bytes, reason: str) -> None:
+        await ingest.dead_letter(ep, raw, reason)
+
+    if ep.kind == "intellivue":
+        async def poll(session: MonitorSession, result: PollResult, at: datetime) -> None:
+            await ingest.on_intellivue(ep, session, result, at)
+
+        return IntellivueClient(ep.host, ep.port, load_profile(KIND_PROFILES[ep.kind]), on_poll=poll,
+                                on_status=status, on_error=error, site_tz=site_tz)
+    if ep.kind == "pb840-waves":
+        async def segment(seg: WaveSegment, at: datetime) -> None:
+            await ingest.on_vent_waves(ep, seg, at)
+
+        return Pb840WaveformClient(ep.host, ep.port, on_segment=segment, on_error=error)
+
+    async def record(rec: DecodedVentRecord) -> None:
+        await ingest.on_vent_record(ep, rec, time.monotonic())
+
+    return Pb840Client(ep.host, ep.port, load_profile(KIND_PROFILES[ep.kind]), on_record=record,
+                       on_status=status, on_error=error)
+
+
+@contextlib.asynccontextmanager
+async def device_service(settings: Any, store: Store) -> AsyncIterator[DeviceIngest | None]:
+    """Composition-root part: run one client per ``VITALGATE_DEVICES`` endpoint."""
+    endpoints = parse_devices(getattr(settings, "devices", "") or "")
+    if not endpoints:
+        yield None
+        return
+    ingest = DeviceIngest(store)
+    clients = [_client(ep, ingest, getattr(settings, "site_tz", "UTC")) for ep in endpoints]
+    tasks = [asyncio.create_task(c.run(), name=f"device-{ep.label}") for c, ep in zip(clients, endpoints,
+                                                                                       strict=True)]
+    log.info("device feeds: %s", ", ".join(ep.label for ep in endpoints))
+    try:
+        yield ingest
+    finally:
+        for c in clients:
+            c.stop()
+        done, pending = await asyncio.wait(tasks, timeout=5)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
