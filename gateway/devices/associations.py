@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
+
 from fhir_server.core import FhirRequest, ServerContext, handle
 from fhir_server.storage import Store, WriteTx, loads
 from mappers.association import association_of, device_use_statement, dus_id
@@ -72,7 +74,8 @@ class BedAssociations:
         if resp.status != 200 or resp.body is None:
             log.warning("bed %s: encounter search failed with status %d", bed, resp.status)
             return None
-        bundle = resp.body if isinstance(resp.body, dict) else loads(resp.body)
+        # entries hold stored JSON as orjson fragments: one dump/load gives plain dicts
+        bundle = loads(orjson.dumps(resp.body) if isinstance(resp.body, dict) else resp.body)
         for entry in bundle.get("entry", ()):
             subject = (entry.get("resource", {}).get("subject") or {}).get("reference")
             if subject:

@@ -121,7 +121,7 @@ class DeviceIngest:
 
     async def on_vent_waves(self, ep: DeviceEndpoint, seg: WaveSegment, at: datetime) -> None:
         received = time.monotonic()
-        device_id = self._bed_device.get(ep.bed) or vent_fhir_id(f"{ep.host}-{ep.port}")
+        device_id = self._bed_device.get(ep.bed) or vent_fhir_id(f"{ep.kind}-{ep.host}-{ep.port}")
         assoc = await self._association(device_id, ep)
         start = at.replace(microsecond=at.microsecond - at.microsecond % 1000)
         resources = [waveform_observation(spec=WAVES[key], device_ref=f"Device/{device_id}",

@@ -104,7 +104,8 @@ def _numeric(nu: NumericValue, profile: Profile, device_ref: str, at: datetime,
     reason = _absent_reason(nu, entry, unit.factor)
     if reason is None:
         value = nu.value * unit.factor  # type: ignore[operator]
-        obs["valueQuantity"] = {"value": _number(value), "unit": unit.label, "system": UCUM, "code": unit.ucum}
+        obs["valueQuantity"] = {"value": _number(value), "unit": unit.label or unit.ucum, "system": UCUM,
+                                "code": unit.ucum}
     else:
         obs["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT, "code": "error"}], "text": reason}
     states = nu.state_names

@@ -1,0 +1,129 @@
+"""Device feeds in the node, end to end on real sockets: PB840 poll/response and waveform port
+(TCP), IntelliVue (UDP), ADT from MLLP ingest; stored FHIR, bed association (unconfirmed, then
+confirmed by a clinician's PUT), status Observations and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from fhir.resources.R4B.deviceusestatement import DeviceUseStatement
+from fhir.resources.R4B.observation import Observation
+from sqlalchemy import select
+
+from fhir_server.core import FhirRequest, ServerContext, handle
+from fhir_server.storage import Store, loads
+from gateway.devices.associations import BedAssociations
+from gateway.devices.service import DeviceIngest, device_service, parse_devices
+from gateway.inbox.schema import inbox
+from gateway.mllp.ingest import Ingestor
+from gateway.settings import Settings
+from gateway.simulators import BedFeed, IntellivueSimulator, Pb840Simulator, Physiology, VentSettings, adt_admit
+from gateway.simulators.pb840 import Pb840WaveformPort
+from mappers.association import UNCONFIRMED_TAG, bed_location_id, dus_id
+from mappers.hl7v2 import MappingContext
+from mappers.waveform import is_waveform
+
+CTX = ServerContext(store=None, base_url="http://test/fhir")  # type: ignore[arg-type]
+
+
+def test_parse_devices() -> None:
+    eps = parse_devices("pb840@127.0.0.1:4001#ICU^3^1, intellivue@10.1.2.3:24105,pb840-waves@h:5")
+    assert [(e.kind, e.host, e.port, e.bed) for e in eps] == [
+        ("pb840", "127.0.0.1", 4001, "ICU^3^1"), ("intellivue", "10.1.2.3", 24105, None),
+        ("pb840-waves", "h", 5, None)]
+    assert eps[0].location_id == bed_location_id("ICU^3^1")
+    for bad in ("pb999@h:1", "pb840@h", "pb840h:1", "pb840@h:port"):
+        with pytest.raises(ValueError, match="expected kind@host:port"):
+            parse_devices(bad)
+
+
+async def _search(store: Store, type_: str, *params: tuple[str, str]) -> list[dict]:
+    ctx = ServerContext(store=store, base_url="http://test/fhir")
+    resp = await handle(FhirRequest("GET", type_, tuple(params) + (("_count", "1000"),)), ctx)
+    body = loads(orjson.dumps(resp.body) if isinstance(resp.body, dict) else resp.body)
+    return [e["resource"] for e in body.get("entry", ()) if e.get("search", {}).get("mode", "match") == "match"]
+
+
+async def until(predicate, timeout: float = 8.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_device_feeds_end_to_end(store: Store) -> None:
+    bed = BedFeed(3)
+    phys = Physiology("stable", 3)
+    vent = Pb840Simulator(phys, VentSettings(serial="3510012345"))
+    waves = Pb840WaveformPort(phys, VentSettings(serial="3510012345"), chunk_s=0.1)
+    monitor = IntellivueSimulator(Physiology("stable", 4), clock_offset_s=900)
+    for sim in (vent, waves, monitor):
+        await sim.start()
+    # the patient is admitted to ICU^3^1 through the real MLLP ingest pipeline
+    ingestor = Ingestor(store, MappingContext(site_tz=ZoneInfo("UTC")))
+    assert (await ingestor.ingest(adt_admit(bed, datetime.now(UTC), "ADT1"))).outcome == "accept"
+    settings = Settings(devices=f"pb840@127.0.0.1:{vent.port}#ICU^3^1,"
+                                f"pb840-waves@127.0.0.1:{waves.port}#ICU^3^1,"
+                                f"intellivue@127.0.0.1:{monitor.port}#ICU^3^1")
+    try:
+        async with device_service(settings, store) as ingest:
+            assert isinstance(ingest, DeviceIngest)
+            ingest.associations = BedAssociations(store, ttl_s=0.0)
+
+            async def vent_data() -> bool:
+                return ingest.stats.records >= 6 and bool(await _search(store, "Observation", ("code", "151792")))
+
+            await until(vent_data)
+            monitor.send_raw(b"\xe1\x00\x00\x02\x00\x02\xff\xff")  # undecodable: a dead letter
+            await asyncio.sleep(0.3)
+            dus_ref = dus_id("intellivue-0009fb123456")
+            stored = await store.read("DeviceUseStatement", dus_ref)
+            assert stored is not None
+            dus = loads(stored.body)
+            DeviceUseStatement.model_validate(dus)
+            assert dus["meta"]["tag"][0]["code"] == "association-unconfirmed"
+            patient = dus["subject"]["reference"]
+            # a clinician confirms the association with a plain FHIR PUT
+            confirmed = {k: v for k, v in dus.items() if k != "meta"}
+            confirmed["extension"] = [{"url": dus["extension"][0]["url"], "valueCode": "confirmed"},
+                                      *dus["extension"][1:]]
+            confirmed["source"] = {"reference": "Practitioner/nurse-1"}
+            ctx = ServerContext(store=store, base_url="http://test/fhir")
+            resp = await handle(FhirRequest("PUT", f"DeviceUseStatement/{dus_ref}", resource=confirmed), ctx)
+            assert resp.status == 200
+            mark = datetime.now(UTC)
+            await asyncio.sleep(1.5)
+    finally:
+        for sim in (vent, waves, monitor):
+            await sim.close()
+
+    obs = await _search(store, "Observation", ("subject", patient))
+    assert obs, "device data reached the bed's patient"
+    for o in obs[:50]:
+        Observation.model_validate(o)
+    hr = [o for o in obs if any(c.get("code") == "147842" for c in o["code"]["coding"])]
+    assert hr and all(o["device"]["reference"] == "Device/intellivue-0009fb123456" for o in hr)
+    early = [o for o in hr if datetime.fromisoformat(o["effectiveDateTime"]) < mark]
+    late = [o for o in hr if datetime.fromisoformat(o["effectiveDateTime"]) > mark]
+    assert early and all(UNCONFIRMED_TAG["code"] in {t["code"] for t in o["meta"]["tag"]} for o in early)
+    assert late and all(UNCONFIRMED_TAG["code"] not in {t["code"] for t in o.get("meta", {}).get("tag", ())}
+                        for o in late)
+    wave_obs = [o for o in obs if is_waveform(o)]
+    codes = {o["code"]["coding"][0]["code"] for o in wave_obs}
+    assert {"131330", "151792", "151764"} <= codes  # monitor ECG, ventilator pressure and flow
+    paw = next(o for o in wave_obs if o["code"]["coding"][0]["code"] == "151792")
+    assert len(paw["valueSampledData"]["data"].split()) == 50 and str(paw["valueSampledData"]["period"]) == "20.0"
+    vent_obs = [o for o in obs if o["device"]["reference"].startswith("Device/medtronic-840-3510012345")]
+    assert any(o["code"]["coding"][0]["code"] == "9279-1" for o in vent_obs)  # total resp rate
+    drift = await _search(store, "Observation", ("code", "urn:vitalgate:device-status|clock-drift"))
+    assert drift and drift[0]["valueQuantity"]["value"] > 800
+    history = await store.history("DeviceUseStatement", dus_ref)
+    assert len(history) >= 2  # inferred, then confirmed: every change is a version
+    dead = (await store.fetch(select(inbox.c.status, inbox.c.message_type, inbox.c.reason)
+                              .where(inbox.c.status == "dead"))).all()
+    assert any(r[1] == "intellivue-record" and "claims" in r[2] for r in dead)
