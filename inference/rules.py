@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from inference.alarms import AlarmPolicy, Evaluation, Level
 from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
 from inference.ruleset import LimitRule, RuleSet
+from inference.vitals import Param
 from inference.window import PatientWindow
 
 __all__ = [
@@ -61,12 +62,14 @@ def policy_for(ruleset: RuleSet, rule: LimitRule | None = None) -> AlarmPolicy:
 
 
 def evaluate_limits(
-    ruleset: RuleSet, window: PatientWindow, patient_id: str, at: datetime
+    ruleset: RuleSet, window: PatientWindow, patient_id: str, at: datetime, param: Param | None = None
 ) -> list[ConditionResult]:
-    """One result per (param, direction) condition of the patient's limits."""
+    """One result per (param, direction) condition of the patient's limits (of ``param`` only, if given:
+    a new heart rate cannot change a blood-pressure condition, so the hot path skips it)."""
     groups: dict[str, list[LimitRule]] = {}
     for rule in ruleset.limits_for(patient_id):
-        groups.setdefault(rule.condition, []).append(rule)
+        if param is None or rule.param == param:
+            groups.setdefault(rule.condition, []).append(rule)
     return [_evaluate_condition(ruleset, condition, rules, window, at)
             for condition, rules in groups.items()]
 

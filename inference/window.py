@@ -41,10 +41,12 @@ class PatientWindow:
         self.horizon = horizon
         self.max_per_param = max_per_param
         self._samples: dict[Param, list[VitalSample]] = {}
+        self._sources: dict[Param, set[str]] = {}  # every source seen per parameter, for ``latest``
 
     def add(self, sample: VitalSample) -> None:
         """Insert in time order; drop what is older than the horizon or over the size bound."""
         series = self._samples.setdefault(sample.param, [])
+        self._sources.setdefault(sample.param, set()).add(sample.source_code)
         lo = bisect.bisect_left(series, sample.time, key=lambda s: s.time)
         hi = bisect.bisect_right(series, sample.time, key=lambda s: s.time)
         for index in range(lo, hi):
@@ -69,31 +71,40 @@ class PatientWindow:
         return series[index - 1] if index else None
 
     def latest(self, param: Param, at: datetime, max_age: timedelta | None = None) -> VitalSample | None:
-        """The newest sample at or before ``at`` from the best source that is fresh enough."""
+        """The newest sample at or before ``at`` from the best source that is fresh enough.
+
+        Scans backwards from ``at`` and stops at the first sample of the best source present (or
+        past ``max_age``): the hot path must not walk a whole 30-minute series per evaluation.
+        """
+        series = self._samples.get(param)
+        if not series:
+            return None
+        index = bisect.bisect_right(series, at, key=_time)
+        floor = None if max_age is None else at - max_age
+        best_possible = min(_rank(param, code) for code in self._sources[param])
         best: VitalSample | None = None
-        for sample in self._upto(param, at):
-            if max_age is not None and at - sample.time > max_age:
-                continue
-            if best is None or _better(param, sample, best):
-                best = sample
+        best_rank = 1 << 30
+        for i in range(index - 1, -1, -1):
+            sample = series[i]
+            if floor is not None and sample.time < floor:
+                break
+            rank = _rank(param, sample.source_code)
+            if rank < best_rank:  # newest first: a tie never replaces the newer one
+                best, best_rank = sample, rank
+                if rank == best_possible:
+                    break
         return best
 
     def trend(self, param: Param, span: timedelta, at: datetime) -> float | None:
         """Least-squares slope (units per minute) over ``[at - span, at]``; None below 2 samples."""
-        start = at - span
-        points = [(s.time, s.value) for s in self._upto(param, at) if s.time >= start]
-        return slope_per_minute(points)
-
-    def _upto(self, param: Param, at: datetime) -> list[VitalSample]:
         series = self._samples.get(param, [])
-        return series[: bisect.bisect_right(series, at, key=lambda s: s.time)]
+        lo = bisect.bisect_left(series, at - span, key=_time)
+        hi = bisect.bisect_right(series, at, key=_time)
+        return slope_per_minute((s.time, s.value) for s in series[lo:hi])
 
 
-def _better(param: Param, candidate: VitalSample, current: VitalSample) -> bool:
-    rank_c, rank_b = _rank(param, candidate.source_code), _rank(param, current.source_code)
-    if rank_c != rank_b:
-        return rank_c < rank_b
-    return candidate.time >= current.time
+def _time(sample: VitalSample) -> datetime:
+    return sample.time
 
 
 def slope_per_minute(points: Iterable[tuple[datetime, float]]) -> float | None:
