@@ -3,7 +3,8 @@
 ``simulate`` drives simulated beds over the real transports: HL7v2 over MLLP to the node
 named by ``VITALGATE_MLLP_HOST`` / ``VITALGATE_MLLP_PORT`` (or ``--mllp HOST:PORT``), and,
 when asked, ventilators (PB840 serial-over-TCP) and IntelliVue monitors (LAN Data Export,
-UDP) listening on consecutive ports for the node to poll. It prints a JSON summary.
+UDP) listening on consecutive ports for the node to poll: the summary's ``devices_setting`` is
+the ``VITALGATE_DEVICES`` value for that node. It prints a JSON summary at the end.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def simulate(
     intellivue_listen: Annotated[str | None, typer.Option(
         help="Run an IntelliVue monitor per bed on UDP from HOST:PORT upwards")] = None,
     waveforms: Annotated[bool, typer.Option(help="Monitor waveforms in the HL7v2 feed")] = False,
+    pumps: Annotated[int, typer.Option(min=0, max=8, help="Infusion pumps per bed (HL7v2)")] = 1,
+    hl7_monitors: Annotated[bool, typer.Option(help="HL7v2 monitors (off when IntelliVue UDP is the monitor)")]
+    = True,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same physiology)")] = 0,
 ) -> None:
     """Simulate bedside devices of every vendor format over the real transports."""
@@ -77,7 +81,7 @@ def simulate(
     settings = Settings()
     target = None if no_mllp else (parse_endpoint(mllp) if mllp else (settings.mllp_host, settings.mllp_port))
     mix = parse_scenarios(scenario or [])
-    extra: dict[str, object] = {"waveforms": waveforms}
+    extra: dict[str, object] = {"waveforms": waveforms, "pumps_per_bed": pumps, "hl7_monitors": hl7_monitors}
     if intellivue_listen:
         extra["intellivue_listen"] = parse_endpoint(intellivue_listen)
     try:

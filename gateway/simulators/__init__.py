@@ -18,11 +18,12 @@ from gateway.simulators.intellivue import IntellivueSimulator, connect_indicatio
 from gateway.simulators.mllp_sender import MllpSender, ack_code
 from gateway.simulators.pb840 import Pb840Simulator, VentSettings, encode_misca, encode_miscf
 from gateway.simulators.physiology import SCENARIOS, Physiology, Vitals
-from gateway.simulators.run import SimulationStats, assign_scenarios, run_simulation
+from gateway.simulators.run import DeviceSims, SimulationStats, assign_scenarios, run_simulation, send_beds
 
 __all__ = [
     "SCENARIOS",
     "BedFeed",
+    "DeviceSims",
     "IntellivueSimulator",
     "MllpSender",
     "Pb840Simulator",
@@ -43,4 +44,5 @@ __all__ = [
     "pump_oru",
     "pump_stream",
     "run_simulation",
+    "send_beds",
 ]

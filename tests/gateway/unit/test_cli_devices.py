@@ -82,17 +82,22 @@ def test_simulate_sends_to_the_configured_mllp_port(ack_server, monkeypatch) -> 
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     assert stats["beds"] == 2 and stats["scenarios"] == {"1": "sepsis", "2": "sepsis"}
-    assert stats["acks"].get("CA", 0) == stats["messages_sent"] >= 4  # 2 monitors x 2 s + 2 pumps
+    assert stats["acks"].get("CA", 0) == stats["messages_sent"] >= 6  # 2 ADT + 2 monitors x 2 s + 2 pumps
     assert any(b"|NA|131330^MDC_ECG_ELEC_POTL_II" in m for m in ack_server.messages)
 
 
 def test_simulate_explicit_target_and_pb840(ack_server) -> None:
     port = ack_server.server_address[1]
     result = runner.invoke(app, ["simulate", "--beds", "1", "--duration", "0.5", "--mllp",
-                                 f"127.0.0.1:{port}", "--pb840-listen", "127.0.0.1:0"])
+                                 f"127.0.0.1:{port}", "--pb840-listen", "127.0.0.1:0",
+                                 "--intellivue-listen", "127.0.0.1:0", "--pumps", "2", "--no-hl7-monitors"])
     assert result.exit_code == 0, result.output
     stats = json.loads(result.stdout)
     assert len(stats["pb840_ports"]) == 1 and stats["pb840_ports"][0] > 0
+    assert len(stats["intellivue_ports"]) == 1
+    assert stats["devices_setting"].startswith("pb840@127.0.0.1:") and "intellivue@" in stats["devices_setting"]
+    senders = [m.split(b"|")[2] for m in ack_server.messages]
+    assert senders.count(b"SIM_ADT") == 1 and sum(s.startswith(b"PAT_DEVICE_BAXTER") for s in senders) == 2
 
 
 @pytest.mark.parametrize("args, message", [

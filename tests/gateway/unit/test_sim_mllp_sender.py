@@ -78,9 +78,10 @@ async def test_run_simulation_sends_over_mllp_and_serves_pb840():
                                      scenario_mix={"stable": 1.0}, seed=1)
     finally:
         await server.close()
-    # per bed: monitor at 0, 1 s and the pump at 0 s
-    assert stats.messages_sent == 6
-    assert stats.acks == {"AA": 6}
+    # per bed: the ADT admit, monitor at 0, 1 s and the pump at 0 s
+    assert stats.messages_sent == 8
+    assert stats.acks == {"AA": 8}
+    assert len(stats.ack_ms) == 8 and stats.as_dict()["ack_ms_p99"] is not None
     assert stats.send_errors == 0
     assert len(stats.pb840_ports) == 2
     kinds = sorted(str(hl7.parse(m).segment("MSH")[3]).split("^")[0] or "PIIC"
@@ -88,3 +89,5 @@ async def test_run_simulation_sends_over_mllp_and_serves_pb840():
     assert kinds.count("PAT_DEVICE_BAXTER") == 2
     assert kinds.count("PIIC") == 2  # bed 2 uses the MDIL variant
     assert kinds.count("PAT_DEVICE_SIM") == 2
+    assert kinds.count("SIM_ADT") == 2
+    assert stats.devices_setting.count("#ICU^") == 4  # poll and waveform port per bed
