@@ -1,8 +1,8 @@
 """Channels: how a notification Bundle reaches a subscriber.
 
-- ``RestHookSender``: POST to the endpoint with the subscription's headers. One
-  ``httpx.AsyncClient`` per endpoint origin, each with its own bounded connection pool, so a
-  slow or dead endpoint only ever holds its own connections.
+- ``RestHookSender``: POST to the endpoint with the subscription's headers, through
+  ``http1.Http1Client``: one bounded keep-alive pool per endpoint origin, so a slow or dead
+  endpoint only ever holds its own connections.
 - ``WebSocketHub``: binding tokens (``$get-ws-binding-token``) and the sockets bound to each
   subscription; a send writes the Bundle as one text frame to every bound socket.
 """
@@ -14,44 +14,31 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-import httpx
-
+from .http1 import Http1Client, HttpError
 from .model import SubscriptionSpec
 
 
 class RestHookSender:
     def __init__(self, connections_per_endpoint: int = 32) -> None:
-        self.limit = connections_per_endpoint
-        self._clients: dict[str, httpx.AsyncClient] = {}
-
-    def _client(self, url: str) -> httpx.AsyncClient:
-        p = urlsplit(url)
-        origin = f"{p.scheme}://{p.netloc}"
-        client = self._clients.get(origin)
-        if client is None:
-            limits = httpx.Limits(max_connections=self.limit, max_keepalive_connections=self.limit)
-            client = self._clients[origin] = httpx.AsyncClient(limits=limits, follow_redirects=False)
-        return client
+        self.http = Http1Client(connections_per_endpoint)
 
     async def post(self, spec: SubscriptionSpec, body: bytes) -> str | None:
         """Send; None on a 2xx, else why it failed (never raises for network trouble)."""
         assert spec.endpoint is not None
-        headers = {"content-type": "application/fhir+json", **dict(spec.headers)}
+        headers = {"Content-Type": "application/fhir+json", **dict(spec.headers)}
         try:
-            r = await self._client(spec.endpoint).post(spec.endpoint, content=body, headers=headers,
-                                                        timeout=spec.timeout)
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__} posting to the endpoint"
-        if 200 <= r.status_code < 300:
+            status = await self.http.post(spec.endpoint, body, headers, spec.timeout)
+        except HttpError as exc:
+            return f"posting to the endpoint failed: {exc}"
+        except TimeoutError:
+            return f"the endpoint did not answer within {spec.timeout} s"
+        if 200 <= status < 300:
             return None
-        return f"endpoint answered HTTP {r.status_code}"
+        return f"endpoint answered HTTP {status}"
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for c in clients.values():
-            await c.aclose()
+        await self.http.close()
 
 
 SendText = Callable[[str], Awaitable[None]]

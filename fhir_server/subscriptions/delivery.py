@@ -222,9 +222,8 @@ class Worker:
             res.pop("error", None)
             if error:
                 res["error"] = error
-            w = tx.put("Subscription", sid, res, method="PUT", if_match=cur.version)
-            await tx.flush()
-            return w.written().version
+            tx.put("Subscription", sid, res, method="PUT", if_match=cur.version)
+            return cur.version + 1  # flushed with the rest of the group: no round trip per status
 
         try:
             version = await self.owner.store.write(job)

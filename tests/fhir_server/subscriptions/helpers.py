@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fhir_server.subscriptions.model import CONTENT_EXT, FILTER_EXT, HEARTBEAT_EXT, MAX_COUNT_EXT
@@ -52,3 +53,11 @@ def observation(patient: str = "p1", code: str = "8867-4", value: float = 80, ca
 
 def status_of(bundle: dict[str, Any]) -> dict[str, Any]:
     return bundle["entry"][0]["resource"]
+
+
+async def caught_up(node, timeout: float = 5.0) -> None:
+    """Wait until the matcher has processed every committed change (then let workers run)."""
+    async with asyncio.timeout(timeout):
+        while node.svc.matcher.cursor < node.store.notifier.seq:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
