@@ -233,10 +233,10 @@ class Engine:
         last = self._risk_last.get(patient_id)
         if last is not None and timedelta(0) <= at - last < self.risk_every:
             return effects
-        self._risk_last[patient_id] = at
         vector = features_from_window(window, at)
         if len(vector.imputed) > len(vector.values) // 2:
             return effects  # too little data to say anything
+        self._risk_last[patient_id] = at
         probability = model.predict(vector.values)
         performer = model_device_id(model.name, model.version)
         if self._risk_throttle.due(patient_id, round(probability, 2), at):

@@ -78,8 +78,8 @@ async def _act(call: OperationCall, name: str) -> FhirResponse:
     state = alert_from_detected_issue(resource)
     if state.status not in allowed:
         raise conflict(f"DetectedIssue/{call.id} is {state.status}: ${name} needs {' or '.join(sorted(allowed))}")
-    if when < state.started:
-        raise bad_request(f"'when' {when.isoformat()} is before the alert started", ["Parameters.parameter"])
+    if call.parameters.get("when") and when < state.started:  # the default (now) may trail a device clock
+        raise bad_request(f"'when' {when.isoformat()} is before the alert started", ["Parameters.parameter:when"])
     new = detected_issue(transition(state, who, when, note))
     pending = call.db.put("DetectedIssue", call.id, new, method="PUT", if_match=stored.version)
     await call.db.flush()
