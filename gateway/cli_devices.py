@@ -74,6 +74,8 @@ def simulate(
     hl7_monitors: Annotated[bool, typer.Option(help="HL7v2 monitors (off when IntelliVue UDP is the monitor)")]
     = True,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same physiology)")] = 0,
+    measure_after: Annotated[float, typer.Option(help="Count ACK latencies only after this many seconds")]
+    = 0.0,
 ) -> None:
     """Simulate bedside devices of every vendor format over the real transports."""
     from gateway.simulators import run_simulation
@@ -81,7 +83,8 @@ def simulate(
     settings = Settings()
     target = None if no_mllp else (parse_endpoint(mllp) if mllp else (settings.mllp_host, settings.mllp_port))
     mix = parse_scenarios(scenario or [])
-    extra: dict[str, object] = {"waveforms": waveforms, "pumps_per_bed": pumps, "hl7_monitors": hl7_monitors}
+    extra: dict[str, object] = {"waveforms": waveforms, "pumps_per_bed": pumps, "hl7_monitors": hl7_monitors,
+                               "measure_after_s": measure_after}
     if intellivue_listen:
         extra["intellivue_listen"] = parse_endpoint(intellivue_listen)
     try:

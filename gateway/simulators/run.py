@@ -104,7 +104,7 @@ def _with_clock(phys: Physiology, stream: Iterator[tuple[float, bytes]]
 
 
 async def _send_bed(stream: Iterator[tuple[float, bytes]], target: tuple[str, int],
-                    t0: float, stats: SimulationStats) -> None:
+                    t0: float, stats: SimulationStats, measure_after_s: float = 0.0) -> None:
     sender = MllpSender(*target)
     try:
         for offset, message in stream:
@@ -118,7 +118,8 @@ async def _send_bed(stream: Iterator[tuple[float, bytes]], target: tuple[str, in
                 stats.send_errors += 1
                 await sender.close()
                 continue
-            stats.ack_ms.append((time.monotonic() - sent) * 1000)
+            if offset >= measure_after_s:  # latencies of a warm-up period are not counted
+                stats.ack_ms.append((time.monotonic() - sent) * 1000)
             stats.messages_sent += 1
             stats.acks[ack_code(ack) or "none"] += 1
     finally:
@@ -126,13 +127,14 @@ async def _send_bed(stream: Iterator[tuple[float, bytes]], target: tuple[str, in
 
 
 async def send_beds(stats: SimulationStats, mllp: tuple[str, int], duration: float, *, seed: int = 0,
-                    waveforms: bool = False, hl7_monitors: bool = True, pumps_per_bed: int = 1) -> None:
+                    waveforms: bool = False, hl7_monitors: bool = True, pumps_per_bed: int = 1,
+                    measure_after_s: float = 0.0) -> None:
     """Send every bed's HL7v2 feed for ``duration`` seconds (paced in real time)."""
     now, t0 = datetime.now(UTC), time.monotonic()
     async with asyncio.TaskGroup() as group:
         for bed, scenario in stats.scenarios.items():
             stream = _bed_stream(bed, scenario, seed, now, duration, waveforms, hl7_monitors, pumps_per_bed)
-            group.create_task(_send_bed(stream, mllp, t0, stats))
+            group.create_task(_send_bed(stream, mllp, t0, stats, measure_after_s))
 
 
 class DeviceSims:
@@ -197,7 +199,8 @@ async def run_simulation(beds: int, duration: float, mllp: tuple[str, int] | Non
                          scenario_mix: Mapping[str, float] | None = None,
                          seed: int = 0, *, waveforms: bool = False,
                          intellivue_listen: tuple[str, int] | None = None,
-                         hl7_monitors: bool = True, pumps_per_bed: int = 1) -> SimulationStats:
+                         hl7_monitors: bool = True, pumps_per_bed: int = 1,
+                         measure_after_s: float = 0.0) -> SimulationStats:
     """Run ``beds`` simulated beds for ``duration`` seconds; return what was sent."""
     if beds < 1 or duration <= 0:
         raise ValueError("beds must be >= 1 and duration > 0")
@@ -209,7 +212,8 @@ async def run_simulation(beds: int, duration: float, mllp: tuple[str, int] | Non
         sims.fill(stats)
         if mllp is not None:
             await send_beds(stats, mllp, duration, seed=seed, waveforms=waveforms,
-                            hl7_monitors=hl7_monitors, pumps_per_bed=pumps_per_bed)
+                            hl7_monitors=hl7_monitors, pumps_per_bed=pumps_per_bed,
+                            measure_after_s=measure_after_s)
         await asyncio.sleep(max(0.0, duration - (time.monotonic() - started)))
     finally:
         await sims.close(stats)

@@ -1,0 +1,207 @@
+"""Ward benchmark: how many simulated ICU beds one node sustains with ingest lag under 1 s.
+
+    .venv/bin/python bench/ward.py                       # steps 10,50,100 beds, 60 s each (~4 min)
+    .venv/bin/python bench/ward.py --long                # 300 s per step (the 5-minute criterion)
+    .venv/bin/python bench/ward.py --beds 5 --step-seconds 15   # smoke run
+
+Per bed (all three vendors, real transports, real rates):
+- Philips IntelliVue monitor over the LAN Data Export protocol (UDP): 15 numerics polled at
+  1 Hz and 3 waves (ECG II 250 Hz, pleth 125 Hz, ABP 125 Hz) polled each second;
+- Medtronic PB840 polled with SNDF every 2 s (serial-over-TCP) plus its 50 Hz waveform port
+  (airway pressure and flow);
+- two Baxter pumps as IHE PCD-01 ORU^R01 over MLLP every 10 s, and the ADT admit that lets
+  the node associate the devices with the bed's patient.
+
+The node (store, alerting, subscriptions, MLLP listener, device feeds: ``gateway.app.running_node``)
+runs in THIS process on a fresh SQLite database per step; the simulators run in a child
+process (``python -m gateway simulate``), so the CPU and memory figures are the node's alone.
+A step is *sustained* when, after a 10 s warm-up, the p99 of device ingest lag (receipt of a
+record to its commit), of MLLP ACK latency (send to ACK, the ACK follows the commit) and of the
+node's event-loop delay are all under 1 s, no MLLP send failed, and at least 90 % of the
+expected IntelliVue polls were answered. Output: one JSON object with every step and the
+largest sustained bed count; the 1-bed step measured first is the baseline the per-bed
+figures are compared against. Machine: 2 cores (the node and the simulators share them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.app import running_node  # noqa: E402
+from gateway.devices.service import IngestStats  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+
+WARMUP_S = 10.0
+LAG_LIMIT_MS = 1000.0
+
+
+def _free_base(count: int) -> int:
+    """A base port with ``count`` consecutive free TCP and UDP ports above it."""
+    for _ in range(50):
+        base = random.randint(20000, 60000 - count)
+        if all(_free(base + i) for i in range(0, count, max(1, count // 16))):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _devices_setting(beds: int, pb_base: int, iv_base: int) -> str:
+    """What ``DeviceSims.devices_setting`` reports for these base ports (known before the start)."""
+    items = []
+    for bed in range(1, beds + 1):
+        items += [f"pb840@127.0.0.1:{pb_base + 2 * (bed - 1)}#ICU^{bed}^1",
+                  f"pb840-waves@127.0.0.1:{pb_base + 2 * (bed - 1) + 1}#ICU^{bed}^1"]
+    items += [f"intellivue@127.0.0.1:{iv_base + bed - 1}#ICU^{bed}^1" for bed in range(1, beds + 1)]
+    return ",".join(items)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(len(s) * p))], 2)
+
+
+async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
+    """Event-loop scheduling delay of the node, sampled every 100 ms."""
+    while not stop.is_set():
+        t = time.monotonic()
+        await asyncio.sleep(0.1)
+        samples.append((time.monotonic() - t - 0.1) * 1000)
+
+
+async def run_step(beds: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    db = tmp / f"ward-{beds}.db"
+    mllp_port = _free_base(1)
+    pb_base, iv_base = _free_base(2 * beds + 1), 0
+    iv_base = _free_base(beds + 1)
+    while abs(iv_base - pb_base) < 2 * beds + beds:
+        iv_base = _free_base(beds + 1)
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{db}", mllp_port=mllp_port, log_level="WARNING",
+                        devices=_devices_setting(beds, pb_base, iv_base), auth_required=True)
+    sim_cmd = [sys.executable, "-m", "gateway", "simulate", "--beds", str(beds),
+               "--duration", str(seconds + WARMUP_S), "--measure-after", str(WARMUP_S),
+               "--mllp", f"127.0.0.1:{mllp_port}", "--pb840-listen", f"127.0.0.1:{pb_base}",
+               "--intellivue-listen", f"127.0.0.1:{iv_base}", "--pumps", "2", "--no-hl7-monitors",
+               "--seed", "7"]
+    lag: list[float] = []
+    stop = asyncio.Event()
+    async with running_node(settings) as node:
+        ingest = node.services.get("devices")
+        proc = await asyncio.create_subprocess_exec(*sim_cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL)
+        ticker = asyncio.create_task(_loop_lag(lag, stop))
+        await asyncio.sleep(WARMUP_S)
+        lag.clear()
+        if ingest is not None:
+            ingest.stats = IngestStats()
+        cpu0, t0, rss0 = _cpu_s(), time.monotonic(), _rss_mib()
+        out, _ = await proc.communicate()
+        cpu, wall = _cpu_s() - cpu0, time.monotonic() - t0
+        rss = _rss_mib()
+        stop.set()
+        await ticker
+        dev = ingest.stats.as_dict() if ingest is not None else {}
+        lags = ingest.stats.lags_ms if ingest is not None else []
+    sim = json.loads(out.decode() or "{}")
+    size = sum(p.stat().st_size for p in tmp.glob(f"ward-{beds}.db*"))
+    hours = beds * seconds / 3600
+    expected_iv_polls = beds * (seconds - 3) * 2  # numerics + waves each second, minus start-up
+    result = {
+        "beds": beds, "seconds": seconds,
+        "device_records": dev.get("records"), "device_resources": dev.get("resources"),
+        "device_dead_letters": dev.get("dead_letters"),
+        "device_lag_ms_p50": _pct(lags, 0.5), "device_lag_ms_p99": _pct(lags, 0.99),
+        "mllp_messages": sim.get("messages_sent"), "mllp_send_errors": sim.get("send_errors"),
+        "mllp_ack_ms_p99": sim.get("ack_ms_p99"), "event_loop_lag_ms_p99": _pct(lag, 0.99),
+        "intellivue_polls_answered": sim.get("intellivue_polls_answered"),
+        "pb840_polls_answered": sim.get("pb840_polls_answered"),
+        "resources_per_s": round((dev.get("resources") or 0) / wall, 1),
+        "node_cpu_cores": round(cpu / wall, 3), "node_rss_mib": round(rss, 1),
+        "node_rss_growth_mib": round(rss - rss0, 1),
+        "db_bytes": size, "db_mib_per_bed_hour": round(size / 2**20 / hours, 1) if hours else None,
+        "node_cpu_s_per_bed_hour": round(cpu / hours, 1) if hours else None,
+    }
+    checks = [
+        result["device_lag_ms_p99"] is not None and result["device_lag_ms_p99"] < LAG_LIMIT_MS,
+        (result["mllp_ack_ms_p99"] or 0) < LAG_LIMIT_MS,
+        (result["event_loop_lag_ms_p99"] or 0) < LAG_LIMIT_MS,
+        (result["mllp_send_errors"] or 0) == 0,
+        (result["intellivue_polls_answered"] or 0) >= 0.9 * expected_iv_polls,
+    ]
+    result["sustained"] = all(checks)
+    return result
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--beds", default="10,50,100", help="comma-separated bed counts, tried in order")
+    ap.add_argument("--step-seconds", type=float, default=60.0)
+    ap.add_argument("--long", action="store_true", help="300 s per step (the 5-minute criterion)")
+    ap.add_argument("--keep-going", action="store_true", help="run later steps after a failed one")
+    args = ap.parse_args()
+    seconds = 300.0 if args.long else args.step_seconds
+    counts = [int(b) for b in args.beds.split(",") if b.strip()]
+    steps = []
+    with tempfile.TemporaryDirectory(prefix="vg-ward-") as tmp:
+        baseline = await run_step(1, min(seconds, 30.0), Path(tmp))
+        for beds in counts:
+            step = await run_step(beds, seconds, Path(tmp))
+            steps.append(step)
+            print(json.dumps({"progress": step}), file=sys.stderr, flush=True)
+            if not step["sustained"] and not args.keep_going:
+                break
+    best = max((s["beds"] for s in steps if s["sustained"]), default=0)
+    per_bed = {k: next((s[k] for s in steps if s["beds"] == best), None)
+               for k in ("node_cpu_s_per_bed_hour", "db_mib_per_bed_hour")}
+    print(json.dumps({
+        "benchmark": "ward", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                         "note": "2 cores shared by the node and the simulator process"},
+        "per_bed": {"monitor": "IntelliVue UDP: 15 numerics at 1 Hz + ECG 250 Hz, pleth 125 Hz, ABP 125 Hz",
+                    "ventilator": "PB840 SNDF every 2 s + 50 Hz pressure/flow waveform port",
+                    "pumps": "2 x PCD-01 ORU^R01 every 10 s over MLLP", "data_points_per_s": 15 + 500 + 100 + 60},
+        "lag_limit_ms": LAG_LIMIT_MS, "step_seconds": seconds,
+        "baseline_1_bed": baseline, "steps": steps,
+        "largest_sustained_beds": best, "at_largest": per_bed, "target_beds": 100,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
