@@ -15,11 +15,13 @@ under the writer's lock, so every insert is a plain ``executemany``.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, text, tuple_, update
+from sqlalchemy import Table, delete, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import schema as t
@@ -27,7 +29,6 @@ from ._plan import (
     INDEX_COLS,
     LOG_COLS,
     RESOURCE_COLS,
-    UPDATE_COLS,
     VERSION_COLS,
     Current,
     Indexer,
@@ -122,24 +123,51 @@ def _write_sqlite(db: sqlite3.Connection, p: Plan) -> None:
         db.executemany(_SQL_LOG, p.log)
 
 
-# -- PostgreSQL (and any other dialect): SQLAlchemy Core -------------------------------------
+# -- PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) per table ---------------------------
+def _pg_type(table: Table, col: str) -> str:
+    # no length in the cast: ``::VARCHAR(64)`` would truncate silently, the column refuses
+    return re.sub(r"\(\d+\)", "", table.c[col].type.compile(dialect=postgresql.dialect()))
+
+
+def _pg_insert(table: Table, cols: Sequence[str]) -> str:
+    """Column arrays in, rows out: one statement and one round trip for any number of rows
+    (asyncpg's executemany still pays a protocol message and an executor call per row)."""
+    arrays = ", ".join(f"${i}::{_pg_type(table, c)}[]" for i, c in enumerate(cols, 1))
+    return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
+    return tuple(list(col) for col in zip(*rows, strict=True))
+
+
+_PG_RESOURCE = _pg_insert(t.resource, RESOURCE_COLS)
+_PG_VERSION = _pg_insert(t.resource_version, VERSION_COLS)
+_PG_LOG = _pg_insert(t.change_log, LOG_COLS)
+_PG_UPDATE = "UPDATE resource SET version = $1, vid = $2, deleted = $3, last_updated = $4 WHERE rid = $5"
+_PG_INDEX = {kind: _pg_insert(t.INDEX_TABLES[kind], ("rid", *cols)) for kind, cols in INDEX_COLS.items()}
+_PG_LOOKUP = "SELECT rid, id, version, deleted, vid FROM resource WHERE type = $1 AND id = ANY($2::varchar[])"
+
+
 async def flush_core(
     conn: AsyncConnection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
     now: int, extra: Extra, cursors: Mapping[str, int],
 ) -> tuple[Keys, int]:
-    """The same flush as :func:`flush_sqlite`, statement by statement (the caller holds the
-    advisory lock, so the keys read here are not handed out by another process)."""
+    """The same flush as :func:`flush_sqlite` on PostgreSQL (the caller holds the advisory
+    lock, so the keys read here are not handed out by another process). Rows go straight
+    to the driver's ``executemany``: SQLAlchemy's per-row parameter processing would cost
+    more than the database does."""
     if keys is None:
         rid, vid, seq = (await conn.execute(text(_MAX_KEYS))).one()
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
     if writes:
         p = plan(writes, await _lookup_core(conn, {(w.type, w.id) for w in writes}), keys, indexer, now)
-        await _write_core(conn, p)
+        await _write_pg(conn, p)
         max_seq = p.max_seq
     for table, rows in extra:
         if rows:
-            await conn.execute(insert(table), rows)
+            cols = list(dict.fromkeys(c for r in rows for c in r))
+            await conn.exec_driver_sql(_pg_insert(table, cols), _columns([tuple(r.get(c) for c in cols) for r in rows]))
     if cursors:
         await _save_cursors(conn, cursors, now)
     return keys, max_seq
@@ -147,40 +175,26 @@ async def flush_core(
 
 async def _lookup_core(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Current]:
     found: dict[tuple[str, str], Current] = {}
-    ordered = sorted(keys)
-    r = t.resource.c
-    for i in range(0, len(ordered), _CHUNK):
-        rows = await conn.execute(
-            select(r.rid, r.type, r.id, r.version, r.deleted, r.vid)
-            .where(tuple_(r.type, r.id).in_(ordered[i : i + _CHUNK]))
-        )
-        for rid, type_, id_, version, deleted, vid in rows:
+    for type_, ids in _by_type(keys).items():
+        for rid, id_, version, deleted, vid in await conn.exec_driver_sql(_PG_LOOKUP, (type_, ids)):
             found[(type_, id_)] = Current(rid, version, bool(deleted), True, vid)
     return found
 
 
-def _dicts(cols: Sequence[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    return [dict(zip(cols, row, strict=True)) for row in rows]
-
-
-async def _write_core(conn: AsyncConnection, p: Plan) -> None:
+async def _write_pg(conn: AsyncConnection, p: Plan) -> None:
     if p.new_resources:
-        await conn.execute(insert(t.resource), _dicts(RESOURCE_COLS, p.new_resources))
+        await conn.exec_driver_sql(_PG_RESOURCE, _columns(p.new_resources))
     if p.updates:
-        r = t.resource.c
-        stmt = (update(t.resource).where(r.rid == bindparam("b_rid"))
-                .values(version=bindparam("b_version"), vid=bindparam("b_vid"),
-                        deleted=bindparam("b_deleted"), last_updated=bindparam("b_last_updated")))
-        await conn.execute(stmt, _dicts([f"b_{c}" for c in UPDATE_COLS], p.updates))
+        await conn.exec_driver_sql(_PG_UPDATE, p.updates)
     if p.versions:
-        await conn.execute(insert(t.resource_version), _dicts(VERSION_COLS, p.versions))
+        await conn.exec_driver_sql(_PG_VERSION, _columns(p.versions))
     for table in t.INDEX_TABLES.values():
         for i in range(0, len(p.stale), _CHUNK):
             await conn.execute(delete(table).where(table.c.rid.in_(p.stale[i : i + _CHUNK])))
     for kind, rows in p.index.items():
-        await conn.execute(insert(t.INDEX_TABLES[kind]), _dicts(("rid", *INDEX_COLS[kind]), rows))
+        await conn.exec_driver_sql(_PG_INDEX[kind], _columns(rows))
     if p.log:
-        await conn.execute(insert(t.change_log), _dicts(LOG_COLS, p.log))
+        await conn.exec_driver_sql(_PG_LOG, _columns(p.log))
 
 
 async def _save_cursors(conn: AsyncConnection, cursors: Mapping[str, int], now: int) -> None:

@@ -7,15 +7,28 @@ cursor and rows of other tables (the MLLP inbox). Jobs queued while a commit is 
 are committed together (group commit); a job's future resolves only after the commit is
 durable, and in-process consumers are woken right after.
 
-On PostgreSQL each write transaction takes one transaction-scoped advisory lock, so change
-log sequence numbers are handed out in commit order: a consumer reading ``seq > cursor``
-never skips an entry that commits late.
+Keys and the change-log order. ``rid``, ``vid`` and ``seq`` are assigned by the store, not
+by the database: each write transaction reads the highest stored keys once, while it holds
+the writer's lock, and hands out the next ones in memory (``_plan.Keys``). The lock is the
+single writer task in this process plus, against other processes, a transaction-scoped
+advisory lock on PostgreSQL and ``BEGIN IMMEDIATE`` (SQLite's write lock) on SQLite. Holding
+it from the key read to the commit means that transactions commit in the order they took
+their keys, so ``seq`` order is commit order: a consumer reading ``seq > cursor`` never
+skips an entry that commits late (no transaction with a lower ``seq`` can still be open).
+A rolled-back transaction's keys are simply never written; the next transaction reads the
+maxima again, so nothing is cached across transactions and there is nothing to repair.
+
+Group commit: jobs queued while a commit runs share the next transaction; with
+``group_commit_ms`` the writer also waits up to that long after the first job for more
+(stopping early once as many jobs as in the previous group have arrived).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -46,10 +59,13 @@ def _default_indexer() -> Indexer:
 class Store:
     """Async FHIR storage over SQLite or PostgreSQL. ``start()`` before use, ``close()`` after."""
 
-    def __init__(self, engine: AsyncEngine, indexer: Indexer | None = None, *, max_group: int = 512):
+    def __init__(self, engine: AsyncEngine, indexer: Indexer | None = None, *, max_group: int = 512,
+                 group_commit_ms: float = 0.0):
         self.engine = engine
         self.indexer = indexer or _default_indexer()
         self.max_group = max_group
+        self.group_window = max(0.0, group_commit_ms) / 1000.0
+        self._last_group = 1
         self.notifier = ChangeNotifier()
         self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -64,10 +80,8 @@ class Store:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-            except asyncio.CancelledError:
-                pass
             self._writer = None
         await self.engine.dispose()
 
@@ -92,8 +106,8 @@ class Store:
     async def _write_loop(self) -> None:
         while True:
             group = [await self._queue.get()]
-            while len(group) < self.max_group and not self._queue.empty():
-                group.append(self._queue.get_nowait())
+            await self._gather(group)
+            self._last_group = len(group)
             try:
                 await self._commit_group(group)
             except Exception:  # never let the writer die: fail the group's jobs instead
@@ -101,6 +115,21 @@ class Store:
                 for _, fut in group:
                     if not fut.done():
                         fut.set_exception(StorageError("write failed"))
+
+    async def _gather(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
+        """Add queued jobs to ``group``; within the window, wait for as many as last time."""
+        deadline = time.monotonic() + self.group_window
+        while len(group) < self.max_group:
+            if not self._queue.empty():
+                group.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or len(group) >= self._last_group:
+                return
+            try:
+                group.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                return
 
     async def _commit_group(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
         if len(group) > 1:

@@ -162,28 +162,26 @@ class Ingestor:
     async def _commit(self, payload: bytes, digest: str, header: MessageHeader, peer: str,
                       result: MappingResult, replay_of: int | None) -> IngestResult:
         resources, patient_keys = result.resources, list(result.patient_keys)
-        reference_only = result.reference_only
+        refs = result.reference_only  # ADT owns these: written only when absent (if_absent)
         sender = _sender(header)
         code = accept_ack_code(header, "accept")
         ack = self._ack(header, code or "CA", None)
-
-        refs = frozenset(reference_only)
         lookups = self._lookups
 
         async def job(tx: WriteTx) -> tuple[str, bytes | None] | None:
-            await lookups.prepare(tx, None if replay_of else sender, refs)
-            if replay_of is None and (found := lookups.duplicate(sender)) is not None:
-                return found
+            if replay_of is None:
+                await lookups.prepare(tx, sender)
+                if (found := lookups.duplicate(sender)) is not None:
+                    return found
             for res in resources:
-                ref = f"{res['resourceType']}/{res['id']}"
-                if lookups.claim(ref, ref in refs):
-                    tx.put(res["resourceType"], res["id"], res, method="PUT")
+                type_, id_ = res["resourceType"], res["id"]
+                tx.put(type_, id_, res, method="PUT", if_absent=f"{type_}/{id_}" in refs)
             row = inbox_row(payload=payload, digest=digest, sender=sender, peer=peer,
                             status=ACCEPTED, ack=ack, patient_keys=patient_keys)
             await self._insert(tx, row, replay_of)
             return None
 
-        lookups.enqueue(sender, refs)
+        lookups.enqueue(sender)
         try:
             found = await self.store.write(job)
         except Exception as exc:  # noqa: BLE001 - the store failed: AE, the sender may retry
@@ -191,7 +189,7 @@ class Ingestor:
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
         finally:
-            lookups.dequeue(sender, refs)
+            lookups.dequeue(sender)
         if found is not None:
             return await self._answer_duplicate(payload, digest, header, peer, found)
         log.info("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,
