@@ -73,8 +73,11 @@ class Operations:
     async def _spec(self, db: Any, sub_id: str) -> tuple[SubscriptionSpec, dict[str, Any]]:
         res = loads((await read(db, "Subscription", sub_id)).body)
         spec = self.svc.registry.subs.get(sub_id)
-        if spec is None:
-            raise unprocessable(f"Subscription/{sub_id} cannot be served (its topic or channel is not supported)")
+        if spec is None:  # written moments ago: the matcher has not applied it yet
+            try:
+                spec = replace(parse_subscription(res, self.svc.registry.topics), id=sub_id)
+            except SubscriptionInvalid as exc:
+                raise unprocessable(f"Subscription/{sub_id} cannot be served: {exc}") from None
         return replace(spec, status=res.get("status", spec.status)), res
 
     async def status(self, call: OperationCall) -> FhirResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fhir_server.core import Extensions
@@ -21,7 +22,7 @@ from .delivery import Delivery, DeliveryPolicy
 from .events import last_number
 from .internal import InternalSubscriber
 from .matcher import Matcher
-from .model import SubscriptionSpec
+from .model import SubscriptionInvalid, SubscriptionSpec, parse_subscription
 from .operations import register
 from .registry import Registry
 from .topics import shipped_topics
@@ -70,6 +71,19 @@ class SubscriptionService:
     async def events_since(self, sub_id: str) -> int:
         n = self.matcher.numbers.get(sub_id)
         return n if n is not None else await last_number(self.store, sub_id)
+
+    async def spec(self, sub_id: str) -> SubscriptionSpec | None:
+        """The registry's spec, or the stored resource's if the matcher has not applied it yet."""
+        spec = self.registry.subs.get(sub_id)
+        if spec is not None:
+            return spec
+        cur = await self.store.read("Subscription", sub_id)
+        if cur is None or cur.deleted:
+            return None
+        try:
+            return replace(parse_subscription(loads(cur.body), self.registry.topics), id=sub_id)
+        except SubscriptionInvalid:
+            return None
 
     def last_error(self, sub_id: str) -> str | None:
         w = self.delivery.workers.get(sub_id)

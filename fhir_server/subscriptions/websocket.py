@@ -48,7 +48,7 @@ def websocket_router(svc: SubscriptionService) -> APIRouter:
                         svc.hub.unbind(sub_id, binding)
                         bound.discard(sub_id)
                         continue
-                    spec = svc.registry.subs.get(sub_id)
+                    spec = await svc.spec(sub_id)
                     if spec is None or sub_id in bound:
                         continue
                     hello = notification(spec, "handshake", await svc.events_since(sub_id), base=svc.base)
