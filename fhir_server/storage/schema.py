@@ -31,7 +31,10 @@ def _bigint(nullable: bool = False, index: bool = False) -> int:
 
 class ResourceRow(SQLModel, table=True):
     __tablename__ = "resource"
-    __table_args__ = (UniqueConstraint("type", "id", name="uq_resource_type_id"),)
+    __table_args__ = (
+        UniqueConstraint("type", "id", name="uq_resource_type_id"),
+        Index("ix_resource_type_updated", "type", "last_updated"),  # _lastUpdated (0002)
+    )
     rid: int | None = _pk()
     type: str = Field(max_length=64)
     id: str = Field(max_length=64)
@@ -103,7 +106,7 @@ class DateIndexRow(SQLModel, table=True):
     __tablename__ = "idx_date"
     __table_args__ = (
         Index("ix_date_lo", "param", "lo", "rid"),
-        Index("ix_date_rid", "rid"),
+        Index("ix_date_rid_cover", "rid", "param", "lo", "hi"),  # covers probes by rid (0002)
     )
     pk: int | None = _pk()
     rid: int = _bigint()

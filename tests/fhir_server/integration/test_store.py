@@ -101,3 +101,92 @@ async def test_same_resource_twice_in_one_transaction(store, n):
 
     assert await store.write(job) == [1, 2, 3]
     assert orjson.loads((await store.read("Patient", "p")).body)["gender"] == "other"
+
+
+# -- keys assigned by the store (read once per transaction under the writer's lock) --------
+async def test_keys_continue_after_a_rolled_back_batch(store):
+    await store.put("Observation", "k1", obs())
+
+    async def fails_after_flush(tx: WriteTx):
+        tx.put("Observation", "k2", obs())
+        tx.put("Observation", "k1", obs("2"))
+        await tx.flush()  # rows and keys are in the transaction, then it rolls back
+        raise RuntimeError("job failed after writing")
+
+    with pytest.raises(RuntimeError):
+        await store.write(fails_after_flush)
+    assert await store.read("Observation", "k2") is None
+    w = await store.put("Observation", "k3", obs())
+    u = await store.put("Observation", "k1", obs("3"))
+    assert (u.version, w.version) == (2, 1)
+    seqs = [c.seq for c in await store.changes(0)]
+    assert seqs == sorted(set(seqs)) and len(seqs) == 3
+    assert (await store.vread("Observation", "k1", 2)).body.count(b'"value":3') == 1
+
+
+async def test_failed_job_in_a_group_leaves_the_others_their_keys(store):
+    await store.put("Observation", "a", obs())
+
+    async def conflict(tx: WriteTx):
+        tx.put("Observation", "b", obs())
+        tx.put("Observation", "a", obs(), if_match=9)
+
+    async def fine(tx: WriteTx, i: int):
+        tx.put("Observation", f"f{i}", obs())
+
+    jobs = [store.write(conflict)] + [store.write(lambda tx, i=i: fine(tx, i)) for i in range(5)]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(results[0], VersionConflict) and results[1:] == [None] * 5
+    changes = await store.changes(0)
+    assert [c.id for c in changes][0] == "a" and sorted(c.id for c in changes[1:]) == [f"f{i}" for i in range(5)]
+    assert [c.seq for c in changes] == sorted({c.seq for c in changes})
+
+
+async def test_another_writer_on_the_same_database(store, db_url):
+    """A second Store (as another process would be) writes between this store's commits:
+    keys are re-read under the lock, so nothing collides and seq order is commit order."""
+    from fhir_server.storage import Store, make_engine
+
+    other = Store(make_engine(db_url))
+    await other.start()
+    try:
+        await store.put("Observation", "s1", obs())
+        await other.put("Observation", "o1", obs())
+        await store.put("Observation", "s2", obs())
+        await asyncio.gather(*(s.put("Observation", f"{n}{i}", obs())
+                               for i in range(10) for s, n in ((store, "x"), (other, "y"))))
+        await other.put("Observation", "s1", obs("9"))  # update of a row the other store made
+    finally:
+        await other.close()
+    changes = await store.changes(0)
+    assert len(changes) == 24
+    assert [c.seq for c in changes] == sorted({c.seq for c in changes})
+    assert [c.id for c in changes[:3]] == ["s1", "o1", "s2"]
+    assert (changes[-1].id, changes[-1].version, changes[-1].op) == ("s1", 2, "update")
+    assert (await store.read("Observation", "s1")).version == 2
+
+
+async def test_put_if_absent_never_overwrites(store):
+    await store.put("Patient", "p1", {"resourceType": "Patient", "gender": "female"})
+
+    async def job(tx: WriteTx):
+        kept = tx.put("Patient", "p1", {"resourceType": "Patient"}, if_absent=True)
+        new = tx.put("Patient", "p2", {"resourceType": "Patient", "gender": "male"}, if_absent=True)
+        again = tx.put("Patient", "p2", {"resourceType": "Patient"}, if_absent=True)
+        await tx.flush()
+        return kept.skipped, new.written().version, again.skipped
+
+    assert await store.write(job) == (True, 1, True)
+    assert orjson.loads((await store.read("Patient", "p1")).body)["gender"] == "female"
+    assert orjson.loads((await store.read("Patient", "p2")).body)["gender"] == "male"
+    assert len(await store.changes(0)) == 2
+
+
+async def test_migration_0002_indexes(store):
+    from sqlalchemy import inspect
+
+    async with store.engine.connect() as conn:
+        names = await conn.run_sync(
+            lambda c: {t: {i["name"] for i in inspect(c).get_indexes(t)} for t in ("idx_date", "resource")})
+    assert "ix_date_rid_cover" in names["idx_date"] and "ix_date_rid" not in names["idx_date"]
+    assert "ix_resource_type_updated" in names["resource"]
