@@ -105,6 +105,9 @@ from .cli_model import model_app  # noqa: E402 - model registry commands
 
 app.add_typer(model_app, name="model")
 app.command("simulate")(simulate)
+from .cli_inbox import inbox_app  # noqa: E402 - MLLP inbox commands
+
+app.add_typer(inbox_app, name="inbox")
 
 
 def main() -> None:

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     mllp_max_frame: int = 1 << 20
     mllp_idle_timeout: float = 300.0
     mllp_accepted_processing_ids: str = "P"
+    # MLLP over TLS: certificate chain and key (PEM); with mllp_tls_ca, senders must present
+    # a client certificate signed by that CA
+    mllp_tls_cert: str | None = None
+    mllp_tls_key: str | None = None
+    mllp_tls_ca: str | None = None
+    mllp_allow_peers: str = ""  # IPs / CIDRs, comma separated; empty = any peer
+    mllp_allow_senders: str = ""  # APP, APP/FACILITY or */FACILITY (MSH-3/MSH-4); empty = any
     site_tz: str = "UTC"
     auth_required: bool = True
     cloud_url: str | None = None

@@ -135,10 +135,21 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _patient_clause(patient: str) -> Any:
+    """Patient keys are ``system|value`` joined by spaces in one column."""
+    p = patient.replace(_KEY_SEP, "_")
+    k, col = _like_escape(p), inbox.c.patient_key
+    if "|" in p:
+        return or_(col == p, col.like(f"{k} %", escape="\\"), col.like(f"% {k}", escape="\\"),
+                   col.like(f"% {k} %", escape="\\"))
+    return or_(col.like(f"%|{k}", escape="\\"), col.like(f"%|{k} %", escape="\\"))
+
+
 async def list_entries(store: Store, *, status: str | None = None, sender: str | None = None,
                        control_id: str | None = None, patient: str | None = None,
                        limit: int = 50, before_pk: int | None = None) -> list[InboxEntry]:
-    """Newest first. ``sender`` matches MSH-3 or MSH-4; ``patient`` one of the patient keys."""
+    """Newest first. ``sender`` matches MSH-3 or MSH-4; ``patient`` one of the patient keys
+    (``system|value``), or with no ``|`` an identifier value in any system."""
     c = inbox.c
     stmt = _select().order_by(c.pk.desc()).limit(limit)
     if status:
@@ -148,11 +159,7 @@ async def list_entries(store: Store, *, status: str | None = None, sender: str |
     if control_id:
         stmt = stmt.where(c.control_id == control_id)
     if patient:
-        k = _like_escape(patient.replace(_KEY_SEP, "_"))
-        stmt = stmt.where(or_(c.patient_key == patient.replace(_KEY_SEP, "_"),
-                              c.patient_key.like(f"{k} %", escape="\\"),
-                              c.patient_key.like(f"% {k}", escape="\\"),
-                              c.patient_key.like(f"% {k} %", escape="\\")))
+        stmt = stmt.where(_patient_clause(patient))
     if before_pk is not None:
         stmt = stmt.where(c.pk < before_pk)
     return [_entry(r) for r in await store.fetch(stmt)]

@@ -21,12 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--tls-client-ca")
-    p.add_argument("--allow", default="", help="peer IPs/CIDRs, comma separated")
+    p.add_argument("--allow", default="", help="peer IPs/CIDRs, comma separated [VITALGATE_MLLP_ALLOW_PEERS]")
     args = p.parse_args(argv)
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides: dict[str, object] = {"allow": parse_allowlist(args.allow)}
+    overrides: dict[str, object] = {}
+    if args.allow:
+        overrides["allow"] = parse_allowlist(args.allow)
     if args.host:
         overrides["host"] = args.host
     if args.port is not None:

@@ -63,6 +63,7 @@ from mappers.hl7v2.errors import (
 )
 
 from ._txlookup import TxLookups
+from .senders import SenderRule, sender_allowed
 
 log = logging.getLogger(__name__)
 Outcome = Literal["accept", "error", "reject"]
@@ -112,10 +113,12 @@ class Ingestor:
     """Runs the pipeline for frames of any connection; one instance per process."""
 
     def __init__(self, store: Store, ctx: MappingContext, *,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow,
+                 allowed_senders: tuple[SenderRule, ...] = ()) -> None:
         self.store = store
         self.ctx = ctx
         self.clock = clock
+        self.allowed_senders = allowed_senders  # MSH-3 / MSH-4 rules; empty = any sender
         self._locks = _KeyLocks()
         self._lookups = TxLookups()
 
@@ -136,6 +139,10 @@ class Ingestor:
 
     async def _pipeline(self, payload: bytes, digest: str, header: MessageHeader, peer: str,
                         replay_of: int | None) -> IngestResult:
+        if not sender_allowed(header.sending_app, header.sending_facility, self.allowed_senders):
+            err = HL7Error(APPLICATION_INTERNAL_ERROR, "sending application/facility not allowed",
+                           "MSH^1^3")
+            return await self._dead(payload, digest, header, peer, "reject", err, replay_of)
         try:
             check_acceptable(header, self.ctx)
             msg = parse(payload)

@@ -10,6 +10,7 @@ from fhir_server.storage import Store
 from gateway.settings import Settings
 
 from .ingest import Ingestor
+from .senders import parse_senders
 from .server import ListenerConfig, MllpServer
 from .wiring import listener_config, mapping_context
 
@@ -17,8 +18,9 @@ from .wiring import listener_config, mapping_context
 @contextlib.asynccontextmanager
 async def mllp_service(settings: Settings, store: Store,
                        config: ListenerConfig | None = None) -> AsyncIterator[MllpServer]:
-    server = MllpServer(Ingestor(store, mapping_context(settings)),
-                        config or listener_config(settings))
+    ingestor = Ingestor(store, mapping_context(settings),
+                        allowed_senders=parse_senders(settings.mllp_allow_senders))
+    server = MllpServer(ingestor, config or listener_config(settings))
     await server.start()
     try:
         yield server

@@ -13,7 +13,7 @@ from fhir_server.storage import Store, make_engine, upgrade
 from gateway.settings import Settings
 from mappers.hl7v2 import MappingContext
 
-from .server import ListenerConfig
+from .server import ListenerConfig, parse_allowlist, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,18 @@ def mapping_context(settings: Settings) -> MappingContext:
 
 
 def listener_config(settings: Settings, **overrides: object) -> ListenerConfig:
+    """Listener settings (``VITALGATE_MLLP_*``), TLS and the peer allowlist included."""
     values: dict[str, object] = {
         "host": settings.mllp_host,
         "port": settings.mllp_port,
         "max_frame": settings.mllp_max_frame,
         "idle_timeout": settings.mllp_idle_timeout,
+        "allow": parse_allowlist(settings.mllp_allow_peers),
     }
+    if settings.mllp_tls_cert:
+        values["ssl"] = server_ssl_context(settings.mllp_tls_cert,
+                                           settings.mllp_tls_key or settings.mllp_tls_cert,
+                                           settings.mllp_tls_ca)
     values.update(overrides)
     return ListenerConfig(**values)  # type: ignore[arg-type]
 
