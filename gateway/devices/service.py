@@ -86,6 +86,17 @@ def parse_devices(spec: str) -> list[DeviceEndpoint]:
     return out
 
 
+SETTINGS_REFRESH_S = 60.0
+_SLOW_CATEGORIES = frozenset({"device-setting", "device-alarm-limit", "device-info", "device-alarm"})
+
+
+def _category_code(res: dict[str, Any]) -> str | None:
+    for cat in res.get("category", ()):
+        for coding in cat.get("coding", ()):
+            return str(coding.get("code"))
+    return None
+
+
 @dataclass
 class IngestStats:
     records: int = 0
@@ -110,14 +121,39 @@ class DeviceIngest:
         self.stats = IngestStats()
         self._devices_written: set[str] = set()
         self._bed_device: dict[str | None, str] = {}  # bed -> ventilator device id (for the wave port)
+        self._last_setting: dict[tuple[str, str], tuple[str, float]] = {}
 
     async def on_vent_record(self, ep: DeviceEndpoint, record: DecodedVentRecord, received: float) -> None:
         profile = load_profile(KIND_PROFILES[ep.kind])
         device_id = vent_fhir_id(record.device_id)
         self._bed_device[ep.bed] = device_id
         assoc = await self._association(device_id, ep)
-        resources = vent_record_to_fhir(record, profile, assoc.patient_ref)
+        resources = self._changed_only(vent_record_to_fhir(record, profile, assoc.patient_ref))
         await self._write(resources, ep, assoc, received)
+
+    def _changed_only(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Device, settings, alarm limits, alarm status and device information are stored when
+        they change (and at least every ``SETTINGS_REFRESH_S``), not on every 2 s poll: a change
+        is the clinical event; repeating unchanged values would double the ventilator's volume."""
+        now = time.monotonic()
+        out = []
+        for res in resources:
+            if res["resourceType"] == "Device":
+                key = ("Device", res["id"])
+                value = json.dumps(res, default=str, sort_keys=True)
+            elif res["resourceType"] == "Observation" and _category_code(res) in _SLOW_CATEGORIES:
+                key = (res.get("device", {}).get("reference", ""), res["code"]["coding"][-1].get("code", ""))
+                value = json.dumps({k: v for k, v in res.items() if k.startswith(("value", "component"))},
+                                   default=str, sort_keys=True)
+            else:
+                out.append(res)
+                continue
+            seen = self._last_setting.get(key)
+            if seen is not None and seen[0] == value and now - seen[1] < SETTINGS_REFRESH_S:
+                continue
+            self._last_setting[key] = (value, now)
+            out.append(res)
+        return out
 
     async def on_vent_waves(self, ep: DeviceEndpoint, seg: WaveSegment, at: datetime) -> None:
         received = time.monotonic()

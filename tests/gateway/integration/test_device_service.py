@@ -120,6 +120,10 @@ async def test_device_feeds_end_to_end(store: Store) -> None:
     assert len(paw["valueSampledData"]["data"].split()) == 50 and str(paw["valueSampledData"]["period"]) == "20.0"
     vent_obs = [o for o in obs if o["device"]["reference"].startswith("Device/medtronic-840-3510012345")]
     assert any(o["code"]["coding"][0]["code"] == "9279-1" for o in vent_obs)  # total resp rate
+    rr = [o for o in vent_obs if o["code"]["coding"][0]["code"] == "9279-1"]
+    settings = [o for o in vent_obs if o["category"][0]["coding"][0]["code"] == "device-setting"]
+    codes_seen = [o["code"]["coding"][-1]["code"] for o in settings]
+    assert rr and settings and len(codes_seen) == len(set(codes_seen))  # unchanged settings: stored once
     drift = await _search(store, "Observation", ("code", "urn:vitalgate:device-status|clock-drift"))
     assert drift and drift[0]["valueQuantity"]["value"] > 800
     history = await store.history("DeviceUseStatement", dus_ref)
