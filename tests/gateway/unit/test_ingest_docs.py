@@ -40,3 +40,22 @@ def test_error_table_matches_table_0357_texts_and_refusals() -> None:
         if int(code) in REJECT_CODES:
             assert ack.strip() == "AR"
     assert {int(r[1]) for r in rows} >= REJECT_CODES
+
+
+def test_every_documented_setting_exists() -> None:
+    from gateway.settings import Settings
+
+    named = set(re.findall(r"VITALGATE_([A-Z_]+[A-Z])", DOC))
+    assert {"MLLP_TLS_CERT", "MLLP_ALLOW_SENDERS", "MLLP_PORT"} <= named
+    assert {n.lower() for n in named} <= set(Settings.model_fields)
+
+
+def test_documented_inbox_commands_exist() -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    for command in set(re.findall(r"`vitalgate inbox (\w+)", DOC)):
+        result = CliRunner().invoke(app, ["inbox", command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+    assert set(re.findall(r"`vitalgate inbox (\w+)", DOC)) == {"list", "show", "replay"}
