@@ -48,7 +48,7 @@ _WAVES = (
 
 def _float(value: float, decimals: int) -> int:
     """FLOAT-Type: exponent byte, 24-bit two's-complement mantissa."""
-    mantissa = round(value * 10**decimals)
+    mantissa = int(round(value * 10**decimals))
     return ((-decimals) & 0xFF) << 24 | (mantissa & 0xFFFFFF)
 
 

@@ -8,7 +8,8 @@ import pytest
 
 
 @pytest.mark.parametrize("name", ["gateway.simulators", "gateway.devices", "mappers.pb840",
-                                  "mappers.profiles"])
+                                  "mappers.profiles", "mappers.intellivue", "mappers.waveform",
+                                  "mappers.association", "mappers.device_status", "gateway.devices.service"])
 def test_all_names_exist(name):
     module = importlib.import_module(name)
     assert module.__all__
