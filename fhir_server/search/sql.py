@@ -242,6 +242,7 @@ def build_lastn(
     )
     return (
         _page_columns()
-        .where(R.c.type == "Observation", R.c.rid.in_(rids))
+        .where(R.c.rid.in_(rids))  # rids come from Observation-only index rows; a type filter here
+        # would make SQLite scan every Observation and test membership (O(N) per call)
         .order_by(newest.desc(), R.c.rid.desc())
     )
