@@ -6,8 +6,9 @@ The training script (``scripts/train_model.py``) builds windows from synthetic s
 Features, in order (``FEATURES``): the latest heart rate, respiration rate, SpO2, systolic BP,
 temperature and FiO2, and the 15-minute least-squares slopes (per minute) of heart rate,
 respiration rate, SpO2 and systolic BP.  A missing value is imputed with a normal adult value
-(``NORMAL``) and a missing slope with 0; the names of imputed features are reported so the
-caller can decide to skip scoring a patient with too little data.
+(``NORMAL``) and a missing slope (or one over less than 10 minutes of data) with 0; the names
+of imputed features are reported so the caller can decide to skip scoring a patient with too
+little data.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ FEATURES: tuple[str, ...] = tuple(n for n, _, _ in _LATEST) + tuple(n for n, _ i
 NORMAL: dict[str, float] = {n: v for n, _, v in _LATEST}
 MAX_AGE = timedelta(minutes=15)
 SLOPE_SPAN = timedelta(minutes=15)
+# A slope needs at least 10 of its 15 minutes: over the first minutes after admission (or a
+# restart) a noisy handful of values gives slopes the model reads as deterioration.  Training
+# snapshots always have the full 15 minutes, so the shipped model is unchanged by this guard.
+MIN_SLOPE_SPAN = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,7 @@ def features_from_window(window: PatientWindow, at: datetime) -> FeatureVector:
             values.append(sample.value)
             ids.append(sample.observation_id)
     for name, param in _SLOPES:
-        slope = window.trend(param, SLOPE_SPAN, at)
+        slope = window.trend(param, SLOPE_SPAN, at, MIN_SLOPE_SPAN)
         values.append(0.0 if slope is None else slope)
         if slope is None:
             imputed.append(name)

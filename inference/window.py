@@ -95,11 +95,14 @@ class PatientWindow:
                     break
         return best
 
-    def trend(self, param: Param, span: timedelta, at: datetime) -> float | None:
-        """Least-squares slope (units per minute) over ``[at - span, at]``; None below 2 samples."""
+    def trend(self, param: Param, span: timedelta, at: datetime, min_span: timedelta | None = None) -> float | None:
+        """Least-squares slope (units per minute) over ``[at - span, at]``; None below 2 samples, or
+        when the samples cover less than ``min_span`` (a slope over a few noisy minutes is noise)."""
         series = self._samples.get(param, [])
         lo = bisect.bisect_left(series, at - span, key=_time)
         hi = bisect.bisect_right(series, at, key=_time)
+        if min_span is not None and (hi <= lo or series[hi - 1].time - series[lo].time < min_span):
+            return None
         return slope_per_minute((s.time, s.value) for s in series[lo:hi])
 
 

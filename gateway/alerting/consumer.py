@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from fhir_server.core.crud import read_version
 from fhir_server.core.search_exec import match_ids
 from fhir_server.storage import Change, Store, WriteTx, loads
@@ -180,8 +182,8 @@ class AlertingConsumer:
             if not body:
                 continue
             try:
-                resource = loads(body)
-            except ValueError:
+                resource = orjson.loads(body)  # floats are fine for the engine; 20x faster than Decimal
+            except orjson.JSONDecodeError:
                 continue
             if not isinstance(resource, dict) or resource.get("meta", {}).get("deleted"):
                 continue

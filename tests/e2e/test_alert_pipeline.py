@@ -106,7 +106,9 @@ async def test_ward_news2_alert_needs_the_clinician_entered_parameters(tmp_path:
                    "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
                    "effectiveDateTime": now.isoformat(), **value}
             assert (await client.post("Observation", json=obs)).status_code == 201
-        await send(settings, monitor_oru(bed, _with(rr=25), now + timedelta(seconds=1), "W-2"))
+        # the rule set's 20 s persistence: the score must hold over readings 20 s apart
+        await send(settings, monitor_oru(bed, _with(rr=25), now + timedelta(seconds=1), "W-2"),
+                   monitor_oru(bed, _with(rr=25), now + timedelta(seconds=21), "W-3"))
         [issue] = await search_until(client, "DetectedIssue", {"patient": pid})
         assert issue["code"]["coding"][0]["code"] == "news2" and issue["severity"] == "moderate"
         scores = await search_until(client, "Observation", {"subject": f"Patient/{pid}", "code": "1104051000000101"})

@@ -156,13 +156,15 @@ async def test_news2_score_is_written_and_not_read_back_as_input(store):
                 {**vital("c", 0, "x", 0, "1"), "code": {"coding": [{"system": "http://loinc.org", "code": "67775-7"}]},
                  "valueCodeableConcept": {"text": "Alert"}}]
         full[-1].pop("valueQuantity")
+        later = vital("rr2", 20, "151562", 25, "/min")  # the rule set's 20 s persistence
         await put_all(store, full)
+        await put_all(store, [later])
         [issue] = await until(lambda: detected_issues(store))
         assert issue["code"]["coding"][0]["code"] == "news2" and issue["severity"] == "moderate"
         scores, _ = await until(lambda: _scores(store))
         assert loads(scores[0].body)["valueInteger"] == 3
-        await until(lambda: _seen(consumer, len(full) + 2))
-        assert consumer.stats.observations == len(full)  # the score came back and was not evaluated
+        await until(lambda: _seen(consumer, len(full) + 3))
+        assert consumer.stats.observations == len(full) + 1  # the score came back and was not evaluated
     finally:
         await consumer.stop()
 

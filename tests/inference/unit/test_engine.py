@@ -88,8 +88,10 @@ def test_ward_news2_score_written_on_change_only():
     assert feed(engine, _ward_set(60)) == []  # same score, inside the interval
     changed = feed(engine, [obs("rr-high", 120, LOINC, "9279-1", 25, "/min", "w1")])
     [score] = [r for r in changed if r["resourceType"] == "Observation"]
-    [issue] = [r for r in changed if r["resourceType"] == "DetectedIssue"]
     assert score["valueInteger"] == 3  # RR 25 scores 3: low-medium band
+    assert not [r for r in changed if r["resourceType"] == "DetectedIssue"]  # 20 s persistence (1.1.0)
+    changed = feed(engine, [obs("rr-high2", 140, LOINC, "9279-1", 25, "/min", "w1")])
+    [issue] = [r for r in changed if r["resourceType"] == "DetectedIssue"]
     assert issue["severity"] == "moderate" and issue["code"]["coding"][0]["code"] == "news2"
 
 

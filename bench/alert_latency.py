@@ -1,0 +1,326 @@
+"""Alert latency under load, alarm burden on a stable population, and detection of scripted
+deteriorations: prints one JSON object.
+
+    .venv/bin/python bench/alert_latency.py                        # defaults below (about 5 minutes)
+    .venv/bin/python bench/alert_latency.py --duration 20 --stable-beds 20 --detect-beds 3   # smoke run
+    .venv/bin/python bench/alert_latency.py --rates 1000 5000 --duration 120 --stable-minutes 120
+
+Phases (machine: 2 cores; the load generator shares them with the node):
+
+- ``latency``: the node runs as its own process (``python -m gateway serve``: MLLP listener, store,
+  alerting consumer with the ``icu-limits`` rule set and the shipped model) on a fresh SQLite file.
+  ``bench/loadgen.py`` sends one 10-numeric ORU^R01 per bed per second over MLLP (100 beds = about
+  1,000 Observations/s; 500 beds = 5,000).  Every other bed has an acute event at a staggered time
+  (``acute_events``: a deep desaturation or a hypotension) so alerts open during the run.  For
+  every alert (first DetectedIssue version): latency = its commit (the change-log time stamp of the
+  transaction that wrote it) minus the send time of the frame carrying its newest evidence
+  Observation (the frame that made the condition true after its persistence window); also from that
+  Observation's own commit, which is the alerting consumer's share of the budget.  Baseline in
+  the same run: the MLLP ACK latency (frame sent -> data committed -> ACK back) at that load.
+  The "notification written" half of the budget needs subscriptions and is reported as null.
+- ``burden``: the engine alone, faster than real time, on ``--stable-beds`` stable patients for
+  ``--stable-minutes`` simulated minutes at 1 Hz (the same physiology model): alerts per bed-hour,
+  for ``icu-limits`` and for ``news2-ward`` (ACVPU "alert" and air entered at admission).
+- ``detection``: the engine alone on ``--detect-beds`` beds per scripted deterioration (sepsis,
+  respiratory failure, hypotension), onset after 10 minutes of baseline, with an acute (30 s) and a
+  gradual (300 s) ramp: share alerted within 60 s of the onset, and within 60 s of the first
+  abnormal value (the first value past the rule set's alerting threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import NUMERICS, LoadGenerator  # noqa: E402
+from fhir_server.storage import Store, loads, make_engine  # noqa: E402
+
+SCENARIOS = ("sepsis", "respiratory-failure", "hypotension")
+
+
+def pct(values: list[float]) -> dict[str, float | int | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0, "p50": None, "p99": None, "max": None}
+    at = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
+    return {"n": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 2),
+            "mean": round(statistics.fmean(ordered), 2)}
+
+
+# -- latency under load ---------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_port(port: int, node: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node.poll() is not None:
+            err = node.stderr.read().decode(errors="replace") if node.stderr else ""
+            raise RuntimeError(f"node exited with {node.returncode}: {err[-2000:]}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"node did not open MLLP port {port}")
+
+
+def acute_events(beds: int, duration: float) -> dict[int, tuple[float, dict[str, float]]]:
+    """Every other bed has an acute event at a staggered second: a deep desaturation (SpO2 82, the
+    high-severity limit, fires on its first frame) or a hypotension (systolic 84, moderate, fires on
+    the frame 15 s later, after its persistence window)."""
+    span = max(1.0, duration - 25.0)
+    return {bed: (5.0 + span * ((bed * 37) % beds) / beds, {"spo2": 82.0} if bed % 4 == 0 else {"sbp": 84.0})
+            for bed in range(0, beds, 2)}
+
+
+async def latency_phase(rate: int, duration: float, tmp: Path) -> dict[str, Any]:
+    beds = max(1, round(rate / NUMERICS))
+    db_url = f"sqlite+aiosqlite:///{tmp}/latency-{rate}.db"
+    mllp = free_port()
+    env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_HTTP_PORT": str(free_port()),
+           "VITALGATE_MLLP_PORT": str(mllp), "VITALGATE_ALERT_RULESET": "icu-limits",
+           "VITALGATE_MODEL_DIR": str(tmp / "models"), "VITALGATE_LOG_LEVEL": "WARNING"}
+    node = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=tmp, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        await wait_port(mllp, node)
+        scripted = acute_events(beds, duration)
+        gen = LoadGenerator("127.0.0.1", mllp, beds, events=scripted)
+        stats = await gen.run(duration)
+        await asyncio.sleep(3.0)  # let the consumer finish the tail
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            _, err = node.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            _, err = node.communicate()
+    if b"Traceback" in (err or b""):
+        print(err.decode(errors="replace")[-3000:], file=sys.stderr)
+    latencies, after_data, by_condition, unmatched = await alert_latencies(db_url, stats.sent_at)
+    return {"offered_obs_per_s": beds * NUMERICS, "beds": beds, "scripted_beds": len(scripted),
+            "duration_s": duration, "load": stats.summary(),
+            "alert_committed_ms": pct(latencies), "alert_notified_ms": None,
+            "alert_after_data_commit_ms": pct(after_data),
+            "alerts_by_condition": by_condition, "alerts_without_frame": unmatched,
+            "baseline_mllp_ack_ms": stats.summary()["ack_ms"]}
+
+
+async def alert_latencies(db_url: str, sent_at: dict[tuple[str, int], float]
+                          ) -> tuple[list[float], list[float], dict[str, int], int]:
+    store = Store(make_engine(db_url))
+    try:
+        opened = [c for c in await store.changes(0, limit=10**7, types=["DetectedIssue"]) if c.version == 1]
+        bodies = await store.bodies([c.vid for c in opened])
+        mrns: dict[str, str] = {}
+        latencies: list[float] = []
+        after_data: list[float] = []
+        by_condition: dict[str, int] = {}
+        unmatched = 0
+        for change in opened:
+            issue = loads(bodies[change.vid])
+            condition = issue["code"]["coding"][0]["code"]
+            by_condition[condition] = by_condition.get(condition, 0) + 1
+            found = await trigger_frame(store, issue, mrns)
+            if found is None or found[0] not in sent_at:
+                unmatched += 1
+                continue
+            frame, data_committed = found
+            latencies.append((change.ts / 1e6 - sent_at[frame]) * 1000)
+            after_data.append((change.ts - data_committed) / 1000)
+        return latencies, after_data, by_condition, unmatched
+    finally:
+        await store.engine.dispose()
+
+
+async def trigger_frame(store: Store, issue: dict[str, Any], mrns: dict[str, str]
+                        ) -> tuple[tuple[str, int], int] | None:
+    """(MRN, effective second) of the newest evidence Observation (the frame that fired the alert),
+    and the time its data committed (µs)."""
+    newest: tuple[datetime, int] | None = None
+    for ref in (issue.get("evidence") or [{}])[0].get("detail", ()):
+        stored = await store.read("Observation", ref["reference"].removeprefix("Observation/"))
+        if stored is not None:
+            at = datetime.fromisoformat(loads(stored.body)["effectiveDateTime"])
+            if newest is None or at > newest[0]:
+                newest = (at, stored.last_updated)
+    patient = issue["patient"]["reference"].removeprefix("Patient/")
+    if patient not in mrns:
+        stored = await store.read("Patient", patient)
+        if stored is None:
+            return None
+        mrns[patient] = loads(stored.body)["identifier"][0]["value"]
+    return None if newest is None else ((mrns[patient], int(newest[0].timestamp())), newest[1])
+
+
+# -- engine-only simulations ------------------------------------------------------------------
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _engine(ruleset: str) -> Any:
+    from gateway.alerting.models import ModelSource
+    from inference import Engine, ModelHandle, builtin_ruleset
+
+    return Engine(builtin_ruleset(ruleset), ModelHandle(ModelSource(Path("/nonexistent")).initial()))
+
+
+def _samples(bed: str, second: int, v: Any, ruleset: str) -> list[Any]:
+    from inference import Param, VitalSample
+
+    at = T0 + timedelta(seconds=second)
+    rows = [(Param.HEART_RATE, "mdc:147842", v.hr), (Param.SPO2, "mdc:150456", v.spo2),
+            (Param.RESP_RATE, "mdc:151562", v.rr), (Param.SYSTOLIC_BP, "mdc:150037", v.sbp),
+            (Param.TEMPERATURE, "mdc:150344", v.temp)]
+    if ruleset == "icu-limits":
+        rows.append((Param.FIO2, "mdc:152196", v.fio2))  # ventilated: on oxygen, which NEWS2 would score
+    elif second % 14400 == 0:  # ward: ACVPU and air-or-oxygen charted on admission and every 4 h
+        rows += [(Param.CONSCIOUSNESS, "loinc:67775-7", 0.0), (Param.O2_THERAPY, "loinc:3151-8", 0.0)]
+    return [VitalSample(bed, p, round(value, 1), "", at, code, f"{bed}-{code}-{second}", "mon")
+            for p, code, value in rows]
+
+
+def _opens(engine: Any, samples: list[Any], seen: set[str]) -> list[tuple[str, str]]:
+    """Alerts opened by these samples (the first version of each DetectedIssue)."""
+    out = []
+    for sample in samples:
+        for r in engine.on_sample(sample).resources:
+            if r["resourceType"] == "DetectedIssue" and r["id"] not in seen:
+                seen.add(r["id"])
+                out.append((r["id"], r["code"]["coding"][0]["code"]))
+    return out
+
+
+def burden(ruleset: str, beds: int, minutes: float, seed: int) -> dict[str, Any]:
+    from gateway.simulators.physiology import Physiology
+
+    engine, seen = _engine(ruleset), set[str]()
+    by_condition: dict[str, int] = {}
+    started = time.perf_counter()
+    samples = 0
+    for bed in range(beds):
+        body = Physiology("stable", seed * 7919 + bed)
+        for second in range(int(minutes * 60)):
+            batch = _samples(f"s{bed}", second, body.advance(1.0 if second else 0.0), ruleset)
+            samples += len(batch)
+            for _, condition in _opens(engine, batch, seen):
+                by_condition[condition] = by_condition.get(condition, 0) + 1
+    bed_hours = beds * minutes / 60
+    alerts = sum(by_condition.values())
+    return {"ruleset": ruleset, "beds": beds, "simulated_minutes": minutes, "bed_hours": round(bed_hours, 2),
+            "alerts": alerts, "alerts_per_bed_hour": round(alerts / bed_hours, 4), "by_condition": by_condition,
+            "target_per_bed_hour": 0.05,
+            "engine_us_per_value": round((time.perf_counter() - started) / samples * 1e6, 1)}
+
+
+_ABNORMAL = {  # first value past the rule set's alerting threshold, per scenario's leading signs
+    "icu-limits": lambda v: v.spo2 < 90 or v.sbp < 90 or v.hr > 150 or v.rr > 30,
+    "news2-ward": None,  # computed from the NEWS2 score itself, below
+}
+
+
+def detection(ruleset: str, beds: int, ramp_s: float, seed: int) -> dict[str, Any]:
+    from gateway.simulators.physiology import Physiology
+    from inference import News2Inputs, compute_news2
+
+    onset = 600
+    results: dict[str, list[dict[str, float | None]]] = {}
+    for scenario in SCENARIOS:
+        for bed in range(beds):
+            engine, seen = _engine(ruleset), set[str]()
+            body = Physiology(scenario, seed * 104_729 + bed, onset_s=onset, ramp_s=ramp_s)
+            first_abnormal = alerted = None
+            for second in range(onset + 900):
+                v = body.advance(1.0 if second else 0.0)
+                if first_abnormal is None and second >= onset and _abnormal(ruleset, v, compute_news2, News2Inputs):
+                    first_abnormal = second
+                if _opens(engine, _samples(f"d{bed}", second, v, ruleset), seen) and second >= onset:
+                    alerted = second
+                if alerted is not None:
+                    break
+            results.setdefault(scenario, []).append({
+                "from_onset_s": None if alerted is None else alerted - onset,
+                "from_abnormal_s": None if alerted is None or first_abnormal is None else alerted - first_abnormal})
+    def share(key: str) -> float:
+        rows = [r for rs in results.values() for r in rs]
+        return round(sum(1 for r in rows if r[key] is not None and r[key] <= 60) / len(rows), 3)
+    return {"ruleset": ruleset, "ramp_s": ramp_s, "beds_per_scenario": beds,
+            "alerted_within_60s_of_onset": share("from_onset_s"),
+            "alerted_within_60s_of_first_abnormal_value": share("from_abnormal_s"),
+            "delay_from_onset_s": {s: pct([r["from_onset_s"] for r in rs if r["from_onset_s"] is not None])
+                                   | {"missed": sum(r["from_onset_s"] is None for r in rs)}
+                                   for s, rs in results.items()}}
+
+
+def _abnormal(ruleset: str, v: Any, compute_news2: Any, inputs: Any) -> bool:
+    if ruleset == "icu-limits":
+        return bool(_ABNORMAL["icu-limits"](v))
+    result = compute_news2(inputs(resp_rate=v.rr, spo2=v.spo2, on_oxygen=False, systolic_bp=v.sbp, pulse=v.hr,
+                                  consciousness="A", temperature=v.temp))
+    return result.total is not None and (result.total >= 5 or any(s.score == 3 for s in result.subscores))
+
+
+def simulations(args: argparse.Namespace) -> dict[str, Any]:
+    jobs = [("burden", rs, args.stable_beds, args.stable_minutes, args.seed) for rs in ("icu-limits", "news2-ward")]
+    jobs += [("detection", rs, args.detect_beds, ramp, args.seed)
+             for rs in ("icu-limits", "news2-ward") for ramp in (30.0, 300.0)]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_run_job, jobs))
+    return {"burden": [r for (kind, *_), r in zip(jobs, results, strict=True) if kind == "burden"],
+            "detection": [r for (kind, *_), r in zip(jobs, results, strict=True) if kind == "detection"]}
+
+
+def _run_job(job: tuple[Any, ...]) -> dict[str, Any]:
+    kind, *rest = job
+    return burden(*rest) if kind == "burden" else detection(*rest)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                                       "platform": platform.platform()},
+                           "targets": {"p99_ms_at_1000": 20, "p99_ms_at_5000": 50, "alerts_per_bed_hour": 0.05,
+                                       "deteriorations_alerted_within_60s": 1.0}}
+    with tempfile.TemporaryDirectory(prefix="vg-alert-bench-") as tmp:
+        out["latency"] = [await latency_phase(rate, args.duration, Path(tmp)) for rate in args.rates]
+    if not args.skip_simulations:
+        out.update(await asyncio.to_thread(simulations, args))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--rates", type=int, nargs="+", default=[1000, 5000], help="offered Observations/s")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of load per rate")
+    p.add_argument("--stable-beds", type=int, default=100)
+    p.add_argument("--stable-minutes", type=float, default=30.0)
+    p.add_argument("--detect-beds", type=int, default=10, help="beds per scripted deterioration")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--skip-simulations", action="store_true")
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
