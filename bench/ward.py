@@ -1,6 +1,6 @@
 """Ward benchmark: how many simulated ICU beds one node sustains with ingest lag under 1 s.
 
-    .venv/bin/python bench/ward.py                       # steps 10,50,100 beds, 60 s each (~4 min)
+    .venv/bin/python bench/ward.py                       # 10,25,50,75,100 beds, 60 s each, stops at the first failure
     .venv/bin/python bench/ward.py --long                # 300 s per step (the 5-minute criterion)
     .venv/bin/python bench/ward.py --beds 5 --step-seconds 15   # smoke run
 
@@ -171,7 +171,7 @@ async def run_step(beds: int, seconds: float, tmp: Path) -> dict[str, Any]:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--beds", default="10,50,100", help="comma-separated bed counts, tried in order")
+    ap.add_argument("--beds", default="10,25,50,75,100", help="comma-separated bed counts, tried in order")
     ap.add_argument("--step-seconds", type=float, default=60.0)
     ap.add_argument("--long", action="store_true", help="300 s per step (the 5-minute criterion)")
     ap.add_argument("--keep-going", action="store_true", help="run later steps after a failed one")
