@@ -26,14 +26,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fhir_server.storage import Store, WriteTx
 from gateway.inbox.records import DEAD, Sender, inbox_row
 from gateway.inbox.schema import inbox
 from mappers.association import bed_location_id, tag_unconfirmed
-from mappers.device_status import clock_drift_observation
+from mappers.device_status import clock_drift_observation, clock_drift_s
 from mappers.intellivue import PollResult, device_id_for, intellivue_device, poll_to_fhir
-from mappers.pb840 import DecodedVentRecord, WaveSegment, connection_state_observation, vent_record_to_fhir
+from mappers.pb840 import (
+    DecodedVentRecord,
+    WaveSegment,
+    connection_state_observation,
+    vent_clock,
+    vent_record_to_fhir,
+)
 from mappers.pb840.fhir import _fhir_id as vent_fhir_id
 from mappers.profiles import load_profile
 from mappers.waveform import WAVES, waveform_observation
@@ -115,8 +122,10 @@ class IngestStats:
 class DeviceIngest:
     """Writes the decoded output of every device client; one instance per node."""
 
-    def __init__(self, store: Store, associations: BedAssociations | None = None) -> None:
+    def __init__(self, store: Store, associations: BedAssociations | None = None, site_tz: str = "UTC") -> None:
         self.store = store
+        self.tz = ZoneInfo(site_tz)
+        self._drifting: dict[str, bool] = {}
         self.associations = associations or BedAssociations(store)
         self.stats = IngestStats()
         self._devices_written: set[str] = set()
@@ -129,7 +138,23 @@ class DeviceIngest:
         self._bed_device[ep.bed] = device_id
         assoc = await self._association(device_id, ep)
         resources = self._changed_only(vent_record_to_fhir(record, profile, assoc.patient_ref))
+        resources += self._vent_clock(record, device_id, profile.timing.clock_drift_limit_s, assoc)
         await self._write(resources, ep, assoc, received)
+
+    def _vent_clock(self, record: DecodedVentRecord, device_id: str, limit: float | None,
+                    assoc: Association) -> list[dict[str, Any]]:
+        """A clock-drift status Observation when the ventilator clock crosses the limit (either way)."""
+        clock = vent_clock(record, self.tz)
+        if clock is None or limit is None:
+            return []
+        drift = clock_drift_s(clock, record.received_at)
+        drifting = abs(drift) > limit
+        if self._drifting.get(device_id, False) == drifting:
+            return []
+        self._drifting[device_id] = drifting
+        log.warning("device %s: ventilator clock %+.0f s from gateway time", device_id, drift)
+        return [clock_drift_observation(f"Device/{device_id}", drift, limit, record.received_at,
+                                        assoc.patient_ref)]
 
     def _changed_only(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The Device, settings, alarm limits, alarm status and device information are stored when
@@ -287,8 +312,9 @@ async def device_service(settings: Any, store: Store) -> AsyncIterator[DeviceIng
     if not endpoints:
         yield None
         return
-    ingest = DeviceIngest(store)
-    clients = [_client(ep, ingest, getattr(settings, "site_tz", "UTC")) for ep in endpoints]
+    site_tz = getattr(settings, "site_tz", "UTC")
+    ingest = DeviceIngest(store, site_tz=site_tz)
+    clients = [_client(ep, ingest, site_tz) for ep in endpoints]
     tasks = [asyncio.create_task(c.run(), name=f"device-{ep.label}") for c, ep in zip(clients, endpoints,
                                                                                        strict=True)]
     log.info("device feeds: %s", ", ".join(ep.label for ep in endpoints))

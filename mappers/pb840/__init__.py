@@ -10,6 +10,7 @@ from mappers.pb840.decoder import (
     decode_miscf,
     decode_response,
     split_frame,
+    vent_clock,
 )
 from mappers.pb840.fhir import (
     connection_state_observation,
@@ -33,6 +34,7 @@ __all__ = [
     "decode_response",
     "split_frame",
     "vendor_code_system",
+    "vent_clock",
     "vent_device_resource",
     "vent_record_to_fhir",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 
 from mappers.profile_schema import CodeEntry, Profile, RecordLayout
@@ -282,3 +282,16 @@ def _alarms(profile: Profile, layout: RecordLayout, get: Getter) -> list[AlarmSt
         active = state not in layout.normal_alarm_values
         out.append(AlarmStatus(entry.key, entry.field, entry.label, state, active))
     return out
+
+
+def vent_clock(record: DecodedVentRecord, tz: tzinfo) -> datetime | None:
+    """The ventilator's own clock (``HH:MM`` + ``MMM DD YYYY``) read in ``tz``; None if absent or
+    unreadable. Minute resolution: compare it with a limit well above 60 s."""
+    if not record.vent_time or not record.vent_date:
+        return None
+    try:
+        naive = datetime.strptime(  # noqa: DTZ007 - the device clock has no zone; tz is applied below
+            f"{record.vent_date.title()} {record.vent_time}", "%b %d %Y %H:%M")
+    except ValueError:
+        return None
+    return naive.replace(tzinfo=tz)

@@ -51,3 +51,27 @@ def test_a_changed_setting_is_stored_at_once() -> None:
     kept = ingest._changed_only(after)
     assert [r["id"] for r in kept if r["resourceType"] == "Observation"
             and r["category"][0]["coding"][0]["code"] == "device-setting"] == [setting["id"]]
+
+
+def test_ventilator_clock_drift_is_reported_on_change_only() -> None:
+    ingest = DeviceIngest(store=None, site_tz="UTC")  # type: ignore[arg-type]
+    from gateway.devices.associations import Association
+
+    raw = SAMPLE.read_bytes()
+    record = decode_response(raw, PROFILE, received_at=datetime(2026, 3, 1, 8, tzinfo=UTC))
+    vent_at = f"{record.vent_date} {record.vent_time}"
+    assert record.vent_time and record.vent_date, vent_at
+    from mappers.pb840 import vent_clock
+
+    clock = vent_clock(record, UTC)
+    assert clock is not None
+    none = Association(None, False)
+    in_step = decode_response(raw, PROFILE, received_at=clock + timedelta(seconds=30))
+    assert ingest._vent_clock(in_step, "v1", 180.0, none) == []  # within the limit: nothing
+    late = decode_response(raw, PROFILE, received_at=clock + timedelta(minutes=10))
+    (obs,) = ingest._vent_clock(late, "v1", 180.0, none)
+    assert obs["valueQuantity"]["value"] == -600.0
+    assert obs["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "clock-drift"
+    assert ingest._vent_clock(late, "v1", 180.0, none) == []  # reported once
+    (back,) = ingest._vent_clock(in_step, "v1", 180.0, none)
+    assert back["component"][0]["valueCodeableConcept"]["coding"][0]["code"] == "clock-ok"
