@@ -142,7 +142,7 @@ async def run_step(beds: int, seconds: float, tmp: Path) -> dict[str, Any]:
     sim = json.loads(out.decode() or "{}")
     size = sum(p.stat().st_size for p in tmp.glob(f"ward-{beds}.db*"))
     hours = beds * seconds / 3600
-    expected_iv_polls = beds * (seconds - 3) * 2  # numerics + waves each second, minus start-up
+    expected_iv_polls = beds * (seconds + WARMUP_S - 3) * 2  # numerics + waves each second, minus start-up
     result = {
         "beds": beds, "seconds": seconds,
         "device_records": dev.get("records"), "device_resources": dev.get("resources"),
