@@ -5,6 +5,7 @@ confirmed by a clinician's PUT), status Observations and dead letters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -131,3 +132,31 @@ async def test_device_feeds_end_to_end(store: Store) -> None:
     dead = (await store.fetch(select(inbox.c.status, inbox.c.message_type, inbox.c.reason)
                               .where(inbox.c.status == "dead"))).all()
     assert any(r[1] == "intellivue-record" and "claims" in r[2] for r in dead)
+
+
+async def test_bad_ventilator_responses_become_dead_letters(store: Store) -> None:
+    """A serial device server answering with a lying byte count: no data, one dead letter per poll."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while await reader.readuntil(b"\r"):
+                writer.write(b"MISCF,1225,169 ,\x02" + b"12:00 ," * 3 + b"\x03\r")
+                await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with device_service(Settings(devices=f"pb840@127.0.0.1:{port}"), store) as ingest:
+            assert ingest is not None
+
+            async def dead() -> bool:
+                return ingest.stats.dead_letters >= 1
+
+            await until(dead)
+    finally:
+        server.close()
+    rows = (await store.fetch(select(inbox.c.message_type, inbox.c.sending_facility, inbox.c.reason,
+                                     inbox.c.payload).where(inbox.c.status == "dead"))).all()
+    assert rows and rows[0][0] == "pb840-record" and rows[0][1] == f"pb840@127.0.0.1:{port}"
+    assert "1225" in rows[0][2] and rows[0][3].startswith(b"MISCF,1225")
+    assert ingest.stats.records == 1  # only the connection-state Observation, no ventilator data
