@@ -3,9 +3,15 @@
 For each batch of change-log entries it keeps the registry current (SubscriptionTopic and
 Subscription entries), runs the compiled topics and filters over the rest, and commits the
 numbered events (``subscription_event``) together with its cursor in one transaction.
-Only after that commit are the events handed to the delivery workers, so a number sent to
-a receiver is always durable and never reused. Matching reads bodies in batches and never
-writes to resources, so it cannot slow ingest beyond its own small commit.
+Numbers are a pure function of the change log: the registry is rebuilt as of the cursor
+(``Registry.load``) and replays every later Subscription and SubscriptionTopic version in
+log order, so a replay after a crash assigns exactly the numbers assigned before it. That
+is what lets the events go to the delivery workers *while* their commit is in flight
+(enqueued first, so it commits before any delivery position that depends on it): a crash
+before that commit loses nothing, the replay re-creates the same numbered events, and the
+receivers see at worst a repeat. The matcher waits for the commit before its next batch
+and retries it with the same rows if it fails. It reads change-log entries and bodies in
+one query and never writes resources, so it cannot slow ingest beyond its own small commit.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
+
+from fhir_server.errors import StorageError
 from fhir_server.storage import Change, Store, WriteTx, loads
+from fhir_server.storage import schema as t
 
 from .events import last_numbers
 from .model import SubscriptionSpec
@@ -44,11 +54,20 @@ class Matcher:
         self.saved = 0
         self.numbers: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[None] | None = None
         self._last_save = time.monotonic()
 
-    async def start(self) -> None:
-        self.cursor = self.saved = await self.store.cursor(MATCHER_CURSOR)
+    async def prepare(self) -> None:
+        """Find the position to resume at (the registry is then loaded as of it)."""
+        c = t.consumer_cursor.c
+        saved = (await self.store.fetch(select(c.seq).where(c.name == MATCHER_CURSOR))).scalar()
+        if saved is None:  # first start: what was written before there were subscriptions is history
+            saved = await self.store.last_seq()
+            await self._commit([], saved)
+        self.cursor = self.saved = int(saved)
         self.numbers = await last_numbers(self.store)
+
+    def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="subscriptions-matcher")
 
     async def stop(self) -> None:
@@ -71,14 +90,12 @@ class Matcher:
 
     async def step(self) -> bool:
         """Process one batch; False when there was nothing new."""
-        changes = await self.store.changes(self.cursor, self.batch)
+        changes, bodies = await self._read()
         if not changes:
             if self.saved < self.cursor and time.monotonic() - self._last_save > self.idle_save:
                 await self._commit([], self.cursor)
             return False
         reg = self.registry
-        wanted = [c.vid for c in changes if c.op != "delete" and (c.type in _META or reg.watches(c.type))]
-        bodies = await self.store.bodies(wanted) if wanted else {}
         numbers: dict[str, int] = {}
         rows: list[dict[str, Any]] = []
         out: dict[str, list[Event]] = {}
@@ -99,15 +116,44 @@ class Matcher:
                     rows.append({"sub_id": spec.id, "number": n, "seq": c.seq, "type": c.type, "res_id": c.id,
                                  "version": c.version, "vid": c.vid, "op": c.op, "ts": c.ts})
         last = changes[-1].seq
+        commit = None
         if rows or time.monotonic() - self._last_save > self.idle_save:
-            await self._commit(rows, last)
+            commit = asyncio.ensure_future(self._commit(rows, last))  # queued at the writer now
         self.cursor = last
         self.numbers.update(numbers)
         for sub_id, spec in touched.items():
             self.on_subscription(sub_id, spec)
         if out:
             self.on_events(out)
+        if commit is not None:
+            self._inflight = asyncio.ensure_future(self._durable(commit, rows, last))
+            await self._inflight
         return True
+
+    async def settled(self) -> None:
+        """Wait until every event handed to delivery so far is committed (for ``$events``)."""
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            await asyncio.shield(inflight)
+
+    async def _read(self) -> tuple[list[Change], dict[int, bytes]]:
+        """The next entries and, in the same query, the bodies of those that are not deletions."""
+        c, v = t.change_log.c, t.resource_version.c
+        stmt = (select(c.seq, c.type, c.id, c.version, c.op, c.ts, c.vid, v.body)
+                .join(t.resource_version, v.vid == c.vid).where(c.seq > self.cursor).order_by(c.seq)
+                .limit(self.batch))
+        rows = await self.store.fetch(stmt)
+        return [Change(*r[:7]) for r in rows], {r[6]: r[7] for r in rows if r[4] != "delete"}
+
+    async def _durable(self, commit: asyncio.Future[None], rows: list[dict[str, Any]], seq: int) -> None:
+        while True:
+            try:
+                await commit
+                return
+            except StorageError:
+                log.exception("saving %d subscription events failed; retrying the same rows", len(rows))
+                await asyncio.sleep(0.2)
+                commit = asyncio.ensure_future(self._commit(rows, seq))
 
     async def _previous(self, c: Change) -> dict[str, Any] | None:
         if c.version <= 1 or (c.op != "delete" and not self.registry.needs_previous(c.type)):

@@ -98,6 +98,7 @@ class Operations:
         content = (call.parameters.get("content") or [spec.content])[0]
         if content not in ("empty", "id-only", "full-resource"):
             raise bad_request(f"content must be empty, id-only or full-resource, got {content!r}", ["content"])
+        await self.svc.matcher.settled()
         total = await self.svc.events_since(spec.id)
         events: list[Event] = await load_events(self.svc.store, spec.id, since - 1, until, MAX_EVENTS,
                                                 bodies=content == "full-resource")

@@ -37,14 +37,12 @@ class Registry:
         self._local: dict[str, tuple[SearchParam, ...]] = {}
 
     # -- loading and updates ------------------------------------------------------------------
-    async def load(self, store: Store) -> None:
-        for id_, version, body in await _current(store, "SubscriptionTopic"):
+    async def load(self, store: Store, as_of: int) -> None:
+        """The topics and subscriptions as they were at change-log entry ``as_of``."""
+        for id_, version, body, _ in await _as_of(store, "SubscriptionTopic", as_of):
             self.apply_topic(id_, version, loads(body))
-        c = t.change_log.c
-        starts = dict((await store.fetch(
-            select(c.id, func.min(c.seq)).where(c.type == "Subscription").group_by(c.id))).all())
-        for id_, version, body in await _current(store, "Subscription"):
-            self.apply_subscription(id_, version, loads(body), int(starts.get(id_, 0)))
+        for id_, version, body, start in await _as_of(store, "Subscription", as_of):
+            self.apply_subscription(id_, version, loads(body), start)
 
     def apply_topic(self, id_: str, version: int, res: Mapping[str, Any] | None) -> None:
         if self.topic_versions.get(id_, 0) > version:
@@ -129,8 +127,11 @@ class Registry:
         return out
 
 
-async def _current(store: Store, type_: str) -> list[tuple[str, int, bytes]]:
-    r, v = t.resource.c, t.resource_version.c
-    stmt = (select(r.id, r.version, v.body).join(t.resource_version, v.vid == r.vid)
-            .where(r.type == type_, r.deleted.is_(False)))
-    return [(row[0], int(row[1]), row[2]) for row in await store.fetch(stmt)]
+async def _as_of(store: Store, type_: str, as_of: int) -> list[tuple[str, int, bytes, int]]:
+    """(id, version, body, first seq) of the latest version at or before ``as_of``, deletions left out."""
+    c, v = t.change_log.c, t.resource_version.c
+    latest = (select(c.id.label("id"), func.max(c.seq).label("last"), func.min(c.seq).label("first"))
+              .where(c.type == type_, c.seq <= as_of).group_by(c.id).subquery())
+    stmt = (select(c.id, c.version, v.body, latest.c.first, c.op)
+            .join(latest, c.seq == latest.c.last).join(t.resource_version, v.vid == c.vid))
+    return [(r[0], int(r[1]), r[2], int(r[3])) for r in await store.fetch(stmt) if r[4] != "delete"]

@@ -56,10 +56,11 @@ class SubscriptionService:
         return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + WS_PATH
 
     async def start(self) -> None:
+        await self.matcher.prepare()
         await install_topics(self.store)
-        await self.registry.load(self.store)
-        await self.matcher.start()
+        await self.registry.load(self.store, self.matcher.cursor)
         await self.delivery.start(list(self.registry.subs.values()), self.matcher.numbers)
+        self.matcher.start()
 
     async def stop(self) -> None:
         await self.matcher.stop()

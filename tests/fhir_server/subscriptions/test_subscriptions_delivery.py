@@ -37,6 +37,7 @@ async def test_endpoint_down_goes_to_error_then_recovers_with_every_event_in_ord
         await node.client.post("Observation", json=observation(value=v))
     res = await _wait_status(node, sid, "error")
     assert "failed deliveries" in res["error"]
+    await caught_up(node)
     st = (await node.client.get(f"Subscription/{sid}/$status")).json()["entry"][0]["resource"]
     assert st["status"] == "error" and st["eventsSinceSubscriptionStart"] == "4" and st["error"]
 

@@ -1,0 +1,347 @@
+"""Benchmark: commit ▶ notification written to the subscriber's socket, under 1,000 Observations/s.
+
+The node (store, subscription service, uvicorn for the websocket endpoint) runs in this
+process; the subscribers run in a child process (a rest-hook HTTP receiver, or one
+websocket client per subscription), so receiving costs no CPU here. Both processes use
+``time.perf_counter()`` (CLOCK_MONOTONIC on Linux, shared by processes). A probe is one
+Observation for patient ``probe`` that every subscription's filter matches; its commit
+instant is taken when the store's writer signals the commit (``notifier.notify``). The
+ingest load is ``--rate`` Observations/s for other patients, in 10 ms batches, through the
+same writer.
+
+For each channel (rest-hook, websocket) and each subscription count (1, 100, 1,000) it
+reports, per probe, the latency to the first and the last of the N notifications, p50/p99.
+Baselines measured in the same run: one POST of a notification-sized Bundle to the same
+receiver with our HTTP/1.1 client and with httpx (the floor a notification can reach), and
+1,000 concurrent httpx POSTs (why rest-hooks do not use httpx). Targets (issue 5, this
+2-core machine): p99 <= 5 ms for 1 subscriber, <= 50 ms for the last of 1,000.
+
+    .venv/bin/python bench/subscriptions.py                    # ~1.5 min
+    .venv/bin/python bench/subscriptions.py --seconds 30 --counts 1,1000 --db postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+# ---- the subscriber side (child process) --------------------------------------------------
+
+def _arrival(at: float, body: bytes) -> tuple[float, str, str, str] | None:
+    b = orjson.loads(body)
+    if b.get("resourceType") != "Bundle" or b.get("type") != "history":
+        return None
+    st = b["entry"][0]["resource"]
+    events = st.get("notificationEvent") or []
+    if st.get("type") != "event-notification" or not events:
+        return None
+    return at, st["subscription"]["reference"].rsplit("/", 1)[1], events[0]["focus"]["reference"], st["type"]
+
+
+def _rest_child(conn: Any) -> None:
+    from fhir_server.subscriptions.receiver import Receiver
+
+    async def main() -> None:
+        got: list[Any] = []
+        r = Receiver(keep=False)
+        r.on_receive = lambda at, body: got.append(_arrival(at, body))
+        await r.start()
+        conn.send(r.url)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send([g for g in got if g is not None])
+        await r.stop()
+
+    asyncio.run(main())
+
+
+def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]]) -> None:
+    import websockets
+
+    async def client(sub_id: str, token: str, got: list[Any], ready: asyncio.Event, bound: list[int]) -> None:
+        async with websockets.connect(url, max_queue=None) as ws:
+            await ws.send(f"bind-with-token: {token}")
+            await ws.recv()  # handshake
+            bound[0] += 1
+            if bound[0] == len(tokens):
+                ready.set()
+            async for msg in ws:
+                got.append(_arrival(time.perf_counter(), msg.encode() if isinstance(msg, str) else msg))
+
+    async def main() -> None:
+        got: list[Any] = []
+        ready, bound = asyncio.Event(), [0]
+        tasks = []
+        for i in range(0, len(tokens), 50):  # connect in waves: no accept-queue overflow
+            tasks += [asyncio.create_task(client(s, t, got, ready, bound)) for s, t in tokens[i:i + 50]]
+            await asyncio.sleep(0.05)
+        await ready.wait()
+        conn.send("bound")
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send([g for g in got if g is not None])
+        for t in tasks:
+            t.cancel()
+
+    asyncio.run(main())
+
+
+# ---- the node side ------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _obs(patient: str, value: float) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+            "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": "2026-11-28T10:00:00Z",
+            "valueQuantity": {"value": value, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+
+
+def _sub(i: int, channel: str, endpoint: str | None) -> dict[str, Any]:
+    from fhir_server.subscriptions.model import CONTENT_EXT, FILTER_EXT
+    from fhir_server.subscriptions.topics import TOPIC_BASE
+
+    ch: dict[str, Any] = {"type": channel, "payload": "application/fhir+json",
+                          "_payload": {"extension": [{"url": CONTENT_EXT, "valueCode": "full-resource"}]}}
+    if endpoint:
+        ch["endpoint"] = endpoint
+    return {"resourceType": "Subscription", "id": f"{channel}-{i}", "status": "requested", "reason": "bench",
+            "criteria": TOPIC_BASE + "observation", "channel": ch,
+            "_criteria": {"extension": [{"url": FILTER_EXT, "valueString": "Observation?patient=Patient/probe"}]}}
+
+
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 3)
+
+
+async def _wait_active(store: Any, n: int, timeout: float = 120) -> None:
+    from sqlalchemy import func, select
+
+    from fhir_server.storage import schema as t
+
+    c = t.resource.c
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # Active subscriptions, counted from the resource rows' current bodies.
+        rows = await store.fetch(select(func.count()).select_from(t.resource).where(c.type == "Subscription"))
+        if rows.scalar() >= n:
+            from fhir_server.storage import loads
+            v = t.resource_version.c
+            bodies = await store.fetch(select(v.body).join(t.resource, c.vid == v.vid).where(c.type == "Subscription"))
+            if sum(1 for (b,) in bodies if loads(b)["status"] == "active") >= n:
+                return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("subscriptions did not become active")
+
+
+async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[str, Any]:
+    import uvicorn
+
+    from fhir_server.storage import Store, WriteTx, make_engine, upgrade
+    from fhir_server.subscriptions import SubscriptionService
+
+    tmp = tempfile.mkdtemp(prefix="vg-subs-")
+    url = PG_URL if args.db == "postgresql" else f"sqlite+aiosqlite:///{tmp}/bench.db"
+    engine = make_engine(url)
+    await upgrade(engine)
+    if args.db == "postgresql":
+        from sqlalchemy import text
+        async with engine.begin() as conn:
+            await conn.execute(text("TRUNCATE resource, resource_version, change_log, consumer_cursor, "
+                                    "subscription_event, idx_token, idx_string, idx_date, idx_reference, "
+                                    "idx_quantity, idx_number RESTART IDENTITY"))
+    store = Store(engine)
+    await store.start()
+    commits: list[tuple[int, float]] = []
+    notify = store.notifier.notify
+
+    def timed_notify(seq: int) -> None:
+        commits.append((seq, time.perf_counter()))
+        notify(seq)
+
+    store.notifier.notify = timed_notify  # type: ignore[method-assign]
+    port = _free_port()
+    svc = SubscriptionService(store, base=f"http://127.0.0.1:{port}/fhir")
+    await svc.start()
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    server = None
+    if channel == "rest-hook":
+        proc = ctx.Process(target=_rest_child, args=(child,))
+        proc.start()
+        endpoint = parent.recv()
+    else:
+        from fastapi import FastAPI
+        app = FastAPI()
+        app.include_router(svc.router())
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                               log_level="warning", ws_max_queue=1024))
+        server_task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        endpoint = None
+
+    async def create(tx: WriteTx) -> None:
+        for i in range(count):
+            tx.put("Subscription", f"{channel}-{i}", _sub(i, channel, endpoint), method="PUT")
+
+    await store.write(create)
+    if channel == "websocket":
+        tokens = [(f"{channel}-{i}", svc.hub.issue([f"{channel}-{i}"])[0]) for i in range(count)]
+        proc = ctx.Process(target=_ws_child, args=(child, svc.websocket_url(svc.base), tokens))
+        proc.start()
+        await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+    await _wait_active(store, count)
+
+    stop = asyncio.Event()
+    ingested = [0]
+
+    async def ingest() -> None:
+        period, per = 0.01, max(1, int(args.rate * 0.01))
+        n, next_at = 0, time.perf_counter()
+        while not stop.is_set():
+            batch = [(f"load-{n + k}", _obs(f"load-{(n + k) % 50}", 70)) for k in range(per)]
+            n += per
+
+            async def job(tx: WriteTx, batch=batch) -> None:
+                for id_, res in batch:
+                    tx.put("Observation", id_, res, method="PUT")
+
+            await store.write(job)
+            ingested[0] += per
+            next_at += period
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    probes: dict[str, int] = {}
+
+    async def probe() -> None:
+        i = 0
+        while not stop.is_set():
+            await asyncio.sleep(args.probe_interval)
+            pid = f"probe-{i}"
+            i += 1
+
+            async def job(tx: WriteTx, pid=pid) -> Any:
+                return tx.put("Observation", pid, _obs("probe", 100 + i % 50), method="PUT")
+
+            w = await store.write(job)
+            probes[pid] = w.written().seq
+
+    t0 = time.perf_counter()
+    loops = [asyncio.create_task(ingest()), asyncio.create_task(probe())]
+    await asyncio.sleep(args.seconds)
+    stop.set()
+    await asyncio.gather(*loops)
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(min(10.0, 2.0 + count / 200))  # let the last probes arrive
+    parent.send("dump")
+    arrivals = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
+    proc.join(10)
+
+    commit_at = {}
+    for pid, seq in probes.items():
+        commit_at[pid] = next(at for s, at in commits if s >= seq)
+    per_probe: dict[str, list[float]] = {}
+    for at, _sub_id, focus, _ in arrivals:
+        pid = focus.rsplit("/", 1)[1]
+        if pid in commit_at:
+            per_probe.setdefault(pid, []).append((at - commit_at[pid]) * 1000)
+    complete = [v for v in per_probe.values() if len(v) >= count]
+    first = [min(v) for v in complete]
+    last = [max(v) for v in complete]
+    await svc.stop()
+    if server is not None:
+        server.should_exit = True
+        await server_task
+    await store.close()
+    return {"channel": channel, "subscriptions": count, "probes": len(probes), "complete_probes": len(complete),
+            "ingest_obs_per_s": round(ingested[0] / elapsed), "first_ms": {"p50": _pct(first, .5), "p99": _pct(first, .99)},
+            "last_ms": {"p50": _pct(last, .5), "p99": _pct(last, .99), "max": _pct(last, 1.0)}}
+
+
+async def baseline(n: int = 300) -> dict[str, Any]:
+    """One POST of a notification-sized Bundle, our client vs httpx; 1,000 concurrent httpx POSTs."""
+    import httpx
+
+    from fhir_server.subscriptions.http1 import Http1Client
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_rest_child, args=(child,))
+    proc.start()
+    url = parent.recv()
+    body = orjson.dumps({"resourceType": "Bundle", "type": "history", "entry": [{"resource": _obs("x", 1)}] * 2})
+    headers = {"Content-Type": "application/fhir+json"}
+    ours, theirs = Http1Client(8), httpx.AsyncClient()
+    out: dict[str, Any] = {}
+    for name, post in (("http1_post_ms", lambda: ours.post(url, body, headers, 5)),
+                       ("httpx_post_ms", lambda: theirs.post(url, content=body, headers=headers))):
+        xs = []
+        for _ in range(n):
+            t = time.perf_counter()
+            await post()
+            xs.append((time.perf_counter() - t) * 1000)
+        out[name] = {"p50": _pct(xs, .5), "p99": _pct(xs, .99)}
+    t = time.perf_counter()
+    await asyncio.gather(*(theirs.post(url, content=body, headers=headers, timeout=60) for _ in range(1000)))
+    out["httpx_1000_concurrent_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    t = time.perf_counter()
+    await asyncio.gather(*(ours.post(url, body, headers, 60) for _ in range(1000)))
+    out["http1_1000_concurrent_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    await theirs.aclose()
+    await ours.close()
+    parent.send("dump")
+    parent.recv()
+    proc.join(10)
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measurement time per case")
+    ap.add_argument("--rate", type=int, default=1000, help="background Observations/s")
+    ap.add_argument("--probe-interval", type=float, default=0.1, help="seconds between matching Observations")
+    ap.add_argument("--counts", default="1,100,1000")
+    ap.add_argument("--channels", default="rest-hook,websocket")
+    args = ap.parse_args()
+    import logging
+    logging.basicConfig(level=logging.ERROR)
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "db": args.db,
+                           "note": "2-core VM; receivers in a child process"},
+               "targets": {"p99_ms_1_subscriber": 5, "p99_ms_last_of_1000": 50},
+               "baseline": await baseline(), "cases": []}
+    for channel in args.channels.split(","):
+        for count in (int(c) for c in args.counts.split(",")):
+            results["cases"].append(await run_case(args, channel, count))
+            print(json.dumps(results["cases"][-1]), file=sys.stderr)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
