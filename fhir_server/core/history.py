@@ -11,6 +11,7 @@ from fhir_server.storage import Store
 from .bundles import bundle, history_entry, url
 
 MAX_COUNT = 1000
+KNOWN = frozenset({"_since", "_count", "_getpagesoffset", "_at_seq"})
 
 
 def _int(params: dict[str, str], name: str, default: int) -> int:
@@ -23,7 +24,11 @@ def _int(params: dict[str, str], name: str, default: int) -> int:
 
 
 async def history(store: Store, base: str, type_: str | None, id_: str | None,
-                  params: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+                  params: tuple[tuple[str, str], ...], *, strict: bool = False) -> dict[str, Any]:
+    """A history Bundle, newest first; unknown parameters are ignored, or a 400 when ``strict``."""
+    unknown = sorted({k for k, _ in params} - KNOWN)
+    if unknown and strict:
+        raise bad_request(f"Unknown or unsupported history parameters: {', '.join(unknown)}", unknown)
     p = dict(params)
     count = min(_int(p, "_count", 50), MAX_COUNT)
     offset = _int(p, "_getpagesoffset", 0)

@@ -33,7 +33,7 @@ async def handle(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
     if parts and parts[-1].startswith("$") and parts != ["Observation", "$lastn"]:
         return await _operation(req, ctx)
     if parts == ["_history"] and req.method == "GET":
-        return FhirResponse(200, await history(ctx.store, ctx.base_url, None, None, req.params))
+        return FhirResponse(200, await history(ctx.store, ctx.base_url, None, None, req.params, strict=_strict(req)))
     if not parts:
         raise not_supported(f"{req.method} on the FHIR base is not supported")
     check_type(parts[0])
@@ -69,6 +69,10 @@ async def _operation(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
     return await run(ctx.store)
 
 
+def _strict(req: FhirRequest) -> bool:
+    return req.prefer("handling") == "strict"
+
+
 def _is_search_post(parts: list[str]) -> bool:
     return len(parts) == 2 and parts[1] == "_search"
 
@@ -83,12 +87,13 @@ async def read_op(db: Any, req: FhirRequest, ctx: ServerContext) -> FhirResponse
             raise not_supported("$lastn is defined on Observation only")
         return FhirResponse(200, await lastn(db, ctx, req))
     if len(parts) == 2 and parts[1] == "_history" and m == "GET":
-        return FhirResponse(200, await history(ctx.store, ctx.base_url, type_, None, req.params))
+        return FhirResponse(200, await history(ctx.store, ctx.base_url, type_, None, req.params, strict=_strict(req)))
     if len(parts) == 2 and m == "GET" and not parts[1].startswith(("$", "_")):
         return stored(req, ctx.base_url, await crud.read(db, type_, parts[1]))
     if len(parts) == 3 and parts[2] == "_history" and m == "GET":
         await crud.read_version(db, type_, parts[1]) or await crud.read(db, type_, parts[1])
-        return FhirResponse(200, await history(ctx.store, ctx.base_url, type_, parts[1], req.params))
+        return FhirResponse(200, await history(ctx.store, ctx.base_url, type_, parts[1], req.params,
+                                                  strict=_strict(req)))
     if len(parts) == 4 and parts[2] == "_history" and m == "GET":
         return stored(req, ctx.base_url, await crud.vread(db, type_, parts[1], parts[3]))
     raise not_supported(f"{m} {req.path} is not supported")

@@ -304,3 +304,5 @@ async def test_history_levels_since_and_count(client):
     outcome(await client.get("_history", params={"_since": "last tuesday"}), 400)
     outcome(await client.get("_history", params={"_count": "-3"}), 400)
     outcome(await client.get("Patient/unknown/_history"), 404)
+    assert (await client.get("_history", params={"bogus": "1"})).status_code == 200
+    outcome(await client.get("Patient/_history", params={"bogus": "1"}, headers={"prefer": "handling=strict"}), 400)
