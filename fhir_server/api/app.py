@@ -71,6 +71,9 @@ def create_app(store: Store, base_url: str | None = None, *, title: str = "Vital
     (subscriptions, alerting); other HTTP routes (websockets, dashboard) are added by the
     caller with ``app.include_router`` before the ``/fhir`` catch-all is reached.
     """
+    from fhir_server.core.resources import resource_types
+
+    resource_types()  # imports every R4B model once (~4 s): at start-up, not in the first request
     app = FastAPI(title=title, docs_url="/docs", openapi_url="/openapi.json")
     app.state.store = store
 
