@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from gateway.devices.pb840_client import DeviceStatusEvent, Status
 from mappers.intellivue import (
     AssociationResult,
+    ConnectIndication,
     IntellivueDecodeError,
     KeepAliveResult,
     MdsCreateEvent,
@@ -40,7 +41,7 @@ from mappers.intellivue import (
 from mappers.intellivue.nomenclature import NOM_MOC_VMO_METRIC_NU, NOM_MOC_VMO_METRIC_SA_RT
 from mappers.profile_schema import IntellivueUdpTransport, Profile
 
-__all__ = ["IntellivueClient", "MonitorSession"]
+__all__ = ["IntellivueClient", "MonitorSession", "discover_monitors"]
 
 log = logging.getLogger(__name__)
 
@@ -252,3 +253,31 @@ class IntellivueClient:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
+
+
+async def discover_monitors(listen: tuple[str, int] = ("0.0.0.0", 24005), seconds: float = 5.0
+                            ) -> dict[str, ConnectIndication]:
+    """Listen for monitors' Connect Indication broadcasts; system id -> indication.
+
+    Monitors announce themselves every few seconds on UDP 24005 with their address and
+    association port; this is how an operator finds the ``intellivue@host:port`` endpoints.
+    Anything else received on the port is ignored.
+    """
+    proto = _Datagrams()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: proto, local_addr=listen, allow_broadcast=True)
+    found: dict[str, ConnectIndication] = {}
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                raw = await asyncio.wait_for(proto.queue.get(), left)
+            except TimeoutError:
+                break
+            with contextlib.suppress(IntellivueDecodeError):
+                msg = decode_message(raw)
+                if isinstance(msg, ConnectIndication):
+                    found[msg.system_id] = msg
+    finally:
+        transport.close()
+    return found

@@ -5,6 +5,7 @@ datagrams."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,7 @@ from datetime import datetime
 import pytest
 
 from gateway.devices import DeviceStatusEvent
-from gateway.devices.intellivue_client import IntellivueClient, MonitorSession
+from gateway.devices.intellivue_client import IntellivueClient, MonitorSession, discover_monitors
 from gateway.simulators.intellivue import IntellivueSimulator
 from gateway.simulators.physiology import Physiology
 from mappers.intellivue import PollResult, poll_to_fhir
@@ -188,3 +189,16 @@ async def test_nobody_listening_reports_disconnected_once() -> None:
     finally:
         await _stop(client, task)
     assert seen.kinds() == ["disconnected"]
+
+
+async def test_discovery_by_connect_indication(monitor: IntellivueSimulator) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    listening = asyncio.create_task(discover_monitors(("127.0.0.1", port), seconds=1.0))
+    await asyncio.sleep(0.2)
+    monitor.send_connect_indication(("127.0.0.1", port))
+    found = await listening
+    assert list(found) == ["0009fb123456"]
+    assert found["0009fb123456"].ip_address == "127.0.0.1"
+    assert found["0009fb123456"].association_port == monitor.port

@@ -13,6 +13,7 @@ from fhir.resources.R4B.observation import Observation
 from inference.vitals import sample_from_observation
 from mappers.intellivue import (
     AssociationResult,
+    ConnectIndication,
     IntellivueDecodeError,
     KeepAliveResult,
     MdsCreateEvent,
@@ -239,3 +240,13 @@ def test_every_truncation_is_a_decode_error_never_a_crash() -> None:
     lying[6:8] = b"\xff\xff"
     with pytest.raises(IntellivueDecodeError, match="claims 65535 bytes"):
         decode_message(bytes(lying))
+
+
+def test_connect_indication_written_by_hand() -> None:
+    net = bytes.fromhex("0009fb000007") + bytes([10, 1, 2, 3]) + bytes([255, 255, 255, 0])
+    proto = struct.pack(">HH", 1, 8) + struct.pack(">HHHH", 1, 1, 24105, 0)  # data export over UDP
+    info = _attrs(_ava(0x0984, struct.pack(">H", 6) + bytes.fromhex("0009fb000007")),
+                  _ava(0xF100, net), _ava(0xF101, proto))
+    arg = struct.pack(">HHH", 33, 0, 0) + struct.pack(">IHH", 0, 3351, len(info)) + info
+    msg = decode_message(_sp(1, struct.pack(">HHH", 0, 0, len(arg)) + arg))
+    assert msg == ConnectIndication("0009fb000007", "10.1.2.3", 24105)
