@@ -41,7 +41,7 @@ from mappers.pb840 import (
     vent_clock,
     vent_record_to_fhir,
 )
-from mappers.pb840.fhir import _fhir_id as vent_fhir_id
+from mappers.pb840.fhir import fhir_id as vent_fhir_id
 from mappers.profiles import load_profile
 from mappers.waveform import WAVES, waveform_observation
 

@@ -19,6 +19,7 @@ from mappers.profile_schema import LOINC_SYSTEM, MDC_SYSTEM, Profile
 
 __all__ = [
     "connection_state_observation",
+    "fhir_id",
     "vendor_code_system",
     "vent_device_resource",
     "vent_record_to_fhir",
@@ -227,3 +228,8 @@ def _fhir_id(*parts: str) -> str:
     if len(cleaned) <= 64:
         return cleaned
     return cleaned[:40] + "-" + hashlib.sha256(cleaned.encode()).hexdigest()[:23]
+
+
+def fhir_id(*parts: str) -> str:
+    """The resource id these mappers derive from natural keys (public for the device service)."""
+    return _fhir_id(*parts)
