@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from fhir_server.errors import FhirError, bad_request, conflict, precondition_failed
-from fhir_server.storage import WriteTx
+from fhir_server.errors import FhirError, VersionConflict, bad_request, conflict, precondition_failed
+from fhir_server.storage import PendingWrite, WriteTx
 
 from .context import ServerContext
+from .render import written
 from .request import FhirRequest, FhirResponse
 from .resources import check_type, parse_json, validate
 from .search_exec import match_ids
@@ -131,13 +133,18 @@ async def _transaction(entries: list[dict[str, Any]], ctx: ServerContext) -> dic
     async def job(tx: WriteTx) -> list[dict[str, Any]]:
         ids = await _assign_ids(tx, entries, reqs)
         _no_overlap(reqs)
-        out: list[dict[str, Any] | None] = [None] * len(reqs)
-        for i in order:
-            try:
-                out[i] = _entry_response(await _run_entry(tx, reqs[i], ids, entries[i], ctx))
-            except FhirError as exc:
-                raise _at_entry(exc, i) from None
-        return [o for o in out if o is not None]
+        out: list[FhirResponse | _Deferred | None] = [None] * len(reqs)
+        try:
+            for i in order:
+                try:
+                    out[i] = await _run_entry(tx, reqs[i], ids, entries[i], ctx)
+                except FhirError as exc:
+                    raise _at_entry(exc, i) from None
+            await tx.flush()
+        except VersionConflict as exc:
+            raise _conflict_at(exc, out) from None
+        return [_entry_response(o if isinstance(o, FhirResponse) else written(o.req, ctx.base_url, o.write.written()))
+                for o in out if o is not None]
 
     return bundle("transaction-response", await ctx.store.write(job))
 
@@ -159,7 +166,8 @@ async def _assign_ids(tx: WriteTx, entries: list[dict[str, Any]], reqs: list[Fhi
                     target = f"{parts[0]}/{found[0]}"
             if full:
                 ids[full] = target
-            object.__setattr__(r, "headers", {**r.headers, "x-assigned": target})
+            extra = {"x-assigned": target, **({"x-existing": "1"} if cond and found else {})}
+            object.__setattr__(r, "headers", {**r.headers, **extra})
         elif r.method == "PUT" and len(parts) == 1:
             found = await match_ids(tx, parts[0], _qs(r), limit=2)
             if len(found) > 1:
@@ -213,29 +221,50 @@ def _rewrite(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
+@dataclass
+class _Deferred:
+    """A create or update queued in the transaction; its response is built after the flush."""
+
+    req: FhirRequest
+    write: PendingWrite
+
+
 async def _run_entry(tx: WriteTx, r: FhirRequest, ids: dict[str, str], entry: dict[str, Any],
-                     ctx: ServerContext) -> FhirResponse:
+                     ctx: ServerContext) -> FhirResponse | _Deferred:
+    """Run one entry. Plain creates and updates are only queued (one flush for all of them)."""
     from . import crud
-    from .render import stored, written
+    from .render import stored
     from .router import read_op, write_op
 
     res = _rewrite(r.resource, ids) if r.resource is not None else None
     assigned = r.headers.get("x-assigned")
     if r.method == "POST" and assigned:
         type_, id_ = assigned.split("/", 1)
-        existing = await crud.read_version(tx, type_, id_)
-        if existing is not None and not existing.deleted:
-            return stored(r, ctx.base_url, existing)
+        if r.headers.get("x-existing"):  # ifNoneExist matched: nothing is written
+            return stored(r, ctx.base_url, await crud.read(tx, type_, id_))
+        res = await ctx.extensions.before_write(tx, r, type_, validate(res, type_))
+        body = {k: v for k, v in res.items() if k != "id"}
+        return _Deferred(r, tx.put(type_, id_, body, method="POST", must_not_exist=True))
+    if r.method == "PUT" and (assigned or len(r.parts) == 2):
+        type_, id_ = (assigned or r.path).split("/", 1)
+        if assigned:
+            res = {**(res or {}), "id": id_}
         validate(res, type_)
-        body = {k: v for k, v in (res or {}).items() if k != "id"}
-        w = await crud._put(tx, type_, id_, body, "POST", must_not_exist=True)
-        return written(r, ctx.base_url, w)
-    if r.method == "PUT" and assigned:
-        type_, id_ = assigned.split("/", 1)
-        res = {**(res or {}), "id": id_}
-        r = FhirRequest("PUT", assigned, (), r.headers, None, res)
-    else:
-        r = FhirRequest(r.method, r.path, r.params, r.headers, r.body, res)
+        if res.get("id") != id_:  # type: ignore[union-attr]
+            raise bad_request(f"Resource id {res.get('id')!r} must equal the URL id {id_!r}", ["id"])  # type: ignore[union-attr]
+        res = await ctx.extensions.before_write(tx, r, type_, res)  # type: ignore[arg-type]
+        return _Deferred(r, tx.put(type_, id_, res, method="PUT", if_match=crud.parse_etag(r.header("if-match"))))
+    r = FhirRequest(r.method, r.path, r.params, r.headers, r.body, res)
     if r.method in ("GET", "HEAD"):
         return await read_op(tx, r, ctx)
     return await write_op(tx, r, ctx)
+
+
+def _conflict_at(exc: VersionConflict, out: list[FhirResponse | _Deferred | None]) -> FhirError:
+    """The 409/412 of a queued write that failed at the flush, named by its entry."""
+    from .crud import _write_error
+
+    for i, o in enumerate(out):
+        if isinstance(o, _Deferred) and str(exc).startswith(f"{o.write.type}/{o.write.id}:"):
+            return _at_entry(_write_error(exc, o.write.type, o.write.id), i)
+    return FhirError(409, "conflict", str(exc))
