@@ -274,6 +274,7 @@ def _latency(rate: float, latencies: list[float], scheduled: list[float], elapse
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     db_url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    load_start = os.getloadavg()[0]
     proc, port = await start_server(db_url)
     latency: list[dict[str, Any]] = []
     acked_in_latency = 0
@@ -293,7 +294,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     total = sent + acked_in_latency
     return {
         "database": db_url.split(":", 1)[0],
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    # the cores are shared: a load above ~2 means other work competed
+                    "loadavg_1min_start": round(load_start, 2),
+                    "loadavg_1min_end": round(os.getloadavg()[0], 2)},
         "senders": SENDERS, "obx_per_message": len(OBX),
         "observation_resources_per_message": 8,  # NIBP sys/dia/mean become one panel
         "duration_s": args.duration,
