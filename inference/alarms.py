@@ -8,7 +8,8 @@ Output: a list of actions, each carrying the episode id and the triggering obser
 States and transitions (times are the evaluations' times; nothing here reads the clock)::
 
     IDLE ──level>0──▶ PENDING ──still >0 after persistence──▶ OPEN  (emits Open)
-    PENDING ──level 0──▶ IDLE (nothing emitted: a transient never alerts)
+    PENDING ──level 0 and hold 0──▶ IDLE (nothing emitted: a transient never alerts)
+    PENDING ──level 0, hold >0──▶ PENDING (hysteresis: hovering at the limit keeps the window)
     PENDING ──no evaluation for max_gap_s──▶ PENDING restarted (persistence must be continuous)
     OPEN ──effective level rises──▶ OPEN (Escalate, at once: deterioration is never delayed)
     OPEN ──effective level lower for deescalate_s──▶ OPEN (DeEscalate)
@@ -184,10 +185,17 @@ class AlarmTracker:
         return state.episode
 
     def _step_idle(self, key: AlertKey, ev: Evaluation, policy: AlarmPolicy) -> list[Action]:
+        pending = self._pending.get(key)
         if ev.level <= Level.NONE:
+            if (pending is not None and ev.hold_level is not None and ev.hold_level > Level.NONE
+                    and _elapsed(pending.last, ev.time) <= policy.max_gap_s):
+                # between the set and clear thresholds: a noisy value hovering at the limit keeps
+                # the persistence window going (hysteresis) instead of restarting it on every
+                # excursion; an alert still opens only on a value past the set threshold
+                pending.last = ev.time
+                return []
             self._pending.pop(key, None)
             return []
-        pending = self._pending.get(key)
         if pending is None or _elapsed(pending.last, ev.time) > policy.max_gap_s:
             # a gap in the data breaks persistence: it must be seen continuously
             pending = self._pending[key] = _Pending(since=ev.time, last=ev.time)

@@ -39,6 +39,15 @@ def test_transient_shorter_than_persistence_never_alerts():
     assert actions == []
 
 
+def test_hovering_between_set_and_clear_keeps_the_persistence_window():
+    # SpO2 89, 91, 89, 91...: 91 is above the set threshold but below clear (hold level)
+    hovering = [ev(s, 2 if s % 2 == 0 else 0, hold=2) for s in range(0, 15)] + [ev(16, 2)]
+    [opened] = run(AlarmTracker(), hovering)
+    assert isinstance(opened, Open) and opened.started == T0
+    # a value past the clear threshold still restarts it
+    assert run(AlarmTracker(), [ev(0, 2), ev(8, 0, hold=0), ev(16, 2)]) == []
+
+
 def test_opens_after_persistence_with_all_triggering_evidence():
     actions = run(AlarmTracker(), [ev(0, 2), ev(5, 2), ev(15, 2)])
     assert len(actions) == 1
