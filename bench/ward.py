@@ -3,6 +3,7 @@
     .venv/bin/python bench/ward.py                       # 10,25,50,75,100 beds, 60 s each, stops at the first failure
     .venv/bin/python bench/ward.py --long                # 300 s per step (the 5-minute criterion)
     .venv/bin/python bench/ward.py --beds 5 --step-seconds 15   # smoke run
+    .venv/bin/python bench/ward.py --full-waves          # 4 ECG leads at 500 Hz: ~2,400 points/bed/s
 
 Per bed (all three vendors, real transports, real rates):
 - Philips IntelliVue monitor over the LAN Data Export protocol (UDP): 15 numerics polled at
@@ -107,7 +108,7 @@ async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
         samples.append((time.monotonic() - t - 0.1) * 1000)
 
 
-async def run_step(beds: int, seconds: float, tmp: Path) -> dict[str, Any]:
+async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "standard") -> dict[str, Any]:
     db = tmp / f"ward-{beds}.db"
     mllp_port = _free_base(1)
     pb_base, iv_base = _free_base(2 * beds + 1), 0
@@ -120,7 +121,7 @@ async def run_step(beds: int, seconds: float, tmp: Path) -> dict[str, Any]:
                "--duration", str(seconds + WARMUP_S), "--measure-after", str(WARMUP_S),
                "--mllp", f"127.0.0.1:{mllp_port}", "--pb840-listen", f"127.0.0.1:{pb_base}",
                "--intellivue-listen", f"127.0.0.1:{iv_base}", "--pumps", "2", "--no-hl7-monitors",
-               "--seed", "7"]
+               "--seed", "7", "--monitor-waves", monitor_waves]
     lag: list[float] = []
     stop = asyncio.Event()
     async with running_node(settings) as node:
@@ -179,14 +180,17 @@ async def main() -> None:
     ap.add_argument("--step-seconds", type=float, default=60.0)
     ap.add_argument("--long", action="store_true", help="300 s per step (the 5-minute criterion)")
     ap.add_argument("--keep-going", action="store_true", help="run later steps after a failed one")
+    ap.add_argument("--full-waves", action="store_true",
+                    help="monitors with ECG I/II/III/V at 500 Hz + pleth + ABP (~2,400 data points/bed/s)")
     args = ap.parse_args()
     seconds = 300.0 if args.long else args.step_seconds
     counts = [int(b) for b in args.beds.split(",") if b.strip()]
     steps = []
     with tempfile.TemporaryDirectory(prefix="vg-ward-") as tmp:
-        baseline = await run_step(1, min(seconds, 30.0), Path(tmp))
+        waves = "full" if args.full_waves else "standard"
+        baseline = await run_step(1, min(seconds, 30.0), Path(tmp), waves)
         for beds in counts:
-            step = await run_step(beds, seconds, Path(tmp))
+            step = await run_step(beds, seconds, Path(tmp), waves)
             steps.append(step)
             print(json.dumps({"progress": step}), file=sys.stderr, flush=True)
             if not step["sustained"] and not args.keep_going:
@@ -197,9 +201,12 @@ async def main() -> None:
     print(json.dumps({
         "benchmark": "ward", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                          "note": "2 cores shared by the node and the simulator process"},
-        "per_bed": {"monitor": "IntelliVue UDP: 15 numerics at 1 Hz + ECG 250 Hz, pleth 125 Hz, ABP 125 Hz",
-                    "ventilator": "PB840 SNDF every 2 s + 50 Hz pressure/flow waveform port",
-                    "pumps": "2 x PCD-01 ORU^R01 every 10 s over MLLP", "data_points_per_s": 15 + 500 + 100 + 60},
+        "per_bed": {"monitor": "IntelliVue UDP: 15 numerics at 1 Hz + " + (
+                        "ECG I/II/III/V 500 Hz, pleth 125 Hz, ABP 125 Hz" if args.full_waves
+                        else "ECG 250 Hz, pleth 125 Hz, ABP 125 Hz"),
+                    "ventilator": "PB840 SNDF every 2 s (~45 values) + 50 Hz pressure/flow waveform port",
+                    "pumps": "2 x PCD-01 ORU^R01 every 10 s over MLLP",
+                    "data_points_per_s": 15 + (2250 if args.full_waves else 500) + 100 + 23 + 2},
         "lag_limit_ms": LAG_LIMIT_MS, "step_seconds": seconds,
         "baseline_1_bed": baseline, "steps": steps,
         "largest_sustained_beds": best, "at_largest": per_bed, "target_beds": 100,

@@ -70,6 +70,9 @@ def simulate(
     intellivue_listen: Annotated[str | None, typer.Option(
         help="Run an IntelliVue monitor per bed on UDP from HOST:PORT upwards")] = None,
     waveforms: Annotated[bool, typer.Option(help="Monitor waveforms in the HL7v2 feed")] = False,
+    monitor_waves: Annotated[str, typer.Option(
+        help="IntelliVue waves: standard (ECG II 250 Hz, pleth, ABP) or full (+ECG I, III, V; ECG at 500 Hz)")]
+    = "standard",
     pumps: Annotated[int, typer.Option(min=0, max=8, help="Infusion pumps per bed (HL7v2)")] = 1,
     hl7_monitors: Annotated[bool, typer.Option(help="HL7v2 monitors (off when IntelliVue UDP is the monitor)")]
     = True,
@@ -84,7 +87,9 @@ def simulate(
     target = None if no_mllp else (parse_endpoint(mllp) if mllp else (settings.mllp_host, settings.mllp_port))
     mix = parse_scenarios(scenario or [])
     extra: dict[str, object] = {"waveforms": waveforms, "pumps_per_bed": pumps, "hl7_monitors": hl7_monitors,
-                               "measure_after_s": measure_after}
+                               "measure_after_s": measure_after, "monitor_waves": monitor_waves}
+    if monitor_waves not in ("standard", "full"):
+        raise typer.BadParameter(f"--monitor-waves: standard or full, not {monitor_waves!r}")
     if intellivue_listen:
         extra["intellivue_listen"] = parse_endpoint(intellivue_listen)
     try:

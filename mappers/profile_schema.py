@@ -150,7 +150,7 @@ class WaveEntry(_Strict):
     """A waveform channel by vendor code, mapped to one of ``mappers.waveform.WAVES``."""
 
     code: str = Field(min_length=1)
-    wave: Literal["ecg_ii", "pleth", "abp", "paw", "flow"]
+    wave: Literal["ecg_i", "ecg_ii", "ecg_iii", "ecg_v", "pleth", "abp", "paw", "flow"]
     label: str
 
 

@@ -8,8 +8,9 @@ and its code is a waveform MDC term the alerting engine does not read
 (``inference.vitals`` matches numeric vital-sign codes only and needs ``valueQuantity``).
 
 Waveform codes (ISO/IEEE 11073-10101, partition 2; the same terms as Philips NOM waves):
-ECG lead II 131330 (0x0102), pleth 150452 (0x4BB4), arterial pressure 150036 (0x4A14),
-airway pressure 151792 (0x50F0), airway flow 151764 (0x50D4).
+ECG leads I 131329 (0x0101), II 131330 (0x0102), III 131389 (0x013D), V 131395 (0x0143),
+pleth 150452 (0x4BB4), arterial pressure 150036 (0x4A14), airway pressure 151792 (0x50F0),
+airway flow 151764 (0x50D4).
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ class WaveSpec:
 
 
 WAVES: dict[str, WaveSpec] = {
+    "ecg_i": WaveSpec("131329", "MDC_ECG_ELEC_POTL_I", "ECG I", "uV"),
     "ecg_ii": WaveSpec("131330", "MDC_ECG_ELEC_POTL_II", "ECG II", "uV"),
+    "ecg_iii": WaveSpec("131389", "MDC_ECG_ELEC_POTL_III", "ECG III", "uV"),
+    "ecg_v": WaveSpec("131395", "MDC_ECG_ELEC_POTL_V", "ECG V", "uV"),
     "pleth": WaveSpec("150452", "MDC_PULS_OXIM_PLETH", "Pleth", "1"),
     "abp": WaveSpec("150036", "MDC_PRESS_BLD_ART_ABP", "ABP", "mm[Hg]"),
     "paw": WaveSpec("151792", "MDC_PRESS_AWAY", "Paw", "cm[H2O]"),

@@ -4,9 +4,10 @@ Written from the protocol layout, independently of ``mappers.intellivue`` (it ne
 the decoder or the client's encoders). It answers an association request with an accept
 (or a refuse when the request is malformed), sends the MDS Create Event and waits for its
 result, then answers extended poll requests for numerics (15 values at 1 Hz, one compound
-NBP) and waves (ECG II 250 Hz, pleth and ABP 125 Hz; replies above ``max_datagram`` are
-split into linked results), MDS Get keep-alives, release requests and aborts. An association
-with no message for ``association_timeout_s`` is dropped with an abort, as a monitor does.
+NBP) and waves (ECG II 250 Hz, pleth and ABP 125 Hz; with ``waves="full"`` ECG I, II, III
+and V at 500 Hz; replies above ``max_datagram`` are split into linked results), MDS Get
+keep-alives, release requests and aborts. An association with no message for
+``association_timeout_s`` is dropped with an abort, as a monitor does.
 ``clock_offset_s`` skews the monitor's clock; ``silent`` ignores everything.
 """
 
@@ -39,10 +40,17 @@ _NUMERICS = (
 )
 _NBP = ((0x4A05, "sbp"), (0x4A06, "dbp"), (0x4A07, "map"))
 # (wave key, physio id, unit code, rate Hz, low abs, high abs, low scaled, high scaled, bits)
+_ECG = (-8192.0, 8191.0, 0, 16383, 14)
 _WAVES = (
-    ("ecg_ii", 0x0102, 0x10B3, 250, -8192.0, 8191.0, 0, 16383, 14),
+    ("ecg_ii", 0x0102, 0x10B3, 250, *_ECG),
     ("pleth", 0x4BB4, 0x0200, 125, 0.0, 4095.0, 0, 4095, 12),
     ("abp", 0x4A14, 0x0F20, 125, -40.0, 520.0, 0, 5600, 13),
+)
+# ``waves="full"``: four ECG leads at 500 Hz plus pleth and ABP (2,250 samples/s per monitor)
+_FULL_WAVES = (
+    ("ecg_i", 0x0101, 0x10B3, 500, *_ECG), ("ecg_ii", 0x0102, 0x10B3, 500, *_ECG),
+    ("ecg_iii", 0x013D, 0x10B3, 500, *_ECG), ("ecg_v", 0x0143, 0x10B3, 500, *_ECG),
+    *_WAVES[1:],
 )
 
 
@@ -102,7 +110,10 @@ class IntellivueSimulator:
     def __init__(self, physiology: Physiology, *, host: str = "127.0.0.1", port: int = 0,
                  system_id: bytes = b"\x00\x09\xfb\x12\x34\x56", bed_label: str = "ICU-01",
                  model: str = "MX800", association_timeout_s: float = 10.0,
-                 clock_offset_s: float = 0.0, max_datagram: int = 1400) -> None:
+                 clock_offset_s: float = 0.0, max_datagram: int = 1400, waves: str = "standard") -> None:
+        if waves not in ("standard", "full"):
+            raise ValueError(f"waves must be 'standard' or 'full', not {waves!r}")
+        self._wave_table = _FULL_WAVES if waves == "full" else _WAVES
         self.phys, self.host, self.port = physiology, host, port
         self.system_id, self.bed_label, self.model = system_id, bed_label, model
         self.association_timeout_s = association_timeout_s
@@ -116,7 +127,7 @@ class IntellivueSimulator:
         self._last_rx = 0.0
         self._last_advance = time.monotonic()
         self._last_wave = time.monotonic()
-        self._waves = MonitorWaves({k: r for k, _, _, r, *_ in _WAVES})
+        self._waves = MonitorWaves({k: r for k, _, _, r, *_ in self._wave_table})
         self._watchdog: asyncio.Task[None] | None = None
         self._started = time.monotonic()
 
@@ -274,7 +285,7 @@ class IntellivueSimulator:
         self._last_wave = now
         block = self._waves.block(v, seconds)
         polls = []
-        for handle, (key, physio, unit, rate, lo, hi, lo_s, hi_s, bits) in enumerate(_WAVES, start=50):
+        for handle, (key, physio, unit, rate, lo, hi, lo_s, hi_s, bits) in enumerate(self._wave_table, start=50):
             k = (hi_s - lo_s) / (hi - lo)
             scaled = [min(hi_s, max(lo_s, round(lo_s + (x - lo) * k))) for x in block[key]]
             raw = struct.pack(f">{len(scaled)}H", *scaled)

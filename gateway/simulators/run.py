@@ -142,8 +142,9 @@ class DeviceSims:
 
     def __init__(self, scenarios: Mapping[int, str], seed: int = 0, *,
                  pb840_listen: tuple[str, int] | None = None,
-                 intellivue_listen: tuple[str, int] | None = None) -> None:
+                 intellivue_listen: tuple[str, int] | None = None, monitor_waves: str = "standard") -> None:
         self.scenarios, self.seed = dict(scenarios), seed
+        self.monitor_waves = monitor_waves
         self.pb840_listen, self.intellivue_listen = pb840_listen, intellivue_listen
         self.vents: dict[int, tuple[Pb840Simulator, Pb840WaveformPort]] = {}
         self.monitors: dict[int, IntellivueSimulator] = {}
@@ -162,7 +163,8 @@ class DeviceSims:
                 host, base = self.intellivue_listen
                 mon = IntellivueSimulator(Physiology(scenario, self.seed * 1000 + bed), host=host,
                                           port=base + bed - 1 if base else 0,
-                                          system_id=bytes.fromhex(f"0009fb{bed:06x}"), bed_label=f"ICU-{bed:02d}")
+                                          system_id=bytes.fromhex(f"0009fb{bed:06x}"), bed_label=f"ICU-{bed:02d}",
+                                          waves=self.monitor_waves)
                 await mon.start()
                 self.monitors[bed] = mon
 
@@ -200,12 +202,13 @@ async def run_simulation(beds: int, duration: float, mllp: tuple[str, int] | Non
                          seed: int = 0, *, waveforms: bool = False,
                          intellivue_listen: tuple[str, int] | None = None,
                          hl7_monitors: bool = True, pumps_per_bed: int = 1,
-                         measure_after_s: float = 0.0) -> SimulationStats:
+                         measure_after_s: float = 0.0, monitor_waves: str = "standard") -> SimulationStats:
     """Run ``beds`` simulated beds for ``duration`` seconds; return what was sent."""
     if beds < 1 or duration <= 0:
         raise ValueError("beds must be >= 1 and duration > 0")
     stats = SimulationStats(beds=beds, scenarios=assign_scenarios(beds, scenario_mix, seed))
-    sims = DeviceSims(stats.scenarios, seed, pb840_listen=pb840_listen, intellivue_listen=intellivue_listen)
+    sims = DeviceSims(stats.scenarios, seed, pb840_listen=pb840_listen, intellivue_listen=intellivue_listen,
+                      monitor_waves=monitor_waves)
     started = time.monotonic()
     try:
         await sims.start()

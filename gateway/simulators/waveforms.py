@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 
 from gateway.simulators.physiology import Vitals
 
-__all__ = ["MONITOR_RATES", "VENT_RATE_HZ", "MonitorWaves", "VentWaves"]
+__all__ = ["FULL_MONITOR_RATES", "MONITOR_RATES", "VENT_RATE_HZ", "MonitorWaves", "VentWaves"]
 
 MONITOR_RATES = {"ecg_ii": 250, "pleth": 125, "abp": 125}  # samples per second
+# A fully equipped ICU monitor: four ECG leads at 500 Hz, pleth and ABP at 125 Hz (2,250 samples/s)
+FULL_MONITOR_RATES = {"ecg_i": 500, "ecg_ii": 500, "ecg_iii": 500, "ecg_v": 500, "pleth": 125, "abp": 125}
+_ECG_GAIN = {"ecg_i": 0.6, "ecg_ii": 1.0, "ecg_iii": 0.45, "ecg_v": 1.3}
 VENT_RATE_HZ = 50  # the PB840 waveform port
 
 
@@ -55,8 +58,8 @@ class MonitorWaves:
 
     @staticmethod
     def _sample(name: str, phase: float, v: Vitals) -> int:
-        if name == "ecg_ii":
-            return round(_ecg(phase))
+        if name in _ECG_GAIN:
+            return round(_ecg(phase) * _ECG_GAIN[name])
         if name == "pleth":
             return round(1000 * _pleth(phase) * min(1.0, v.spo2 / 97))
         pulse = _pleth((phase + 0.9) % 1.0) / 0.95

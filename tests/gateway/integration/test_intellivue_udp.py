@@ -202,3 +202,24 @@ async def test_discovery_by_connect_indication(monitor: IntellivueSimulator) -> 
     assert list(found) == ["0009fb123456"]
     assert found["0009fb123456"].ip_address == "127.0.0.1"
     assert found["0009fb123456"].association_port == monitor.port
+
+
+async def test_full_monitor_waves_reach_2000_samples_per_second() -> None:
+    sim = IntellivueSimulator(Physiology("stable", 9), waves="full")
+    await sim.start()
+    seen = Seen()
+    client, task = await _run(sim, seen, poll_interval_s=1.0)
+    try:
+        await until(lambda: sum(1 for p in seen.polls if p.waves) >= 2)
+    finally:
+        await _stop(client, task)
+        await sim.close()
+    poll = [p for p in seen.polls if p.waves][-1]
+    assert {w.physio_id for w in poll.waves} == {0x0101, 0x0102, 0x013D, 0x0143, 0x4BB4, 0x4A14}
+    ecg = [w for w in poll.waves if w.physio_id in (0x0101, 0x0102, 0x013D, 0x0143)]
+    assert all(w.period_ms == 2.0 for w in ecg)
+    per_second = sum(len(w.samples) / (len(w.samples) * w.period_ms / 1000) for w in poll.waves)
+    assert per_second == 4 * 500 + 2 * 125
+    mapped = poll_to_fhir(poll, PROFILE, "Device/d", datetime.now().astimezone())
+    assert mapped.problems == [] and {o["code"]["coding"][0]["code"] for o in mapped.resources} == {
+        "131329", "131330", "131389", "131395", "150452", "150036"}
