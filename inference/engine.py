@@ -148,12 +148,15 @@ class Engine:
             effects.extend(self._score_risk(sample.patient_id, sample.time))
         return effects
 
-    def on_device_status(self, status: DeviceStatus) -> Effects:
+    def on_device_status(self, status: DeviceStatus, only: frozenset[str] | None = None) -> Effects:
+        """Technical conditions from a device's status; ``only`` limits them to what the report is
+        about (a clock report says nothing about the connection)."""
         ruleset = self.ruleset_for(status.patient_id)
         author = ruleset_device_id(ruleset.name, ruleset.version)
         effects = Effects()
         for result in evaluate_technical(ruleset.technical, status):
-            effects.extend(self._track(status.patient_id, result, author))
+            if only is None or result.condition in only:
+                effects.extend(self._track(status.patient_id, result, author))
         return effects
 
     def acknowledge(self, episode_id: str, who: str, when: datetime) -> dict[str, Any]:

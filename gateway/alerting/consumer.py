@@ -21,6 +21,8 @@ clinician closed is never reopened.
 What the engine reads (``is_engine_input``): Observations with category ``vital-signs``, plus the
 clinician-entered ACVPU (LOINC 67775-7) and oxygen-therapy (3151-8) Observations.  Waveforms,
 device settings, device alerts and the engine's own NEWS2 scores (category ``survey``) are not.
+Device-status Observations (connection state, clock drift) become technical conditions
+(``device_status``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from inference import (
 )
 from inference.fhir import detected_issue
 
+from .device_status import device_status
 from .models import ModelSource
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ CONSUMER = "inference-alerting"
 TYPES = ("Observation", "DetectedIssue")
 VITAL_SIGNS = "vital-signs"
 _CLINICIAN_CODES = frozenset({"67775-7", "3151-8"})  # ACVPU, oxygen flow: entered, not monitored
-Item = tuple[str, Any]  # ("obs", dict) or ("issue", AlertState)
+Item = tuple[str, Any]  # ("obs", dict), ("status", (DeviceStatus, conditions)) or ("issue", AlertState)
 
 
 def _categories(obs: Mapping[str, Any]) -> set[str]:
@@ -194,6 +197,8 @@ class AlertingConsumer:
                 continue
             if change.type == "Observation" and is_engine_input(resource):
                 items.append(("obs", resource))
+            elif change.type == "Observation" and (status := device_status(resource)) is not None:
+                items.append(("status", status))
             elif change.type == "DetectedIssue" and _is_ours(resource):
                 with contextlib.suppress(ValueError):
                     items.append(("issue", alert_from_detected_issue(resource)))
@@ -205,13 +210,14 @@ class AlertingConsumer:
             try:
                 if kind == "issue":
                     self.engine.apply_stored(value)
+                elif kind == "status":
+                    out.extend(self.engine.on_device_status(*value).resources)
                 else:
                     self.stats.observations += 1
                     out.extend(self.engine.on_observation(value).resources)
             except Exception:  # one bad input must not stop alerting for every other patient
                 self.stats.errors += 1
-                log.exception("alerting could not evaluate %s %s", kind,
-                              value.get("id") if isinstance(value, dict) else value.episode_id)
+                log.exception("alerting could not evaluate a %s input", kind)
         return out
 
     async def _commit(self, resources: list[dict[str, Any]], upto: int) -> None:

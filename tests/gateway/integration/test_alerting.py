@@ -173,3 +173,31 @@ async def _scores(store):
     versions, total = await store.history("Observation", count=1000)
     found = [v for v in versions if b"1104051000000101" in v.body]
     return (found, total) if found else None
+
+
+async def test_device_disconnect_raises_and_clears_a_technical_alert(store):
+    from mappers.device_status import clock_drift_observation
+    from mappers.pb840 import connection_state_observation
+
+    consumer = consumer_for(store)
+    await consumer.start()
+    try:
+        down = connection_state_observation("vent-9", "disconnected", T0, "socket closed", "Patient/p3")
+        drift = clock_drift_observation(down["device"]["reference"], 42.0, 5.0, T0, "Patient/p3")
+        await put_all(store, [down, drift])
+        issues = await until(lambda: _at_least(store, 2))
+        by_code = {i["code"]["coding"][0]["code"]: i for i in issues}
+        assert set(by_code) == {"technical-disconnected", "technical-clock-drift"}
+        assert by_code["technical-disconnected"]["implicated"] == [down["device"]]
+        assert by_code["technical-disconnected"]["patient"] == {"reference": "Patient/p3"}
+        up = connection_state_observation("vent-9", "connected", T0 + timedelta(seconds=30), "back", "Patient/p3")
+        await put_all(store, [up])
+        [resolved] = await until(lambda: _with_status(store, "final"))
+        assert resolved["code"]["coding"][0]["code"] == "technical-disconnected"  # the clock alert stays open
+    finally:
+        await consumer.stop()
+
+
+async def _at_least(store, n: int) -> list[dict] | None:
+    issues = await detected_issues(store)
+    return issues if len(issues) >= n else None
