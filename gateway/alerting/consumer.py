@@ -306,7 +306,11 @@ async def _keep_people(tx: WriteTx, resource: dict[str, Any], closed: list[Alert
     stored = await read_version(tx, "DetectedIssue", resource["id"])
     if stored is None or stored.deleted:
         return resource
-    stored_state = alert_from_detected_issue(loads(stored.body))
+    try:
+        stored_state = alert_from_detected_issue(loads(stored.body))
+    except ValueError:  # edited over REST beyond our shape: leave it, never block the batch
+        log.warning("DetectedIssue/%s was changed outside the alert shape; the engine leaves it", resource["id"])
+        return None
     engine_state = alert_from_detected_issue(resource)
     merged = merge_people(engine_state, stored_state)
     if merged is None:

@@ -125,3 +125,14 @@ async def test_mark_false_after_resolution_and_refusals(running, store):
     cap = (await client.get("metadata")).json()
     di = next(x for x in cap["rest"][0]["resource"] if x["type"] == "DetectedIssue")
     assert {o["name"] for o in di["operation"]} >= {"acknowledge", "resolve", "mark-false"}
+
+
+async def test_alert_rewritten_over_rest_does_not_block_the_engine(running, store):
+    client, consumer = running
+    await put_all(store, [spo2(s, 88) for s in range(0, 20)])
+    [issue] = await until(lambda: detected_issues(store))
+    mangled = {k: v for k, v in issue.items() if k not in ("severity", "meta")}
+    assert (await client.put(f"DetectedIssue/{issue['id']}", json=mangled)).status_code == 200
+    await put_all(store, [spo2(s, 80) for s in range(20, 30)] + [spo2(s, 88, "p9") for s in range(0, 20)])
+    issues = await until(lambda: _at_least(store, 2))  # alerting goes on for everyone else
+    assert consumer.stats.errors == 0 and {i["patient"]["reference"] for i in issues} >= {"Patient/p9"}
