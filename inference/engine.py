@@ -97,6 +97,10 @@ class Engine:
         """Choose the rule set for a patient (from the care unit), replacing the default."""
         self._assigned[patient_id] = ruleset
 
+    def unassign(self, patient_id: str) -> None:
+        """Back to the default rule set (the patient left a unit with its own)."""
+        self._assigned.pop(patient_id, None)
+
     def ruleset_for(self, patient_id: str) -> RuleSet:
         return self._assigned.get(patient_id, self.default_ruleset)
 

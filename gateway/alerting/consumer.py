@@ -53,6 +53,7 @@ from inference.fhir import detected_issue
 
 from .device_status import device_status
 from .models import ModelSource
+from .units import UnitRulesets
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,12 @@ class AlertingConsumer:
 
     def __init__(self, store: Store, engine: Engine, *, name: str = CONSUMER, batch: int = 2000,
                  models: ModelSource | None = None, chunk: int = 32, cursor_every_s: float = 1.0,
-                 warm_changes: int = 100_000, restore_days: float = 1.0, idle_s: float = 1.0):
+                 warm_changes: int = 100_000, restore_days: float = 1.0, idle_s: float = 1.0,
+                 units: UnitRulesets | None = None):
         self.store, self.engine, self.name = store, engine, name
         self.batch, self.models, self.chunk = batch, models, chunk
         self.cursor_every_s, self.warm_changes, self.restore_days = cursor_every_s, warm_changes, restore_days
-        self.idle_s = idle_s
+        self.idle_s, self.units = idle_s, units
         self.stats = ConsumerStats()
         self._seen = 0  # everything up to here is processed; the durable cursor may lag
         self._durable = 0
@@ -196,6 +198,8 @@ class AlertingConsumer:
             if not isinstance(resource, dict) or resource.get("meta", {}).get("deleted"):
                 continue
             if change.type == "Observation" and is_engine_input(resource):
+                if self.units is not None:
+                    await self.units.observe(resource)
                 items.append(("obs", resource))
             elif change.type == "Observation" and (status := device_status(resource)) is not None:
                 items.append(("status", status))

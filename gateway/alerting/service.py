@@ -3,7 +3,8 @@
 It registers the alert operations (``$acknowledge``, ``$resolve``, ``$mark-false``) with the
 node's FHIR extensions, loads the rule set (``VITALGATE_ALERT_RULESET``: a built-in name or a TOML
 path) and the risk model (registry at ``VITALGATE_MODEL_DIR``, keys in
-``VITALGATE_TRUSTED_KEYS_DIR``), and runs the change-log consumer until the node stops.
+``VITALGATE_TRUSTED_KEYS_DIR``), the per-unit rule sets (``VITALGATE_ALERT_UNIT_RULESETS``),
+and runs the change-log consumer until the node stops.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from inference import Engine, RuleSet, builtin_ruleset, builtin_ruleset_names, l
 from .consumer import AlertingConsumer
 from .models import ModelSource
 from .operations import register_operations
+from .units import UnitRulesets, parse_unit_rulesets
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,10 @@ async def alerting_service(node: Any) -> AsyncIterator[AlertingConsumer]:
     settings = node.settings
     register_operations(node.extensions)
     engine = Engine(ruleset_from_setting(settings.alert_ruleset))
+    by_unit = parse_unit_rulesets(settings.alert_unit_rulesets, ruleset_from_setting)
     models = ModelSource(settings.model_dir, settings.trusted_keys_dir)
-    consumer = AlertingConsumer(node.store, engine, models=models)
+    consumer = AlertingConsumer(node.store, engine, models=models,
+                                units=UnitRulesets(node.store, engine, by_unit) if by_unit else None)
     await consumer.start()
     log.info("alerting: rule set %s %s, model %s, cursor %d, warmed %s", engine.default_ruleset.name,
              engine.default_ruleset.version, consumer.stats.model, consumer.stats.cursor, consumer.stats.warmed)

@@ -30,9 +30,11 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def node_client(tmp_path: Path, ruleset: str) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
+async def node_client(tmp_path: Path, ruleset: str, units: str = ""
+                      ) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/edge.db", http_port=free_port(), mllp_port=free_port(),
-                        alert_ruleset=ruleset, model_dir=tmp_path / "models", log_level="WARNING")
+                        alert_ruleset=ruleset, alert_unit_rulesets=units, model_dir=tmp_path / "models",
+                        log_level="WARNING")
     async with running_node(settings) as node:
         transport = httpx.ASGITransport(app=build_app(node))
         async with httpx.AsyncClient(transport=transport, base_url=settings.fhir_base + "/",
@@ -64,7 +66,8 @@ async def patient_id(client: httpx.AsyncClient, bed: BedFeed) -> str:
 
 async def test_icu_desaturation_over_mllp_becomes_a_searchable_alert(tmp_path: Path):
     bed, now = BedFeed(7), datetime.now(UTC).replace(microsecond=0)
-    async with node_client(tmp_path, "icu-limits") as (settings, client):
+    # the node's default is the ward rule set; the bed's unit (PV1-3.1 "ICU") selects ICU limits
+    async with node_client(tmp_path, "news2-ward", "ICU=icu-limits") as (settings, client):
         await send(settings, monitor_oru(bed, NORMAL, now, "E2E-1"),
                    monitor_oru(bed, _with(spo2=83), now + timedelta(seconds=1), "E2E-2"))
         pid = await patient_id(client, bed)
