@@ -14,6 +14,7 @@ a known hazard and must be visible on the data itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,7 @@ UNCONFIRMED_TAG = {"system": "urn:vitalgate:association", "code": "association-u
                    "display": "Device-patient association not confirmed by a clinician"}
 
 
+@functools.lru_cache(maxsize=4096)  # asked for on every device record
 def bed_location_id(pl: str) -> str:
     """The Location id the HL7v2 mappers give the bed in PV1-3 notation (``ICU^3^1``)."""
     seg = parse(f"MSH|^~\\&|||||||ADT^A01|1|P|2.5\rPV1||I|{pl}\r").segments[1]
