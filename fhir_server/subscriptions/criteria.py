@@ -87,6 +87,23 @@ class Criteria:
     def matches(self, res: IndexedResource) -> bool:
         return all(_clause(c, res) for c in self.clauses)
 
+    def needles(self) -> frozenset[bytes] | None:
+        """For one positive reference-id or token-code clause: its values as bytes (see SubscriptionSpec)."""
+        for c in self.clauses:
+            if c.negate or c.missing is not None or c.chain or c.param.name == "_id":
+                continue
+            vals: list[str | None] = []
+            for v in c.values:
+                if isinstance(v, ReferenceValue):
+                    vals.append(v.target_id if v.url is None else None)
+                elif isinstance(v, TokenValue):
+                    vals.append(v.code)
+                else:
+                    vals.append(None)
+            if vals and all(x and x.isprintable() and '"' not in x and "\\" not in x for x in vals):
+                return frozenset(x.encode() for x in vals if x)
+        return None
+
 
 def split_criteria(text: str) -> tuple[str, list[tuple[str, str]]]:
     """``Observation?code=x&patient=y`` → ("Observation", [("code", "x"), ("patient", "y")])."""

@@ -34,6 +34,7 @@ from .model import SubscriptionSpec
 from .notifications import Event
 from .registry import Registry
 from .schema import MATCHER_CURSOR, subscription_event
+from .tail import ChangeTail
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[dict[str, list[Event]]], None]
@@ -55,6 +56,7 @@ class Matcher:
         self.numbers: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[None] | None = None
+        self.tail = ChangeTail(store)
         self._last_save = time.monotonic()
 
     async def prepare(self) -> None:
@@ -76,6 +78,7 @@ class Matcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.tail.close()
 
     async def _run(self) -> None:
         while True:
@@ -107,7 +110,7 @@ class Matcher:
             elif c.type == "Subscription":
                 res = None if c.op == "delete" else loads(body or b"{}")
                 touched[c.id] = reg.apply_subscription(c.id, c.version, res, c.seq)
-            elif reg.watches(c.type):
+            elif reg.may_match(c, body):
                 for spec in reg.match(c, None if body is None else loads(body), await self._previous(c)):
                     n = numbers.get(spec.id) or self.numbers.get(spec.id, 0)
                     numbers[spec.id] = n = n + 1
@@ -137,13 +140,7 @@ class Matcher:
             await asyncio.shield(inflight)
 
     async def _read(self) -> tuple[list[Change], dict[int, bytes]]:
-        """The next entries and, in the same query, the bodies of those that are not deletions."""
-        c, v = t.change_log.c, t.resource_version.c
-        stmt = (select(c.seq, c.type, c.id, c.version, c.op, c.ts, c.vid, v.body)
-                .join(t.resource_version, v.vid == c.vid).where(c.seq > self.cursor).order_by(c.seq)
-                .limit(self.batch))
-        rows = await self.store.fetch(stmt)
-        return [Change(*r[:7]) for r in rows], {r[6]: r[7] for r in rows if r[4] != "delete"}
+        return await self.tail.read(self.cursor, self.batch)
 
     async def _durable(self, commit: asyncio.Future[None], rows: list[dict[str, Any]], seq: int) -> None:
         while True:

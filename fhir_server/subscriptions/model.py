@@ -54,6 +54,21 @@ class SubscriptionSpec:
     max_count: int
     start_seq: int = 0  # change-log seq of the subscription's creation: only later changes match
 
+    def needles(self, type_: str) -> frozenset[bytes] | None:
+        """Byte strings one of which any matching ``type_`` body must contain; None if unknown.
+
+        Taken from one equality filter on a reference id or a token code: its value appears
+        verbatim in the stored JSON (orjson escapes only quotes, backslashes and control
+        characters, and values with those are not used). Lets the matcher skip most changes
+        without parsing them.
+        """
+        for f in self.filters:
+            if f.resource_type == type_:
+                found = f.needles()
+                if found is not None:
+                    return found
+        return None
+
     def accepts(self, type_: str, res: Any) -> bool:
         """Every filter on ``type_`` matches (filters on other trigger types do not apply)."""
         return all(f.matches(res) for f in self.filters if f.resource_type == type_)

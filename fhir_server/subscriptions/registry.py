@@ -35,6 +35,7 @@ class Registry:
         self.subs: dict[str, SubscriptionSpec] = {}
         self._by_type: dict[str, list[tuple[Topic, list[SubscriptionSpec]]]] | None = None
         self._local: dict[str, tuple[SearchParam, ...]] = {}
+        self._needles: dict[str, frozenset[bytes] | None] = {}
 
     # -- loading and updates ------------------------------------------------------------------
     async def load(self, store: Store, as_of: int) -> None:
@@ -98,6 +99,7 @@ class Registry:
                     local.setdefault(rt, set()).update(p for p in topic.local_params if p.resource_type == rt)
             self._by_type = by_type
             self._local = {rt: tuple(ps) for rt, ps in local.items()}
+            self._needles = {rt: _needles(rt, entries) for rt, entries in by_type.items()}
         return self._by_type
 
     def watches(self, type_: str) -> bool:
@@ -106,6 +108,15 @@ class Registry:
     def needs_previous(self, type_: str) -> bool:
         return any(tr.needs_previous for topic, _ in self._index().get(type_, ())
                    for tr in topic.triggers if tr.resource_type == type_)
+
+    def may_match(self, change: Change, body: bytes | None) -> bool:
+        """A cheap necessary condition: False means no subscription can accept this change."""
+        if change.type not in self._index():
+            return False
+        needles = self._needles.get(change.type)
+        if needles is None or change.op == "delete" or body is None:
+            return True
+        return any(n in body for n in needles)
 
     def match(self, change: Change, cur: Mapping[str, Any] | None, prev: Mapping[str, Any] | None
               ) -> list[SubscriptionSpec]:
@@ -125,6 +136,17 @@ class Registry:
                 continue
             out.extend(s for s in subs if s.start_seq < change.seq and s.accepts(change.type, focus))
         return out
+
+
+def _needles(type_: str, entries: list[tuple[Topic, list[SubscriptionSpec]]]) -> frozenset[bytes] | None:
+    out: set[bytes] = set()
+    for _, subs in entries:
+        for s in subs:
+            found = s.needles(type_)
+            if found is None:
+                return None
+            out |= found
+    return frozenset(out)
 
 
 async def _as_of(store: Store, type_: str, as_of: int) -> list[tuple[str, int, bytes, int]]:
