@@ -16,7 +16,8 @@ Phases (machine: 2 cores; the load generator shares them with the node):
   transaction that wrote it) minus the send time of the frame carrying its newest evidence
   Observation (the frame that made the condition true after its persistence window); also from that
   Observation's own commit, which is the alerting consumer's share of the budget.  Baseline in
-  the same run: the MLLP ACK latency (frame sent -> data committed -> ACK back) at that load.
+  the same run: the MLLP ACK latency (frame sent -> data committed -> ACK back) at the same load
+  on the ingest path alone (``python -m gateway.mllp``, no alerting), and with alerting running.
   The "notification written" half of the budget needs subscriptions and is reported as null.
 - ``burden``: the engine alone, faster than real time, on ``--stable-beds`` stable patients for
   ``--stable-minutes`` simulated minutes at 1 Hz (the same physiology model): alerts per bed-hour,
@@ -96,19 +97,21 @@ def acute_events(beds: int, duration: float) -> dict[int, tuple[float, dict[str,
             for bed in range(0, beds, 2)}
 
 
-async def latency_phase(rate: int, duration: float, tmp: Path) -> dict[str, Any]:
+async def load_node(command: list[str], name: str, rate: int, duration: float, tmp: Path,
+                    events: dict[int, tuple[float, dict[str, float]]] | None) -> tuple[str, Any]:
+    """Start a node process on a fresh SQLite file, drive it with the load generator, stop it."""
     beds = max(1, round(rate / NUMERICS))
-    db_url = f"sqlite+aiosqlite:///{tmp}/latency-{rate}.db"
+    db_url = f"sqlite+aiosqlite:///{tmp}/{name}-{rate}.db"
     mllp = free_port()
     env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_HTTP_PORT": str(free_port()),
            "VITALGATE_MLLP_PORT": str(mllp), "VITALGATE_ALERT_RULESET": "icu-limits",
            "VITALGATE_MODEL_DIR": str(tmp / "models"), "VITALGATE_LOG_LEVEL": "WARNING"}
-    node = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=tmp, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    node = subprocess.Popen([sys.executable, "-m", *command, *(["--port", str(mllp)] if command == ["gateway.mllp"]
+                                                             else [])],
+                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await wait_port(mllp, node)
-        scripted = acute_events(beds, duration)
-        gen = LoadGenerator("127.0.0.1", mllp, beds, events=scripted)
+        gen = LoadGenerator("127.0.0.1", mllp, beds, events=events)
         stats = await gen.run(duration)
         await asyncio.sleep(3.0)  # let the consumer finish the tail
     finally:
@@ -120,13 +123,24 @@ async def latency_phase(rate: int, duration: float, tmp: Path) -> dict[str, Any]
             _, err = node.communicate()
     if b"Traceback" in (err or b""):
         print(err.decode(errors="replace")[-3000:], file=sys.stderr)
+    return db_url, stats
+
+
+async def latency_phase(rate: int, duration: float, tmp: Path) -> dict[str, Any]:
+    beds = max(1, round(rate / NUMERICS))
+    scripted = acute_events(beds, duration)
+    # baseline in the same run: the same load on the ingest path alone (no alerting, no HTTP)
+    _, baseline = await load_node(["gateway.mllp"], "ingest-only", rate, min(duration, 30.0), tmp, None)
+    db_url, stats = await load_node(["gateway", "serve"], "node", rate, duration, tmp, scripted)
     latencies, after_data, by_condition, unmatched = await alert_latencies(db_url, stats.sent_at)
     return {"offered_obs_per_s": beds * NUMERICS, "beds": beds, "scripted_beds": len(scripted),
             "duration_s": duration, "load": stats.summary(),
             "alert_committed_ms": pct(latencies), "alert_notified_ms": None,
             "alert_after_data_commit_ms": pct(after_data),
             "alerts_by_condition": by_condition, "alerts_without_frame": unmatched,
-            "baseline_mllp_ack_ms": stats.summary()["ack_ms"]}
+            "mllp_ack_ms_with_alerting": stats.summary()["ack_ms"],
+            "baseline_mllp_ack_ms_ingest_only": baseline.summary()["ack_ms"],
+            "baseline_achieved_obs_per_s": baseline.summary()["achieved_obs_per_s"]}
 
 
 async def alert_latencies(db_url: str, sent_at: dict[tuple[str, int], float]
