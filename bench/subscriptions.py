@@ -11,7 +11,10 @@ same writer.
 
 For each channel (rest-hook, websocket) and each subscription count (1, 100, 1,000) it
 sends a probe every ``--probe-interval`` s (at least N/1,000 s: one 1,000-way fan-out a
-second) and reports, per probe, the latency to the first and the last of the N notifications, p50/p99.
+second) and reports, per probe, the latency to the first and the last of the N notifications, p50/p99,
+as seen by the receiving process (``first_ms``/``last_ms``: includes the receivers' own
+speed) and as seen by the sender (``sender_side_ms``: the rest-hook's 2xx came back, or
+the websocket frame was written to the socket).
 Baselines measured in the same run: one POST of a notification-sized Bundle to the same
 receiver with our HTTP/1.1 client and with httpx (the floor a notification can reach), and
 1,000 concurrent httpx POSTs (why rest-hooks do not use httpx). Targets (issue 5, this
@@ -188,6 +191,13 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     port = _free_port()
     svc = SubscriptionService(store, base=f"http://127.0.0.1:{port}/fhir")
     await svc.start()
+    written: dict[str, list[float]] = {}
+
+    def delivered(_sub_id: str, events: list[Any], at: float) -> None:
+        for e in events:
+            written.setdefault(e.res_id, []).append(at)
+
+    svc.delivery.on_delivered = delivered
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     server = None
@@ -285,6 +295,8 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     complete = [v for v in per_probe.values() if len(v) >= count]
     first = [min(v) for v in complete]
     last = [max(v) for v in complete]
+    sent = [[(at - commit_at[pid]) * 1000 for at in ats] for pid, ats in written.items()
+            if pid in commit_at and len(ats) >= count]
     await svc.stop()
     if server is not None:
         server.should_exit = True
@@ -293,7 +305,11 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     return {"channel": channel, "subscriptions": count, "probes": len(probes), "complete_probes": len(complete),
             "ingest_obs_per_s": round(ingested[0] / elapsed),
             "first_ms": {"p50": _pct(first, .5), "p99": _pct(first, .99)},
-            "last_ms": {"p50": _pct(last, .5), "p99": _pct(last, .99), "max": _pct(last, 1.0)}}
+            "last_ms": {"p50": _pct(last, .5), "p99": _pct(last, .99), "max": _pct(last, 1.0)},
+            "sender_side_ms": {"first_p50": _pct([min(v) for v in sent], .5),
+                               "first_p99": _pct([min(v) for v in sent], .99),
+                               "last_p50": _pct([max(v) for v in sent], .5),
+                               "last_p99": _pct([max(v) for v in sent], .99)}}
 
 
 async def baseline(n: int = 300) -> dict[str, Any]:

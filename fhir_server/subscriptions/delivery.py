@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -168,6 +170,8 @@ class Worker:
             events = await self._next_batch()
             body = notification(spec, "event-notification", self.last, events, self.owner.base)
             if await self._attempt(body):
+                if self.owner.on_delivered is not None:
+                    self.owner.on_delivered(spec.id, events, time.perf_counter())
                 self.delivered = events[-1].number
                 for e in events:
                     self._pending.pop(e.number, None)
@@ -269,6 +273,8 @@ class Delivery:
         self.base = base
         self.cursors = CursorSaver(store)
         self.workers: dict[str, Worker] = {}
+        # Metrics hook: (subscription id, events, perf_counter when the endpoint took them).
+        self.on_delivered: Callable[[str, list[Event], float], None] | None = None
         hub.on_bind = self._on_bind
 
     async def start(self, specs: list[SubscriptionSpec], numbers: dict[str, int]) -> None:

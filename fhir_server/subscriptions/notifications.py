@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -56,8 +57,13 @@ def status_resource(spec: SubscriptionSpec, kind: str, since_start: int, events:
     return st
 
 
+@lru_cache(maxsize=4096)
+def _instant(us: int) -> str:
+    return us_to_instant(us)  # the same event goes to every matching subscription: format it once
+
+
 def _event(e: Event, content: str, base: str) -> dict[str, Any]:
-    ne: dict[str, Any] = {"eventNumber": str(e.number), "timestamp": us_to_instant(e.ts)}
+    ne: dict[str, Any] = {"eventNumber": str(e.number), "timestamp": _instant(e.ts)}
     if content != "empty":
         ne["focus"] = {"reference": _full_url(base, e)}
     return ne
