@@ -118,6 +118,7 @@ class AlertingConsumer:
         self._durable = 0
         self._durable_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._unwritten: tuple[list[dict[str, Any]], int] | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,6 +159,14 @@ class AlertingConsumer:
     # -- one batch --------------------------------------------------------------------------
     async def step(self) -> bool:
         """Process the next batch; False when there was nothing new."""
+        if self._unwritten is not None:
+            # the last commit failed after the engine had moved on: write the same effects again
+            # rather than re-evaluating (a re-run would not emit an Open the tracker already made)
+            unwritten, unwritten_upto = self._unwritten
+            await self._commit(unwritten, unwritten_upto)
+            self._unwritten = None
+            self._seen = self.stats.cursor = unwritten_upto
+            return True
         self._poll_model()
         head = self.store.notifier.seq  # committed in this process before the read below
         changes = await self.store.changes(self._seen, limit=self.batch, types=TYPES)
@@ -174,7 +183,9 @@ class AlertingConsumer:
                 await asyncio.sleep(0)  # let ingest run between chunks: the loop is never held long
             resources += self._evaluate(items[i:i + self.chunk])
         if resources:
+            self._unwritten = (resources, upto)
             await self._commit(resources, upto)
+            self._unwritten = None
         self._seen = upto
         self.stats.changes += len(changes)
         self.stats.batches += 1
