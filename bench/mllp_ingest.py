@@ -232,7 +232,9 @@ def ceiling(msgs: list[bytes], group: int) -> dict[str, float]:
     path = Path(tempfile.mkdtemp()) / "ceiling.db"
     asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
     db = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+    from fhir_server.storage.engine import SQLITE_PRAGMAS
+
+    for pragma in SQLITE_PRAGMAS:  # the store's own settings (WAL, synchronous=FULL, cache)
         db.execute(f"PRAGMA {pragma}")
     ctx = MappingContext()
     mapped, seen = [], set()

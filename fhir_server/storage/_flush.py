@@ -9,8 +9,9 @@ under the writer's lock, so every insert is a plain ``executemany``.
   what ``INSERT ... RETURNING`` with ordered results costs there). ``BEGIN IMMEDIATE`` takes
   SQLite's write lock before the keys are read, so another process writing the same file
   (``vitalgate inbox replay``) can never be handed the same keys.
-- PostgreSQL: the same plan, executed through SQLAlchemy Core (asyncpg pipelines
-  ``executemany``); the store already holds a transaction-scoped advisory lock.
+- PostgreSQL: the same plan, one ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per
+  table (column arrays as parameters: one round trip whatever the row count); the store
+  already holds a transaction-scoped advisory lock when the keys are read.
 """
 
 from __future__ import annotations
