@@ -4,6 +4,7 @@
     .venv/bin/python bench/ward.py --long                # 300 s per step (the 5-minute criterion)
     .venv/bin/python bench/ward.py --beds 5 --step-seconds 15   # smoke run
     .venv/bin/python bench/ward.py --full-waves          # 4 ECG leads at 500 Hz: ~2,400 points/bed/s
+    .venv/bin/python bench/ward.py --postgres postgresql://postgres@127.0.0.1/test   # node on PostgreSQL
 
 Per bed (all three vendors, real transports, real rates):
 - Philips IntelliVue monitor over the LAN Data Export protocol (UDP): 15 numerics polled at
@@ -108,14 +109,43 @@ async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
         samples.append((time.monotonic() - t - 0.1) * 1000)
 
 
-async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "standard") -> dict[str, Any]:
+class _Postgres:
+    """A fresh PostgreSQL database per step (``--postgres``), dropped afterwards."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def _exec(self, sql: str) -> Any:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    async def create(self, name: str) -> str:
+        await self._exec(f'CREATE DATABASE "{name}"')
+        return self.admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+
+    async def size(self, name: str) -> int:
+        return int(await self._exec(f"SELECT pg_database_size('{name}')"))
+
+    async def drop(self, name: str) -> None:
+        await self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "standard",
+                   postgres: _Postgres | None = None) -> dict[str, Any]:
     db = tmp / f"ward-{beds}.db"
+    pg_name = f"vg_ward_{beds}_{random.randint(0, 10**6)}"
+    db_url = await postgres.create(pg_name) if postgres else f"sqlite+aiosqlite:///{db}"
     mllp_port = _free_base(1)
     pb_base, iv_base = _free_base(2 * beds + 1), 0
     iv_base = _free_base(beds + 1)
     while abs(iv_base - pb_base) < 2 * beds + beds:
         iv_base = _free_base(beds + 1)
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{db}", mllp_port=mllp_port, log_level="WARNING",
+    settings = Settings(database_url=db_url, mllp_port=mllp_port, log_level="WARNING",
                         devices=_devices_setting(beds, pb_base, iv_base), auth_required=True)
     sim_cmd = [sys.executable, "-m", "gateway", "simulate", "--beds", str(beds),
                "--duration", str(seconds + WARMUP_S), "--measure-after", str(WARMUP_S),
@@ -125,7 +155,13 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
     lag: list[float] = []
     stop = asyncio.Event()
     load_before = os.getloadavg()[0]
+    async def db_size() -> int:
+        if postgres:
+            return await postgres.size(pg_name)
+        return sum(p.stat().st_size for p in tmp.glob(f"ward-{beds}.db*"))
+
     async with running_node(settings) as node:
+        size0 = await db_size()  # the migrated, empty database
         ingest = node.services.get("devices")
         proc = await asyncio.create_subprocess_exec(*sim_cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                                     stderr=subprocess.DEVNULL)
@@ -144,8 +180,11 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         lags = ingest.stats.lags_ms if ingest is not None else []
         source_lags = ingest.stats.source_lags_ms if ingest is not None else []
     sim = json.loads(out.decode() or "{}")
-    size = sum(p.stat().st_size for p in tmp.glob(f"ward-{beds}.db*"))
-    hours = beds * seconds / 3600
+    size = await db_size() - size0
+    if postgres:
+        await postgres.drop(pg_name)
+    hours = beds * seconds / 3600  # CPU is measured after the warm-up
+    data_hours = beds * (seconds + WARMUP_S) / 3600  # the database grows from the first message
     expected_iv_polls = beds * (seconds + WARMUP_S - 3) * 2  # numerics + waves each second, minus start-up
     result = {
         "beds": beds, "seconds": seconds,
@@ -160,7 +199,7 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         "resources_per_s": round((dev.get("resources") or 0) / wall, 1),
         "node_cpu_cores": round(cpu / wall, 3), "node_rss_mib": round(rss, 1),
         "node_rss_growth_mib": round(rss - rss0, 1),
-        "db_bytes": size, "db_mib_per_bed_hour": round(size / 2**20 / hours, 1) if hours else None,
+        "db_growth_bytes": size, "db_mib_per_bed_hour": round(size / 2**20 / data_hours, 1) if data_hours else None,
         "node_cpu_s_per_bed_hour": round(cpu / hours, 1) if hours else None,
         # other processes on the machine compete for the 2 cores: a load well above what the node
         # and the simulator use means the step measured contention, not the node
@@ -184,6 +223,8 @@ async def main() -> None:
     ap.add_argument("--step-seconds", type=float, default=60.0)
     ap.add_argument("--long", action="store_true", help="300 s per step (the 5-minute criterion)")
     ap.add_argument("--keep-going", action="store_true", help="run later steps after a failed one")
+    ap.add_argument("--postgres", metavar="ADMIN_URL",
+                    help="run the node on PostgreSQL (a fresh database per step), e.g. postgresql://postgres@127.0.0.1/test")
     ap.add_argument("--full-waves", action="store_true",
                     help="monitors with ECG I/II/III/V at 500 Hz + pleth + ABP (~2,400 data points/bed/s)")
     args = ap.parse_args()
@@ -192,9 +233,10 @@ async def main() -> None:
     steps = []
     with tempfile.TemporaryDirectory(prefix="vg-ward-") as tmp:
         waves = "full" if args.full_waves else "standard"
-        baseline = await run_step(1, min(seconds, 30.0), Path(tmp), waves)
+        pg = _Postgres(args.postgres) if args.postgres else None
+        baseline = await run_step(1, min(seconds, 30.0), Path(tmp), waves, pg)
         for beds in counts:
-            step = await run_step(beds, seconds, Path(tmp), waves)
+            step = await run_step(beds, seconds, Path(tmp), waves, pg)
             steps.append(step)
             print(json.dumps({"progress": step}), file=sys.stderr, flush=True)
             if not step["sustained"] and not args.keep_going:
@@ -211,6 +253,7 @@ async def main() -> None:
                     "ventilator": "PB840 SNDF every 2 s (~45 values) + 50 Hz pressure/flow waveform port",
                     "pumps": "2 x PCD-01 ORU^R01 every 10 s over MLLP",
                     "data_points_per_s": 15 + (2250 if args.full_waves else 500) + 100 + 23 + 2},
+        "database": "postgresql" if args.postgres else "sqlite (WAL, synchronous=FULL)",
         "lag_limit_ms": LAG_LIMIT_MS, "step_seconds": seconds,
         "baseline_1_bed": baseline, "steps": steps,
         "largest_sustained_beds": best, "at_largest": per_bed, "target_beds": 100,
