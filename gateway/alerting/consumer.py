@@ -1,12 +1,13 @@
 """The alerting engine as a change-log consumer with its own durable cursor.
 
-Loop: read the change log past the cursor (Observations and DetectedIssues only), load the
-bodies, hand vital-sign Observations to ``inference.Engine`` and every DetectedIssue version back
-to ``Engine.apply_stored`` (so acknowledge / resolve / mark-false done through the REST API reach
-the tracker), then write the engine's effects *and* the cursor advance in one ``Store.write``
-transaction.  A crash before that commit replays the same changes, and the engine's ids are
-deterministic (episode UUID-5, score and risk UUID-5), so a restart neither loses nor duplicates
-an alert.  Batches without effects move the cursor in memory and persist it at most once a second.
+Loop: read the change log past the cursor with the bodies (Observations and DetectedIssues only;
+one statement on a kept connection, ``tail``), hand vital-sign Observations to ``inference.Engine``
+and every DetectedIssue version back to ``Engine.apply_stored`` (so acknowledge / resolve /
+mark-false done through the REST API reach the tracker), then write the engine's effects *and*
+the cursor advance in one ``Store.write`` transaction.  A crash before that commit replays the
+same changes, and the engine's ids are deterministic (episode UUID-5, score and risk UUID-5), so a
+restart neither loses nor duplicates an alert.  Batches without effects move the cursor in memory
+and persist it at most once a second.
 
 It never blocks ingest: it is its own task, woken by the store's in-process notifier after each
 commit, and it evaluates a batch in chunks of ``chunk`` values, yielding to the event loop between
@@ -53,6 +54,7 @@ from inference.fhir import detected_issue
 
 from .device_status import device_status
 from .models import ModelSource
+from .tail import ChangeReader
 from .units import UnitRulesets
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class ConsumerStats:
     model: str | None = None
     last_batch_ms: float = 0.0
     cursor: int = 0
+    caught_up: int = 0
     warmed: dict[str, int] = field(default_factory=dict)
 
 
@@ -119,6 +122,8 @@ class AlertingConsumer:
         self._durable_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._unwritten: tuple[list[dict[str, Any]], int] | None = None
+        self._wait_after = 0
+        self.reader = ChangeReader(store, TYPES)
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,6 +143,7 @@ class AlertingConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.reader.close()
         if self._seen > self._durable:
             with contextlib.suppress(Exception):  # the store may already be closing
                 await self.store.advance_cursor(self.name, self._seen)
@@ -154,7 +160,7 @@ class AlertingConsumer:
                 await asyncio.sleep(0.5)
                 continue
             if not progressed:
-                await self.store.wait_for_change(self._seen, self.idle_s)
+                await self.store.wait_for_change(self._wait_after, self.idle_s)
 
     # -- one batch --------------------------------------------------------------------------
     async def step(self) -> bool:
@@ -168,15 +174,17 @@ class AlertingConsumer:
             self._seen = self.stats.cursor = unwritten_upto
             return True
         self._poll_model()
-        head = self.store.notifier.seq  # committed in this process before the read below
-        changes = await self.store.changes(self._seen, limit=self.batch, types=TYPES)
+        # Wake-ups after this: other types' commits (and our own writes) must not spin the loop, but
+        # the cursor only ever moves to entries actually read, so nothing is skipped on a late read.
+        self._wait_after = max(self._seen, self.store.notifier.seq)
+        changes, bodies = await self.reader.read(self._seen, self.batch)
         if not changes:
-            self._seen = self.stats.cursor = max(self._seen, head)
+            self.stats.caught_up = self._wait_after  # nothing for us up to the head seen before the read
             await self._maybe_persist_cursor()
             return False
         started = time.perf_counter()
-        upto = changes[-1].seq if len(changes) == self.batch else max(changes[-1].seq, head)
-        items = await self._items(changes)
+        upto = changes[-1].seq
+        items = await self._items(changes, bodies)
         resources: list[dict[str, Any]] = []
         for i in range(0, len(items), self.chunk):
             if i:
@@ -195,8 +203,7 @@ class AlertingConsumer:
             await self._maybe_persist_cursor()
         return True
 
-    async def _items(self, changes: Sequence[Change]) -> list[Item]:
-        bodies = await self.store.bodies([c.vid for c in changes])
+    async def _items(self, changes: Sequence[Change], bodies: Mapping[int, bytes]) -> list[Item]:
         items: list[Item] = []
         for change in changes:
             body = bodies.get(change.vid)

@@ -110,7 +110,7 @@ async def test_replaying_changes_after_a_lost_commit_writes_the_same_alert(store
 
 
 async def _reached(consumer: AlertingConsumer, seq: int) -> bool:
-    return consumer.stats.cursor >= seq
+    return consumer.stats.caught_up >= seq
 
 
 async def test_waveforms_settings_and_own_scores_are_not_engine_input(store):

@@ -42,7 +42,7 @@ async def _versions(store, id_: str) -> int:
 
 
 async def _processed(store, consumer) -> bool:
-    return consumer.stats.cursor >= await store.last_seq()
+    return consumer.stats.caught_up >= await store.last_seq()
 
 
 async def test_acknowledge_resolve_and_a_new_episode_later(running, store):
