@@ -69,3 +69,19 @@ def test_topics_that_cannot_be_evaluated_say_why(change, why):
             "resourceTrigger": [{"resource": "Observation"}]}
     with pytest.raises(TopicError, match=why):
         compile_topic(base | change)
+
+
+def test_package_exports_exist():
+    import fhir_server.subscriptions as subs
+
+    for name in subs.__all__:
+        assert hasattr(subs, name), name
+    assert "subscription_service" in subs.__all__ and "InternalSubscriber" in subs.__all__
+
+
+def test_byte_prefilter_needles_come_only_from_positive_equality_filters():
+    topic = next(compile_topic(t) for t in shipped_topics() if t["url"] == TOPIC_BASE + "observation")
+    assert topic.compile_filter("Observation?patient=Patient/p1,p2").needles() == {b"p1", b"p2"}
+    assert topic.compile_filter("Observation?code=http://loinc.org|8867-4").needles() == {b"8867-4"}
+    assert topic.compile_filter("Observation?code:not=8867-4").needles() is None
+    assert topic.compile_filter("Observation?patient=http://other.example/fhir/Patient/p1").needles() is None
