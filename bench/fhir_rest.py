@@ -296,6 +296,7 @@ async def drive(base: str, args: argparse.Namespace, end_us: int) -> dict[str, A
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_before = os.getloadavg()
     async with database(args.db) as url:
         engine = make_engine(url)
         await upgrade(engine)
@@ -322,7 +323,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "fhir_rest", "db": args.db,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "note": "2-core sandbox; "
-                    "server (uvicorn, 1 process) and load client (httpx, 1 process) share the cores"},
+                    "server (uvicorn, 1 process) and load client (aiohttp, 1 process) share the cores, and other "
+                    "jobs may too: see loadavg", "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "params": {k: v for k, v in vars(args).items() if k not in ("serve", "port")},
         "seed_via_store": seeded, "http": http, "baseline_in_process": baseline, "targets_met": targets,
     }
