@@ -10,8 +10,9 @@ Phases (machine: 2 cores; the load generator shares them with the node):
 - ``latency``: the node runs as its own process (``python -m gateway serve``: MLLP listener, store,
   alerting consumer with the ``icu-limits`` rule set and the shipped model) on a fresh SQLite file.
   ``bench/loadgen.py`` sends one 10-numeric ORU^R01 per bed per second over MLLP (100 beds = about
-  1,000 Observations/s; 500 beds = 5,000).  Every other bed has an acute event at a staggered time
-  (``acute_events``: a deep desaturation or a hypotension) so alerts open during the run.  For
+  1,000 Observations/s; 500 beds = 5,000), over up to 100 connections, one frame in flight each.
+  Every other bed has an acute event at a staggered time (``acute_events``: a deep desaturation
+  or a hypotension) so alerts open during the run.  For
   every alert (first DetectedIssue version): latency = its commit (the change-log time stamp of the
   transaction that wrote it) minus the send time of the frame carrying its newest evidence
   Observation (the frame that made the condition true after its persistence window); also from that
@@ -111,7 +112,7 @@ async def load_node(command: list[str], name: str, rate: int, duration: float, t
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await wait_port(mllp, node)
-        gen = LoadGenerator("127.0.0.1", mllp, beds, events=events)
+        gen = LoadGenerator("127.0.0.1", mllp, beds, events=events, connections=min(beds, 100))
         stats = await gen.run(duration)
         await asyncio.sleep(3.0)  # let the consumer finish the tail
     finally:
