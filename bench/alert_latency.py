@@ -314,13 +314,15 @@ def _run_job(job: tuple[Any, ...]) -> dict[str, Any]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                                       "platform": platform.platform()},
+                                       "platform": platform.platform(),
+                                       "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
                            "targets": {"p99_ms_at_1000": 20, "p99_ms_at_5000": 50, "alerts_per_bed_hour": 0.05,
                                        "deteriorations_alerted_within_60s": 1.0}}
     with tempfile.TemporaryDirectory(prefix="vg-alert-bench-") as tmp:
         out["latency"] = [await latency_phase(rate, args.duration, Path(tmp)) for rate in args.rates]
     if not args.skip_simulations:
         out.update(await asyncio.to_thread(simulations, args))
+    out["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]  # the cores are shared
     return out
 
 
