@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     devices: str = ""  # device feeds to poll: kind@host:port[#bed], comma separated (gateway.devices.service)
     # alerting (gateway.alerting): rule set name or TOML path; signed-model registry; trusted keys
     alert_ruleset: str = "news2-ward"
-    alert_unit_rulesets: str = ""  # per care unit, e.g. "ICU=icu-limits,CCU=icu-limits" (unit = PV1-3.1)
+    alert_unit_rulesets: str = "ICU=icu-limits"  # per care unit: "ICU=icu-limits,CCU=icu-limits" (PV1-3.1)
     model_dir: Path = Path("./var/models")
     trusted_keys_dir: Path | None = None  # None: the keys shipped in models/trusted_keys
 
