@@ -328,7 +328,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--rates", type=int, nargs="+", default=[1000, 5000], help="offered Observations/s")
+    p.add_argument("--rates", type=int, nargs="*", default=[1000, 5000], help="offered Observations/s (none: skip)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load per rate")
     p.add_argument("--stable-beds", type=int, default=100)
     p.add_argument("--stable-minutes", type=float, default=30.0)
