@@ -246,8 +246,9 @@ class Worker:
 
     async def _wait(self, timeout: float | None) -> bool:
         """Wait for new work; False when ``timeout`` passed without any."""
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        try:  # asyncio.timeout, not wait_for: no extra task per wait across 1,000 workers
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         except TimeoutError:
             return False
         finally:
@@ -258,7 +259,8 @@ class Worker:
         """Back off, but wake early when the subscription itself changes (new endpoint, off)."""
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
 
 
 class Delivery:
