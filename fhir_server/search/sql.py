@@ -172,14 +172,6 @@ def _live_row(rid: Any) -> Select[Any]:
     return select(live.c.rid).where(live.c.rid == rid, live.c.deleted == false())
 
 
-def _token_exists(rid: Any, key: str, tokens: Sequence[TokenValue]) -> ColumnElement[bool]:
-    return _token_rows(rid, key, tokens).exists()
-
-
-def _live(rid: Any) -> ColumnElement[bool]:
-    return _live_row(rid).exists()
-
-
 def _probe(rows: Select[Any]) -> ColumnElement[bool]:
     """A per-row point probe. PostgreSQL turns ``EXISTS`` into a semi-join and may then drive
     the query from the probed table (the patient's every observation: 100+ ms at 100k rows);
@@ -211,18 +203,18 @@ def _latest_of_every_code(
     r = INDEX_TABLES["reference"].alias()
     t = INDEX_TABLES["token"].alias()
     d = INDEX_TABLES["date"].alias()
-    rn = func.row_number().over(partition_by=(t.c.system, t.c.code),
-                                order_by=(d.c.lo.desc(), d.c.rid.desc()))
-    joined = (
-        r.join(t, and_(t.c.rid == r.c.rid, t.c.param == "Observation.code",
-                       t.c.code.is_not(None)))
-        .join(d, and_(d.c.rid == r.c.rid, d.c.param == "Observation.date"))
-    )
+    # The date is a per-row probe, not a join: joined, PostgreSQL hashes the whole date index.
+    lo = select(func.max(d.c.lo)).where(d.c.rid == r.c.rid, d.c.param == "Observation.date").scalar_subquery()
+    joined = r.join(t, and_(t.c.rid == r.c.rid, t.c.param == "Observation.code",
+                            func.coalesce(t.c.code, "") != ""))  # not an index condition: probe by rid
     conds = [r.c.param == "Observation.subject", r.c.target_id == patient[1],
-             r.c.target_type == patient[0], _live(r.c.rid)]
+             r.c.target_type == patient[0], _probe(_live_row(r.c.rid))]
     if category:
-        conds.append(_token_exists(r.c.rid, "Observation.category", category))
-    ranked = select(t.c.rid, rn.label("rn")).select_from(joined).where(*conds).subquery()
+        conds.append(_probe(_token_rows(r.c.rid, "Observation.category", category)))
+    rows = select(t.c.rid, t.c.system, t.c.code, lo.label("lo")).select_from(joined).where(*conds).subquery()
+    rn = func.row_number().over(partition_by=(rows.c.system, rows.c.code),
+                                order_by=(rows.c.lo.desc(), rows.c.rid.desc()))
+    ranked = select(rows.c.rid, rn.label("rn")).where(rows.c.lo.is_not(None)).subquery()
     return select(ranked.c.rid).where(ranked.c.rn <= n)
 
 
