@@ -41,7 +41,8 @@ class BedAssociations:
     async def resolve(self, device_id: str, bed_location_id: str | None) -> Association:
         hit = self._cache.get(device_id)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl_s:
+        # "nobody in this bed" is re-checked sooner: an admission should reach the data quickly
+        if hit is not None and now - hit[0] < (self.ttl_s if hit[1].patient_ref else min(self.ttl_s, 2.0)):
             return hit[1]
         found = await self._resolve(device_id, bed_location_id)
         self._cache[device_id] = (now, found)
