@@ -76,6 +76,7 @@ class LoadStats:
     observations: int = 0
     nak: int = 0
     late_frames: int = 0  # sent more than one interval after their schedule
+    not_sent: int = 0  # still due when the duration ran out (the receiver was slower than offered)
     ack_ms: list[float] = field(default_factory=list)
     sent_at: dict[tuple[str, int], float] = field(default_factory=dict)  # (MRN, epoch s) -> wall time
     elapsed_s: float = 0.0
@@ -84,7 +85,8 @@ class LoadStats:
         acks = sorted(self.ack_ms)
         pct = (lambda q: round(acks[min(len(acks) - 1, int(q * len(acks)))], 2)) if acks else (lambda q: None)
         return {"frames": self.frames, "observations": self.observations, "nak": self.nak,
-                "late_frames": self.late_frames, "elapsed_s": round(self.elapsed_s, 2),
+                "late_frames": self.late_frames, "frames_not_sent": self.not_sent,
+                "elapsed_s": round(self.elapsed_s, 2),
                 "achieved_obs_per_s": round(self.observations / self.elapsed_s, 1) if self.elapsed_s else 0,
                 "ack_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(acks[-1], 2) if acks else None,
                            "mean": round(statistics.fmean(acks), 2) if acks else None}}
@@ -126,6 +128,9 @@ class LoadGenerator:
             while n * interval < duration_s:
                 for k, bed in enumerate(beds):
                     due = t0 + n * interval + k * interval / len(beds)  # spread beds over the interval
+                    if time.perf_counter() - t0 > duration_s:  # the node cannot keep up: stop on time
+                        self.stats.not_sent += 1
+                        continue
                     delay = due - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
