@@ -127,7 +127,8 @@ def _write_sqlite(db: sqlite3.Connection, p: Plan) -> None:
 # -- PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) per table ---------------------------
 def _pg_type(table: Table, col: str) -> str:
     # no length in the cast: ``::VARCHAR(64)`` would truncate silently, the column refuses
-    return re.sub(r"\(\d+\)", "", table.c[col].type.compile(dialect=postgresql.dialect()))
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return re.sub(r"\(\d+\)", "", table.c[col].type.compile(dialect=dialect))
 
 
 def _pg_insert(table: Table, cols: Sequence[str]) -> str:
@@ -177,7 +178,8 @@ async def flush_core(
 async def _lookup_core(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Current]:
     found: dict[tuple[str, str], Current] = {}
     for type_, ids in _by_type(keys).items():
-        for rid, id_, version, deleted, vid in await conn.exec_driver_sql(_PG_LOOKUP, (type_, ids)):
+        rows: Any = await conn.exec_driver_sql(_PG_LOOKUP, (type_, ids))
+        for rid, id_, version, deleted, vid in rows:
             found[(type_, id_)] = Current(rid, version, bool(deleted), True, vid)
     return found
 

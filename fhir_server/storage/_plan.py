@@ -118,15 +118,15 @@ def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], 
         final[cur.rid] = (w, cur, None if cur.deleted else body)
         w.result = Written(w.type, w.id, cur.version, now, keys.seq, created, cur.deleted, raw)
     out.max_seq = keys.seq if out.log else 0
-    for rid, (w, cur, body) in final.items():
+    for rid, (w, cur, final_body) in final.items():
         row = (cur.version, cur.vid, cur.deleted, now, rid)
         if cur.existed:
             out.updates.append(row)
             out.stale.append(rid)
         else:
             out.new_resources.append((rid, w.type, w.id, cur.version, now, cur.deleted, cur.vid))
-        if body is not None:
-            _index_rows(out.index, rid, indexer(w.type, body))
+        if final_body is not None:
+            _index_rows(out.index, rid, indexer(w.type, final_body))
     return out
 
 
