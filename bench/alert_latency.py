@@ -78,8 +78,7 @@ async def wait_port(port: int, node: subprocess.Popen[bytes], timeout: float = 6
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if node.poll() is not None:
-            err = node.stderr.read().decode(errors="replace") if node.stderr else ""
-            raise RuntimeError(f"node exited with {node.returncode}: {err[-2000:]}")
+            raise RuntimeError(f"node exited with {node.returncode}; see its log in the bench directory")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -107,9 +106,11 @@ async def load_node(command: list[str], name: str, rate: int, duration: float, t
     env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_HTTP_PORT": str(free_port()),
            "VITALGATE_MLLP_PORT": str(mllp), "VITALGATE_ALERT_RULESET": "icu-limits",
            "VITALGATE_MODEL_DIR": str(tmp / "models"), "VITALGATE_LOG_LEVEL": "WARNING"}
+    log_path = tmp / f"{name}-{rate}.log"  # a file, not a pipe: an undrained pipe would block the node
+    log_file = log_path.open("wb")
     node = subprocess.Popen([sys.executable, "-m", *command, *(["--port", str(mllp)] if command == ["gateway.mllp"]
                                                              else [])],
-                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         await wait_port(mllp, node)
         gen = LoadGenerator("127.0.0.1", mllp, beds, events=events, connections=min(beds, 100))
@@ -118,12 +119,14 @@ async def load_node(command: list[str], name: str, rate: int, duration: float, t
     finally:
         node.send_signal(signal.SIGTERM)
         try:
-            _, err = node.communicate(timeout=30)
+            node.wait(timeout=30)
         except subprocess.TimeoutExpired:
             node.kill()
-            _, err = node.communicate()
-    if b"Traceback" in (err or b""):
-        print(err.decode(errors="replace")[-3000:], file=sys.stderr)
+            node.wait()
+        log_file.close()
+    err = log_path.read_bytes()
+    if b"Traceback" in err or b"WARNING" in err:
+        print(f"{name} at {rate}/s logged:", err.decode(errors="replace")[-3000:], file=sys.stderr)
     return db_url, stats
 
 

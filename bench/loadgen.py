@@ -106,6 +106,7 @@ class LoadGenerator:
         self.onset_s, self.ramp_s, self.seed = onset_s, ramp_s, seed
         self.start = (start or datetime.now(UTC)).replace(microsecond=0)
         self.stats = LoadStats()
+        self.run_id = f"{int(time.time() * 1000) % 10**10:010d}"
 
     def physiology(self, bed: int) -> Physiology:
         return Physiology(self.scenarios.get(bed, "stable"), self.seed * 100_003 + bed,
@@ -126,8 +127,10 @@ class LoadGenerator:
         async with MllpClient(self.host, self.port, timeout=30.0) as client:
             n = 0
             while n * interval < duration_s:
-                for k, bed in enumerate(beds):
-                    due = t0 + n * interval + k * interval / len(beds)  # spread beds over the interval
+                for bed in beds:
+                    # each bed at its own phase in the interval, as unsynchronised monitors are (all
+                    # connections sending at the same instant would measure a burst, not a load)
+                    due = t0 + (n + bed / self.beds) * interval
                     if time.perf_counter() - t0 > duration_s:  # the node cannot keep up: stop on time
                         self.stats.not_sent += 1
                         continue
@@ -145,7 +148,7 @@ class LoadGenerator:
         if event is not None and n * interval >= event[0]:
             vitals = replace(vitals, **event[1])
         at = self.start + timedelta(seconds=n * interval)
-        message = oru(bed, vitals, at, f"LG{bed:05d}-{n:08d}")
+        message = oru(bed, vitals, at, f"{self.run_id}-{bed:05d}-{n:08d}")  # unique per run: no 205s
         sent = time.time()
         self.stats.sent_at[(mrn(bed), int(at.timestamp()))] = sent
         ack = await client.call(message)
