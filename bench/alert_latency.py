@@ -134,7 +134,7 @@ async def latency_phase(rate: int, duration: float, tmp: Path) -> dict[str, Any]
     beds = max(1, round(rate / NUMERICS))
     scripted = acute_events(beds, duration)
     # baseline in the same run: the same load on the ingest path alone (no alerting, no HTTP)
-    _, baseline = await load_node(["gateway.mllp"], "ingest-only", rate, min(duration, 30.0), tmp, None)
+    _, baseline = await load_node(["gateway.mllp"], "ingest-only", rate, duration, tmp, None)
     db_url, stats = await load_node(["gateway", "serve"], "node", rate, duration, tmp, scripted)
     latencies, after_data, by_condition, unmatched = await alert_latencies(db_url, stats.sent_at)
     return {"offered_obs_per_s": beds * NUMERICS, "beds": beds, "scripted_beds": len(scripted),
