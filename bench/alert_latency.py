@@ -102,8 +102,8 @@ async def load_node(command: list[str], name: str, rate: int, duration: float, t
     """Start a node process on a fresh SQLite file, drive it with the load generator, stop it."""
     beds = max(1, round(rate / NUMERICS))
     db_url = f"sqlite+aiosqlite:///{tmp}/{name}-{rate}.db"
-    mllp = free_port()
-    env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_HTTP_PORT": str(free_port()),
+    mllp, http = free_port(), free_port()
+    env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_HTTP_PORT": str(http),
            "VITALGATE_MLLP_PORT": str(mllp), "VITALGATE_ALERT_RULESET": "icu-limits",
            "VITALGATE_MODEL_DIR": str(tmp / "models"), "VITALGATE_LOG_LEVEL": "WARNING"}
     log_path = tmp / f"{name}-{rate}.log"  # a file, not a pipe: an undrained pipe would block the node
@@ -113,6 +113,8 @@ async def load_node(command: list[str], name: str, rate: int, duration: float, t
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         await wait_port(mllp, node)
+        if command != ["gateway.mllp"]:
+            await wait_port(http, node)  # fully started: building the HTTP app holds the loop for a moment
         gen = LoadGenerator("127.0.0.1", mllp, beds, events=events, connections=min(beds, 100))
         stats = await gen.run(duration)
         await asyncio.sleep(3.0)  # let the consumer finish the tail
