@@ -183,9 +183,9 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     commits: list[tuple[int, float]] = []
     notify = store.notifier.notify
 
-    def timed_notify(seq: int) -> None:
+    def timed_notify(seq: int, entries: Any = ()) -> None:
         commits.append((seq, time.perf_counter()))
-        notify(seq)
+        notify(seq, entries)
 
     store.notifier.notify = timed_notify  # type: ignore[method-assign]
     port = _free_port()

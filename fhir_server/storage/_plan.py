@@ -116,7 +116,7 @@ def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], 
         op = "delete" if cur.deleted else ("create" if created else "update")
         out.log.append((keys.seq, cur.rid, cur.vid, w.type, w.id, cur.version, op, now))
         final[cur.rid] = (w, cur, None if cur.deleted else body)
-        w.result = Written(w.type, w.id, cur.version, now, keys.seq, created, cur.deleted, raw)
+        w.result = Written(w.type, w.id, cur.version, now, keys.seq, created, cur.deleted, raw, cur.vid)
     out.max_seq = keys.seq if out.log else 0
     for rid, (w, cur, final_body) in final.items():
         row = (cur.version, cur.vid, cur.deleted, now, rid)

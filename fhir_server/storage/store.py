@@ -42,7 +42,7 @@ from . import schema as t
 from ._flush import Indexer
 from .notify import ChangeNotifier
 from .tx import WriteTx
-from .types import Buffered, Change, Method, StoredVersion, Written
+from .types import Buffered, Change, Method, PendingWrite, StoredVersion, Written
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,21 +134,22 @@ class Store:
     async def _commit_group(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
         if len(group) > 1:
             try:
-                results, max_seq = await self._run(group)
+                results, max_seq, flushed = await self._run(group)
             except Exception:
                 results = None  # one job failed: retry each alone so only that one fails
             if results is not None:
-                self._resolve(group, results, max_seq)
+                self._resolve(group, results, max_seq, flushed)
                 return
         for item in group:
             try:
-                results, max_seq = await self._run([item])
-                self._resolve([item], results, max_seq)
+                results, max_seq, flushed = await self._run([item])
+                self._resolve([item], results, max_seq, flushed)
             except Exception as exc:  # noqa: BLE001 - handed to the caller
                 if not item[1].done():
                     item[1].set_exception(_translate(exc))
 
-    async def _run(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> tuple[list[Any], int]:
+    async def _run(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]
+                   ) -> tuple[list[Any], int, list[PendingWrite]]:
         async with self.engine.begin() as conn:
             if self.is_postgres:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
@@ -161,14 +162,17 @@ class Store:
                 results.append(await job(tx))
             await tx.flush()
         self.commits += 1
-        return results, tx.max_seq
+        return results, tx.max_seq, tx.flushed
 
-    def _resolve(self, group: list[tuple[Job[Any], asyncio.Future[Any]]], results: list[Any], max_seq: int) -> None:
+    def _resolve(self, group: list[tuple[Job[Any], asyncio.Future[Any]]], results: list[Any], max_seq: int,
+                 flushed: list[PendingWrite]) -> None:
         for (_, fut), res in zip(group, results, strict=True):
             if not fut.done():
                 fut.set_result(res)
         if max_seq:
-            self.notifier.notify(max_seq)
+            # the committed entries go to in-process consumers in memory: no read-back of what we just wrote
+            self.notifier.notify(max_seq, [(_change(w), w.result.body) for w in flushed
+                                           if w.result is not None and not w.skipped])
 
     # -- reads ----------------------------------------------------------------------------
     async def read(self, type_: str, id_: str) -> StoredVersion | None:
@@ -263,6 +267,12 @@ class Store:
 
     async def conn(self) -> AsyncConnection:
         return await self.engine.connect()
+
+
+def _change(w: PendingWrite) -> Change:
+    r = w.written()
+    return Change(r.seq, r.type, r.id, r.version, "delete" if r.deleted else ("create" if r.created else "update"),
+                  r.last_updated, r.vid)
 
 
 def _translate(exc: BaseException) -> BaseException:

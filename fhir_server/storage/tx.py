@@ -33,6 +33,7 @@ class WriteTx:
         self._keys: Keys | None = None
         self._sqlite = conn.dialect.name == "sqlite"
         self.max_seq = 0
+        self.flushed: list[PendingWrite] = []  # in seq order; the store hands them to consumers after commit
 
     def put(
         self,
@@ -90,6 +91,7 @@ class WriteTx:
         else:
             self._keys, max_seq = await flush_core(self.conn, *args)
         self.max_seq = max(self.max_seq, max_seq)
+        self.flushed.extend(writes)
 
 
 async def _in_sqlite_thread(conn: AsyncConnection, fn: Any, *args: Any) -> Any:

@@ -47,6 +47,7 @@ class Written:
     created: bool
     deleted: bool
     body: bytes
+    vid: int = 0  # the version row: with ``seq``, what the change log holds for this write
 
     @property
     def etag(self) -> str:

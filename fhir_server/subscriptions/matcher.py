@@ -57,6 +57,7 @@ class Matcher:
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[None] | None = None
         self.tail = ChangeTail(store)
+        self._poll = True  # the next read goes to the database (start-up, idle polls)
         self._last_save = time.monotonic()
 
     async def prepare(self) -> None:
@@ -84,7 +85,9 @@ class Matcher:
         while True:
             try:
                 if not await self.step():
-                    await self.store.wait_for_change(self.cursor, 0.5)
+                    # woken by a commit: its entries are in memory; after a quiet half second, poll the
+                    # database too (entries another process wrote never wake us)
+                    self._poll = await self.store.wait_for_change(self.cursor, 0.5) <= self.cursor
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed batch is retried from the same cursor
@@ -140,7 +143,8 @@ class Matcher:
             await asyncio.shield(inflight)
 
     async def _read(self) -> tuple[list[Change], dict[int, bytes]]:
-        return await self.tail.read(self.cursor, self.batch)
+        poll, self._poll = self._poll, False
+        return await self.tail.read(self.cursor, self.batch, memory=not poll)
 
     async def _durable(self, commit: asyncio.Future[None], rows: list[dict[str, Any]], seq: int) -> None:
         while True:

@@ -30,8 +30,18 @@ class ChangeTail:
         self._conn: AsyncConnection | None = None
         self._raw: Any = None
 
-    async def read(self, after: int, limit: int) -> tuple[list[Change], dict[int, bytes]]:
-        """Entries after ``after`` (oldest first) and the bodies of those that are not deletions."""
+    async def read(self, after: int, limit: int, *, memory: bool = True) -> tuple[list[Change], dict[int, bytes]]:
+        """Entries after ``after`` (oldest first) and the bodies of those that are not deletions.
+
+        With ``memory`` the entries this process just committed come from the store's notifier
+        (no database round trip); the database is read whenever memory cannot answer for an
+        unbroken run after ``after``. Without it (idle polls) the database is always read, which
+        also finds entries other processes wrote.
+        """
+        if memory:
+            held = self.store.notifier.recent(after, limit)
+            if held is not None:
+                return [c for c, _ in held], {c.vid: b for c, b in held if b is not None and c.op != "delete"}
         try:
             rows = await self._read_raw(after, limit)
         except Exception:  # noqa: BLE001 - a broken kept connection: reopen next time, read the slow way now

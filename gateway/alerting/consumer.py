@@ -123,6 +123,7 @@ class AlertingConsumer:
         self._task: asyncio.Task[None] | None = None
         self._unwritten: tuple[list[dict[str, Any]], int] | None = None
         self._wait_after = 0
+        self._poll = True  # the next read goes to the database (start-up, idle polls)
         self.reader = ChangeReader(store, TYPES)
 
     # -- life cycle -----------------------------------------------------------------------
@@ -160,7 +161,9 @@ class AlertingConsumer:
                 await asyncio.sleep(0.5)
                 continue
             if not progressed:
-                await self.store.wait_for_change(self._wait_after, self.idle_s)
+                # a commit's entries are then in memory; after a quiet ``idle_s`` read the database
+                # too (entries another process wrote wake nobody here)
+                self._poll = await self.store.wait_for_change(self._wait_after, self.idle_s) <= self._wait_after
 
     # -- one batch --------------------------------------------------------------------------
     async def step(self) -> bool:
@@ -177,13 +180,22 @@ class AlertingConsumer:
         # Wake-ups after this: other types' commits (and our own writes) must not spin the loop, but
         # the cursor only ever moves to entries actually read, so nothing is skipped on a late read.
         self._wait_after = max(self._seen, self.store.notifier.seq)
-        changes, bodies = await self.reader.read(self._seen, self.batch)
+        poll, self._poll = self._poll, False
+        held = None if poll else self.reader.recent(self._seen, self.batch)
+        if held is not None:  # just committed in this process: straight from memory
+            changes, bodies, upto = held
+        else:
+            changes, bodies = await self.reader.read(self._seen, self.batch)
+            upto = changes[-1].seq if changes else self._seen
         if not changes:
+            if upto > self._seen:  # only other types' entries: move past them
+                self._seen = self.stats.cursor = upto
+                await self._maybe_persist_cursor()
+                return True
             self.stats.caught_up = self._wait_after  # nothing for us up to the head seen before the read
             await self._maybe_persist_cursor()
             return False
         started = time.perf_counter()
-        upto = changes[-1].seq
         items = await self._items(changes, bodies)
         resources: list[dict[str, Any]] = []
         for i in range(0, len(items), self.chunk):

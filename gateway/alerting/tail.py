@@ -6,6 +6,9 @@ p50 and 22 ms p90 each under 1,000 Observations/s here).  This reader keeps one 
 runs one statement with the driver directly (aiosqlite or asyncpg; a plain SELECT outside any
 transaction sees every commit).  On any failure it drops the connection and reads through the
 store's API for that batch, so correctness never depends on the fast path.
+
+Faster still, ``recent`` takes what this process has just committed from the store's notifier,
+in memory, whenever it holds an unbroken run of entries after the cursor.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ class ChangeReader:
         self.store, self.types = store, tuple(types)
         self._conn: AsyncConnection | None = None
         self._raw: Any = None
+
+    def recent(self, after: int, limit: int) -> tuple[list[Change], dict[int, bytes], int] | None:
+        """What this process just committed after ``after``, from the store's notifier (no read):
+        our types' entries, their bodies, and the last seq covered (any type); None when memory
+        cannot answer for an unbroken run after ``after`` (then ``read``)."""
+        held = self.store.notifier.recent(after, limit)
+        if held is None:
+            return None
+        mine = [(c, b) for c, b in held if c.type in self.types]
+        return [c for c, _ in mine], {c.vid: b for c, b in mine if b is not None}, held[-1][0].seq if held else after
 
     async def read(self, after: int, limit: int) -> tuple[list[Change], dict[int, bytes]]:
         try:

@@ -1,0 +1,53 @@
+"""The notifier's in-memory change-log entries equal the stored log, and never paper over a gap."""
+
+from __future__ import annotations
+
+from fhir_server.storage import Store, WriteTx, make_engine
+
+from .test_store import obs
+
+
+async def _stored(store: Store, after: int) -> list[tuple[object, bytes]]:
+    changes = await store.changes(after, limit=10_000)
+    bodies = await store.bodies([c.vid for c in changes])
+    return [(c, bodies[c.vid]) for c in changes]
+
+
+async def test_recent_is_what_was_committed(store):
+    start = store.notifier.seq
+    assert store.notifier.recent(start, 100) == []  # caught up, nothing held yet
+
+    async def job(tx: WriteTx):
+        tx.put("Observation", "a", obs("1"))
+        tx.put("Observation", "b", obs("2"))
+        tx.put("Patient", "p1", {"resourceType": "Patient"}, if_absent=True)
+        await tx.flush()
+        tx.put("Observation", "a", obs("3"))  # a second flush in the same transaction
+        tx.delete("Observation", "b")
+        tx.delete("Observation", "never-written")  # nothing to delete: no entry
+
+    await store.write(job)
+    await store.put("Observation", "c", obs("4"))
+    held = store.notifier.recent(start, 100)
+    assert held == await _stored(store, start)
+    assert [c.op for c, _ in held] == ["create", "create", "create", "update", "delete", "create"]
+    assert store.notifier.recent(start + 2, 2) == held[2:4]
+    assert store.notifier.recent(held[-1][0].seq, 100) == []
+
+
+async def test_recent_refuses_what_it_does_not_hold(store, db_url):
+    await store.put("Observation", "a", obs("1"))
+    first = store.notifier.seq
+    assert store.notifier.recent(first - 1, 10) is not None
+    assert store.notifier.recent(first - 2, 10) is None  # older than memory: read the log
+
+    other = Store(make_engine(db_url))  # another process writing the same database
+    await other.start()
+    try:
+        await other.put("Observation", "x", obs("2"))
+    finally:
+        await other.close()
+    await store.put("Observation", "b", obs("3"))
+    assert store.notifier.recent(first, 10) is None  # the other writer's entry lies in between
+    tail = store.notifier.recent(store.notifier.seq - 1, 10)
+    assert tail == (await _stored(store, store.notifier.seq - 1))
