@@ -4,11 +4,16 @@ Per device: the stored ``DeviceUseStatement`` wins (a clinician-confirmed one is
 here); otherwise the patient of the in-progress Encounter at the device's bed, found with the
 FHIR search ``Encounter?location=Location/<bed>&status=in-progress``. A new or changed
 inference is written as a new version of the DeviceUseStatement (the change history). Results
-are cached for ``ttl_s`` so a 50 Hz feed does not search per segment.
+are cached for ``ttl_s`` so a 50 Hz feed does not search per segment; past ``ttl_s`` (and up
+to twice that) the cached answer is still used while one refresh per device runs in the
+background, so the ingest path waits for a database read only on a device's first record
+(or after a long silence), never every ``ttl_s``. Concurrent lookups of one device share
+one refresh.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -37,15 +42,47 @@ class BedAssociations:
         self.ctx = ServerContext(store=store, base_url="http://vitalgate.local/fhir")
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, Association]] = {}
+        self._refreshing: dict[str, asyncio.Task[Association]] = {}
 
     async def resolve(self, device_id: str, bed_location_id: str | None) -> Association:
         hit = self._cache.get(device_id)
-        now = time.monotonic()
-        # "nobody in this bed" is re-checked sooner: an admission should reach the data quickly
-        if hit is not None and now - hit[0] < (self.ttl_s if hit[1].patient_ref else min(self.ttl_s, 2.0)):
-            return hit[1]
-        found = await self._resolve(device_id, bed_location_id)
-        self._cache[device_id] = (now, found)
+        if hit is not None:
+            # "nobody in this bed" is re-checked sooner: an admission should reach the data quickly
+            ttl = self.ttl_s if hit[1].patient_ref else min(self.ttl_s, 2.0)
+            age = time.monotonic() - hit[0]
+            if age < ttl:
+                return hit[1]
+            if age < 2 * ttl:  # still fresh enough to use while the refresh runs
+                self._refresh(device_id, bed_location_id)
+                return hit[1]
+        return await asyncio.shield(self._refresh(device_id, bed_location_id))
+
+    async def close(self) -> None:
+        """Cancel refreshes still running (at shutdown)."""
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _refresh(self, device_id: str, bed_location_id: str | None) -> asyncio.Task[Association]:
+        task = self._refreshing.get(device_id)
+        if task is None:
+            task = asyncio.create_task(self._refresh_now(device_id, bed_location_id),
+                                       name=f"association-{device_id}")
+            self._refreshing[device_id] = task
+        return task
+
+    async def _refresh_now(self, device_id: str, bed_location_id: str | None) -> Association:
+        started = time.monotonic()
+        try:
+            found = await self._resolve(device_id, bed_location_id)
+        except Exception as exc:  # noqa: BLE001 - the cached answer (if any) stays in use
+            log.error("device %s: association lookup failed: %s", device_id, exc)
+            hit = self._cache.get(device_id)
+            return hit[1] if hit is not None else Association(None, False)
+        finally:
+            self._refreshing.pop(device_id, None)
+        self._cache[device_id] = (started, found)
         return found
 
     async def _resolve(self, device_id: str, bed: str | None) -> Association:
