@@ -8,10 +8,14 @@
 
 ``#bed`` is the bed in HL7 PV1-3 notation (``ICU^3^1``): the device's data is associated with
 the patient admitted to that bed by ADT (``associations``), marked unconfirmed until a
-clinician confirms it. Every record is mapped by ``mappers`` and written in one store job;
-connection and clock status changes become status Observations; undecodable input is kept
-as a dead letter in the inbox (``message_type`` names the feed, ``sending_facility`` the
-endpoint) with its reason.
+clinician confirms it. Every record is mapped by ``mappers`` in its client's task and handed
+to one ingest writer, which stores what all feeds produced since its last commit as one store
+job (a poll cycle of every bed in one transaction, alongside the writer's group commit); a
+client never waits for a commit before reading its next datagram or response (a device gets
+no acknowledgement, so nothing is acknowledged early). A batch that fails is retried record by
+record so one bad record loses only itself. Connection and clock status changes become status
+Observations; undecodable input is kept as a dead letter in the inbox (``message_type`` names
+the feed, ``sending_facility`` the endpoint) with its reason.
 """
 
 from __future__ import annotations
@@ -127,6 +131,20 @@ class IngestStats:
                 "source_lag_ms_p99": p99(source)}
 
 
+@dataclass(slots=True)
+class _Record:
+    """One device record's resources waiting for the ingest writer."""
+
+    label: str
+    resources: list[dict[str, Any]]
+    received: float  # time.monotonic() at receipt
+    device_time: datetime | None = None  # IntelliVue poll replies: the monitor's clock (site zone applied)
+
+
+MAX_BATCH_RECORDS = 256
+MAX_QUEUED_RECORDS = 8192  # past this the clients wait (back-pressure), nothing is dropped
+
+
 class DeviceIngest:
     """Writes the decoded output of every device client; one instance per node."""
 
@@ -139,6 +157,25 @@ class DeviceIngest:
         self._devices_written: set[str] = set()
         self._bed_device: dict[str | None, str] = {}  # bed -> ventilator device id (for the wave port)
         self._last_setting: dict[tuple[str, str], tuple[str, float]] = {}
+        self._queue: asyncio.Queue[_Record] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the ingest writer; without it every record is written (and awaited) on its own."""
+        if self._writer is None:
+            self._queue = asyncio.Queue(MAX_QUEUED_RECORDS)
+            self._writer = asyncio.create_task(self._write_loop(), name="device-ingest-writer")
+
+    async def close(self) -> None:
+        """Store what is queued, then stop the writer."""
+        if self._writer is None or self._queue is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), 10)
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = self._queue = None
 
     async def on_vent_record(self, ep: DeviceEndpoint, record: DecodedVentRecord, received: float) -> None:
         profile = load_profile(KIND_PROFILES[ep.kind])
@@ -215,10 +252,8 @@ class DeviceIngest:
         if mapped.problems:
             payload = json.dumps({"poll_number": poll.poll_number, "problems": mapped.problems}).encode()
             await self.dead_letter(ep, payload, "; ".join(mapped.problems)[:500])
-        written = await self._write(resources, ep, assoc, received)
-        if written and poll.device_time is not None and len(self.stats.source_lags_ms) < 1_000_000:
-            local = poll.device_time.replace(tzinfo=self.tz)
-            self.stats.source_lags_ms.append((datetime.now(UTC) - local).total_seconds() * 1000)
+        device_time = poll.device_time.replace(tzinfo=self.tz) if poll.device_time is not None else None
+        await self._write(resources, ep, assoc, received, device_time)
 
     async def on_status(self, ep: DeviceEndpoint, event: DeviceStatusEvent) -> None:
         device_id = self._status_device(ep, event)
@@ -269,26 +304,58 @@ class DeviceIngest:
             return Association(None, False)
 
     async def _write(self, resources: list[dict[str, Any]], ep: DeviceEndpoint, assoc: Association,
-                     received: float) -> bool:
+                     received: float, device_time: datetime | None = None) -> None:
         if assoc.patient_ref and not assoc.confirmed:
             for res in resources:
                 if res["resourceType"] == "Observation":
                     tag_unconfirmed(res)
+        record = _Record(ep.label, resources, received, device_time)
+        if self._queue is None:
+            await self._store([record])
+        else:
+            await self._queue.put(record)
 
+    async def _write_loop(self) -> None:
+        """Whatever every feed queued while the previous commit ran goes into the next one."""
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_BATCH_RECORDS and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self._store(batch)
+            except Exception:  # noqa: BLE001 - never let the writer die
+                log.exception("device ingest: batch of %d records failed", len(batch))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _store(self, batch: list[_Record]) -> None:
         async def job(tx: WriteTx) -> None:
-            for res in resources:
-                tx.put(res["resourceType"], res["id"], res, method="PUT")
+            for record in batch:
+                for res in record.resources:
+                    tx.put(res["resourceType"], res["id"], res, method="PUT")
 
         try:
             await self.store.write(job)
-        except Exception as exc:  # noqa: BLE001 - keep the feed alive; the data is logged as lost
-            log.error("device %s: store failed for %d resources: %s", ep.label, len(resources), exc)
-            return False
-        self.stats.records += 1
-        self.stats.resources += len(resources)
-        if len(self.stats.lags_ms) < 1_000_000:
-            self.stats.lags_ms.append((time.monotonic() - received) * 1000)
-        return True
+        except Exception as exc:  # noqa: BLE001 - keep the feeds alive; the data is logged as lost
+            if len(batch) > 1:  # one bad record must not lose the others: each on its own
+                for record in batch:
+                    await self._store([record])
+                return
+            log.error("device %s: store failed for %d resources: %s", batch[0].label,
+                      len(batch[0].resources), exc)
+            return
+        done, now = time.monotonic(), datetime.now(UTC)
+        stats = self.stats
+        for record in batch:
+            stats.records += 1
+            stats.resources += len(record.resources)
+            if len(stats.lags_ms) < 1_000_000:
+                stats.lags_ms.append((done - record.received) * 1000)
+            if record.device_time is not None and len(stats.source_lags_ms) < 1_000_000:
+                stats.source_lags_ms.append((now - record.device_time).total_seconds() * 1000)
 
 
 def _client(ep: DeviceEndpoint, ingest: DeviceIngest, site_tz: str) -> Any:
@@ -326,6 +393,7 @@ async def device_service(settings: Any, store: Store) -> AsyncIterator[DeviceIng
         return
     site_tz = getattr(settings, "site_tz", "UTC")
     ingest = DeviceIngest(store, site_tz=site_tz)
+    ingest.start()
     clients = [_client(ep, ingest, site_tz) for ep in endpoints]
     tasks = [asyncio.create_task(c.run(), name=f"device-{ep.label}") for c, ep in zip(clients, endpoints,
                                                                                        strict=True)]
@@ -339,3 +407,5 @@ async def device_service(settings: Any, store: Store) -> AsyncIterator[DeviceIng
         for t in pending:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await ingest.close()
+        await ingest.associations.close()
