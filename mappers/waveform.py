@@ -81,10 +81,13 @@ def _fmt(value: float | int) -> str:
 
 def waveform_observation(*, spec: WaveSpec, device_ref: str, start: datetime, period_ms: float,
                          samples: Sequence[float | int] | str, subject_ref: str | None = None,
-                         factor: float | None = None, status: str = "final",
+                         factor: float | None = None, origin: float = 0, status: str = "final",
                          extra_codings: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """One segment as an Observation; ``samples`` may already be a space-separated string.
 
+    Physical value = ``origin`` + ``factor`` x sample (FHIR SampledData): a feed whose samples
+    are scaled integers passes them as they came with its scale as origin and factor, so
+    the ``data`` string is one join of integers, no per-sample arithmetic or formatting.
     The id is derived from device, code and segment start, so a re-sent segment updates.
     """
     if isinstance(samples, str):
@@ -95,7 +98,8 @@ def waveform_observation(*, spec: WaveSpec, device_ref: str, start: datetime, pe
         raise ValueError("a waveform segment needs samples and a positive period")
     end = start + timedelta(milliseconds=period_ms * count)
     key = f"{device_ref}|{spec.mdc}|{start.isoformat()}"
-    sampled: dict[str, Any] = {"origin": {"value": 0, "unit": spec.ucum, "system": UCUM, "code": spec.ucum},
+    sampled: dict[str, Any] = {"origin": {"value": _number(origin), "unit": spec.ucum, "system": UCUM,
+                                          "code": spec.ucum},
                                "period": Decimal(str(round(period_ms, 6))), "dimensions": 1,
                                "data": data}
     if factor is not None and factor != 1:
@@ -114,6 +118,12 @@ def waveform_observation(*, spec: WaveSpec, device_ref: str, start: datetime, pe
     if subject_ref:
         obs["subject"] = {"reference": subject_ref}
     return obs
+
+
+def _number(value: float) -> int | Decimal:
+    if float(value).is_integer():
+        return int(value)
+    return Decimal(str(round(value, 6)))
 
 
 def one_second_segments(samples: Sequence[float | int], rate_hz: float, start: datetime

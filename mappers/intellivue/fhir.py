@@ -7,7 +7,8 @@ invalid bits (0xF800), or a FLOAT special (NaN, NRes, INF), becomes ``dataAbsent
 the state spelled out; values outside the profile's validity range likewise. Unknown physio
 ids and unexpected units are not guessed: they are returned as problems for the caller to log
 and keep as a dead letter. Waves (``[[waves]]``) become one waveform Observation per wave per
-poll (about one second), samples scaled in one pass.
+poll (about one second): the integer samples as sent, with the scale specification as the
+SampledData origin and factor.
 """
 
 from __future__ import annotations
@@ -157,9 +158,11 @@ def _wave(wave: WaveValue, profile: Profile, device_ref: str, received_at: datet
         return None
     spec = WAVES[entry.wave]
     start = received_at - timedelta(milliseconds=wave.period_ms * len(wave.samples))
-    values = wave.physical()
+    origin, factor = wave.origin_factor()
+    # the monitor's integer samples as they came, its scale as SampledData origin and factor:
+    # one join per segment, no per-sample arithmetic
     return waveform_observation(spec=spec, device_ref=device_ref, start=start, period_ms=wave.period_ms,
-                                samples=[round(v, 2) if isinstance(v, float) else v for v in values],
+                                samples=" ".join(map(str, wave.samples)), origin=origin, factor=factor,
                                 subject_ref=subject_ref,
                                 extra_codings=[{"system": NOM_SYSTEM, "code": code, "display": entry.label}])
 

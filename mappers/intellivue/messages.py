@@ -103,6 +103,16 @@ class WaveValue:
     def valid(self) -> bool:
         return bool(self.samples) and not self.state & n.INVALID_MASK
 
+    def origin_factor(self) -> tuple[float, float]:
+        """(origin, factor) with physical = origin + factor x sample (FHIR SampledData)."""
+        if self.scale is None:
+            return 0.0, 1.0
+        lo_abs, hi_abs, lo_s, hi_s = self.scale
+        if hi_s == lo_s:
+            return 0.0, 1.0
+        k = (hi_abs - lo_abs) / (hi_s - lo_s)
+        return round(lo_abs - lo_s * k, 6), round(k, 9)
+
     def physical(self) -> list[float] | list[int]:
         """Samples in physical units through the scale spec, in one pass."""
         if self.scale is None:
@@ -399,5 +409,7 @@ def _observation(handle: int, attrs: list[tuple[int, Reader]], numerics: list[Nu
     mask = (1 << bits) - 1
     for physio, state, raw in arrays:
         samples = u16_samples(raw)
-        values = samples.tolist() if mask == 0xFFFF else [s & mask for s in samples]
+        values = samples.tolist()
+        if mask != 0xFFFF and values and max(values) > mask:  # flag bits set: mask them (rare)
+            values = [s & mask for s in values]
         waves.append(WaveValue(handle, physio, state, values, period, unit, scale))

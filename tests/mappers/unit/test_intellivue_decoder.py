@@ -174,6 +174,29 @@ def test_wave_reply_scaled_in_bulk_to_sampled_data() -> None:
     assert obs["effectivePeriod"]["end"] == AT.isoformat()
 
 
+# ABP: scaled 0..5600 <-> -40..520 mmHg (0.1 mmHg a step), 13 significant bits
+ABP = struct.pack(">H", 52) + _attrs(
+    _ava(0x096D, struct.pack(">HBBH", 3, 16, 13, 0)),
+    _ava(0x096F, struct.pack(">IIHH", 0xFF000000 | (-400 & 0xFFFFFF), 520, 0, 5600)),  # -40.0, 520
+    _ava(0x098D, struct.pack(">I", 64)),
+    _ava(0x096E, struct.pack(">HHH", 0x4A14, 0, 6) + struct.pack(">3H", 0, 1600, 5600)))
+
+
+def test_scaled_wave_keeps_its_integers_with_the_scale_as_origin_and_factor() -> None:
+    poll = decode_message(_poll_reply([ABP], obj=9))
+    assert isinstance(poll, PollResult)
+    (wave,) = poll.waves
+    assert wave.samples == [0, 1600, 5600]
+    (obs,) = poll_to_fhir(poll, PROFILE, "Device/d", AT).resources
+    Observation.model_validate(obs)
+    sd = obs["valueSampledData"]
+    assert sd["data"] == "0 1600 5600"
+    assert sd["origin"]["value"] == -40 and sd["origin"]["code"] == "mm[Hg]" and str(sd["factor"]) == "0.1"
+    # physical = origin + factor x sample: -40, 120, 520 mmHg, as the scale specification says
+    physical = [sd["origin"]["value"] + float(sd["factor"]) * int(x) for x in sd["data"].split()]
+    assert [round(v, 6) for v in physical] == [-40.0, 120.0, 520.0] == [round(v, 6) for v in wave.physical()]
+
+
 def test_session_messages() -> None:
     assert decode_message(bytes([0x0C, 0x03, 0x11, 0x01, 0x00])) == AssociationResult(
         False, None, "association refused by the monitor")
