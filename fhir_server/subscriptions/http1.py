@@ -3,8 +3,8 @@
 Why not httpx here: measured on this machine, an httpx POST costs about 1.3 ms even on one
 reused connection, and 1,000 concurrent POSTs through one pool take 9-15 s (its pool
 bookkeeping grows with the number of waiters). A notification fan-out to 1,000
-subscriptions has a 50 ms budget, so rest-hooks use this client: one request at a time per
-connection, ``Content-Length`` request bodies, responses with ``Content-Length``, chunked
+subscriptions has a 50 ms budget, so rest-hooks use this client: requests pipelined per
+connection (``Pool``), ``Content-Length`` request bodies, responses with ``Content-Length``, chunked
 or close-delimited bodies, TLS through ``ssl.create_default_context()``. Anything else a
 server does is a failed delivery, retried like any other.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import deque
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -35,13 +36,32 @@ class _Conn:
         self.writer.close()
 
 
-class Pool:
-    """Connections to one origin: at most ``limit`` open, idle ones reused (LIFO)."""
+class _Req:
+    __slots__ = ("data", "timeout", "fut")
 
-    def __init__(self, scheme: str, host: str, port: int, limit: int) -> None:
+    def __init__(self, data: bytes, timeout: float, fut: asyncio.Future[int]) -> None:
+        self.data, self.timeout, self.fut = data, timeout, fut
+
+
+class Pool:
+    """Connections to one origin: at most ``limit`` open, idle ones reused (LIFO).
+
+    Requests queue here and each connection's runner writes up to ``depth`` of them in one
+    write (HTTP/1.1 pipelining), then reads the answers in order. A fan-out of 1,000
+    notifications to one endpoint is then ~30 socket writes instead of 1,000 (a write costs
+    ~0.1 ms on this VM, more than building the request). A connection that breaks fails the
+    requests it had not answered (their senders retry: receivers drop repeats by event
+    number); one the server had already closed while idle resends them on a new connection.
+    """
+
+    def __init__(self, scheme: str, host: str, port: int, limit: int, depth: int = 32) -> None:
         self.scheme, self.host, self.port = scheme, host, port
+        self.limit, self.depth = limit, depth
         self.idle: list[_Conn] = []
-        self.slots = asyncio.Semaphore(limit)
+        self.queue: deque[_Req] = deque()
+        self.runners = 0  # counted here, not by live tasks: a runner is gone once its loop ends
+        self.busy = 0  # runners with a batch on the wire
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ssl = ssl.create_default_context() if scheme == "https" else None
 
     async def _connect(self) -> _Conn:
@@ -49,38 +69,96 @@ class Pool:
         return _Conn(reader, writer)
 
     async def request(self, head: bytes, body: bytes, timeout: float) -> int:
-        async with self.slots, asyncio.timeout(timeout):
-            if self.idle:
-                with contextlib.suppress(*_BROKEN):
-                    # A kept-alive connection the server closed meanwhile fails here: use a new one.
-                    return await self._use(self.idle.pop(), head, body)
-            try:
-                conn = await self._connect()
-                return await self._use(conn, head, body)
-            except _BROKEN as exc:
-                raise HttpError(f"{type(exc).__name__}: {exc}") from None
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.queue.append(_Req(head + body, timeout, fut))
+        if self.runners < self.limit and len(self.queue) > self.depth * (self.runners - self.busy):
+            self.runners += 1  # more queued than the free runners take: one more connection
+            task = asyncio.get_running_loop().create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        async with asyncio.timeout(timeout):
+            return await fut
 
-    async def _use(self, conn: _Conn, head: bytes, body: bytes) -> int:
+    def _take(self) -> list[_Req]:
+        batch: list[_Req] = []
+        while self.queue and len(batch) < self.depth:
+            req = self.queue.popleft()
+            if not req.fut.done():  # a sender that timed out before its turn
+                batch.append(req)
+        return batch
+
+    async def _run(self) -> None:
         try:
-            status, keep = await _exchange(conn, head, body)
+            await self._serve_queue()
+        finally:
+            self.runners -= 1
+
+    async def _serve_queue(self) -> None:
+        while batch := self._take():
+            self.busy += 1
+            try:
+                conn = self.idle.pop() if self.idle else None
+                if conn is not None:
+                    await self._exchange_all(conn, batch, reused=True)
+                    continue
+                try:
+                    async with asyncio.timeout(batch[0].timeout):
+                        conn = await self._connect()
+                except (*_BROKEN, TimeoutError) as exc:
+                    _fail(batch, exc)
+                    continue
+                await self._exchange_all(conn, batch, reused=False)
+            except BaseException as exc:
+                _fail(batch, HttpError("client closed") if isinstance(exc, asyncio.CancelledError) else exc)
+                raise
+            finally:
+                self.busy -= 1
+
+    async def _exchange_all(self, conn: _Conn, batch: list[_Req], reused: bool) -> None:
+        answered = 0
+        try:
+            conn.writer.write(b"".join(r.data for r in batch))
+            await conn.writer.drain()
+            for req in batch:
+                async with asyncio.timeout(req.timeout):
+                    status, keep = await _exchange(conn)
+                answered += 1
+                if not req.fut.done():
+                    req.fut.set_result(status)
+                if not keep:
+                    conn.close()
+                    self.queue.extendleft(reversed(batch[answered:]))  # not processed: send again
+                    return
+        except (*_BROKEN, TimeoutError) as exc:
+            conn.close()
+            if reused and answered == 0 and not isinstance(exc, TimeoutError):
+                # a kept-alive connection the server closed meanwhile: the same requests on a new one
+                self.queue.extendleft(reversed(batch))
+                return
+            _fail(batch[answered:], exc)
+            return
         except BaseException:
             conn.close()
             raise
-        if keep:
-            self.idle.append(conn)
-        else:
-            conn.close()
-        return status
+        self.idle.append(conn)
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         idle, self.idle = self.idle, []
         for c in idle:
             c.close()
 
 
-async def _exchange(conn: _Conn, head: bytes, body: bytes) -> tuple[int, bool]:
-    conn.writer.write(head + body)
-    await conn.writer.drain()
+def _fail(reqs: list[_Req], exc: BaseException) -> None:
+    err: BaseException = exc if isinstance(exc, TimeoutError) else HttpError(f"{type(exc).__name__}: {exc}")
+    for r in reqs:
+        if not r.fut.done():
+            r.fut.set_exception(err)
+
+
+async def _exchange(conn: _Conn) -> tuple[int, bool]:
+    """Read one response: its status and whether the connection stays open."""
     raw = await conn.reader.readuntil(b"\r\n\r\n")
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
