@@ -11,6 +11,7 @@ the profile's validity range) produces one with ``dataAbsentReason`` ``error``.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from typing import Any
 
@@ -221,10 +222,16 @@ def _number(value: Any) -> int | float:
     return int(as_float) if as_float.is_integer() else as_float
 
 
+_NOT_ID_ASCII = re.compile(r"[^0-9a-z.\-]")
+
+
 def _fhir_id(*parts: str) -> str:
     """``a-b-c`` when it fits FHIR's 64-character id, else a stable hash of it."""
     raw = "-".join(parts).lower()
-    cleaned = "".join(c if c.isalnum() or c in "-." else "-" for c in raw)
+    if raw.isascii():  # the usual case, in one pass: the same result as the loop below
+        cleaned = _NOT_ID_ASCII.sub("-", raw)
+    else:
+        cleaned = "".join(c if c.isalnum() or c in "-." else "-" for c in raw)
     if len(cleaned) <= 64:
         return cleaned
     return cleaned[:40] + "-" + hashlib.sha256(cleaned.encode()).hexdigest()[:23]
