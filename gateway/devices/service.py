@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from fhir_server.storage import Store, WriteTx
 from gateway.inbox.records import DEAD, Sender, inbox_row
 from gateway.inbox.schema import inbox
@@ -156,7 +158,7 @@ class DeviceIngest:
         self.stats = IngestStats()
         self._devices_written: set[str] = set()
         self._bed_device: dict[str | None, str] = {}  # bed -> ventilator device id (for the wave port)
-        self._last_setting: dict[tuple[str, str], tuple[str, float]] = {}
+        self._last_setting: dict[tuple[str, str], tuple[bytes, float]] = {}
         self._queue: asyncio.Queue[_Record] | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -210,11 +212,11 @@ class DeviceIngest:
         for res in resources:
             if res["resourceType"] == "Device":
                 key = ("Device", res["id"])
-                value = json.dumps(res, default=str, sort_keys=True)
+                value = orjson.dumps(res, default=str, option=orjson.OPT_SORT_KEYS)
             elif res["resourceType"] == "Observation" and _category_code(res) in _SLOW_CATEGORIES:
                 key = (res.get("device", {}).get("reference", ""), res["code"]["coding"][-1].get("code", ""))
-                value = json.dumps({k: v for k, v in res.items() if k.startswith(("value", "component"))},
-                                   default=str, sort_keys=True)
+                value = orjson.dumps({k: v for k, v in res.items() if k.startswith(("value", "component"))},
+                                     default=str, option=orjson.OPT_SORT_KEYS)
             else:
                 out.append(res)
                 continue
