@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from mappers.profile_schema import LOINC_SYSTEM, MDC_SYSTEM, CodeEntry, Profile
+from mappers.profile_schema import LOINC_SYSTEM, MDC_SYSTEM, CodeEntry, Profile, UnitEntry
 from mappers.waveform import WAVES, waveform_observation
 
 from .messages import MdsCreateEvent, NumericValue, PollResult, WaveValue
@@ -81,25 +81,56 @@ def poll_to_fhir(poll: PollResult, profile: Profile, device_ref: str, received_a
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _NumericCode:
+    """What a physio id maps to under one profile, built once: the code and category objects are
+    shared by every Observation of that code (treated as immutable, never edited in place)."""
+
+    entry: CodeEntry
+    unit: UnitEntry | None
+    unit_code: str | None  # the profile's unit code for the entry, lower case hex
+    category: list[dict[str, Any]]
+    code: dict[str, Any]
+
+
+# (id(profile), physio id) -> (the profile itself, so the id is never reused while cached; mapping)
+_CODES: dict[tuple[int, int], tuple[Profile, _NumericCode | None]] = {}
+
+
+def _numeric_code(profile: Profile, physio_id: int) -> _NumericCode | None:
+    hit = _CODES.get((id(profile), physio_id))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    code = f"{physio_id:04x}"
+    entry = profile.code_entry(code)
+    found = None
+    if entry is not None:
+        unit = profile.unit(entry.unit) if entry.unit else None
+        found = _NumericCode(entry, unit, unit.code.lower() if unit is not None else None, _category(entry),
+                             {"coding": _codings(entry, code), "text": entry.display})
+    if len(_CODES) < 10_000:
+        _CODES[(id(profile), physio_id)] = (profile, found)
+    return found
+
+
 def _numeric(nu: NumericValue, profile: Profile, device_ref: str, at: datetime,
              problems: list[str]) -> dict[str, Any] | None:
-    code = f"{nu.physio_id:04x}"
-    entry = profile.code_entry(code)
-    if entry is None:
-        problems.append(f"unknown physio id 0x{code} (handle {nu.handle})")
+    known = _numeric_code(profile, nu.physio_id)
+    if known is None:
+        problems.append(f"unknown physio id 0x{nu.physio_id:04x} (handle {nu.handle})")
         return None
-    unit = profile.unit(entry.unit) if entry.unit else None
-    if unit is None or unit.code.lower() != f"{nu.unit_code:04x}":
+    entry, unit = known.entry, known.unit
+    if unit is None or known.unit_code != f"{nu.unit_code:04x}":
         problems.append(f"unexpected unit 0x{nu.unit_code:04x} for {entry.key} (expected 0x{entry.unit})")
         return None
-    key = f"{device_ref}|nom:{code}|{at.isoformat()}"
+    when = at.isoformat()
     obs: dict[str, Any] = {
         "resourceType": "Observation",
-        "id": str(uuid.uuid5(_NS, key)),
+        "id": str(uuid.uuid5(_NS, f"{device_ref}|nom:{nu.physio_id:04x}|{when}")),
         "status": "final",
-        "category": _category(entry),
-        "code": {"coding": _codings(entry, code), "text": entry.display},
-        "effectiveDateTime": at.isoformat(),
+        "category": known.category,
+        "code": known.code,
+        "effectiveDateTime": when,
         "device": {"reference": device_ref},
     }
     reason = _absent_reason(nu, entry, unit.factor)
