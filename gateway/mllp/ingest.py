@@ -199,8 +199,10 @@ class Ingestor:
             lookups.dequeue(sender)
         if found is not None:
             return await self._answer_duplicate(payload, digest, header, peer, found)
-        log.info("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,
-                 len(resources))
+        # DEBUG: a line per accepted message is noise (and cost) at hundreds a second;
+        # refusals, duplicates and dead letters stay visible
+        log.debug("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,
+                  len(resources))
         return IngestResult("accept", ack if code else None, ACCEPTED)
 
     async def _answer_duplicate(self, payload: bytes, digest: str, header: MessageHeader,
