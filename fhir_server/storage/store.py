@@ -21,6 +21,10 @@ maxima again, so nothing is cached across transactions and there is nothing to r
 Group commit: jobs queued while a commit runs share the next transaction; with
 ``group_commit_ms`` the writer also waits up to that long after the first job for more
 (stopping early once as many jobs as in the previous group have arrived).
+
+Urgent jobs (``write(job, urgent=True)``: alerts) skip the queue: they commit together, in a
+group of their own, right after the transaction in progress, so an alert never waits behind
+queued ingest or a gathering window.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -67,7 +72,9 @@ class Store:
         self.group_window = max(0.0, group_commit_ms) / 1000.0
         self._last_group = 1
         self.notifier = ChangeNotifier()
-        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]] | None] = asyncio.Queue()
+        self._urgent: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()
+        self._held: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()  # taken, then passed by urgent jobs
         self._writer: asyncio.Task[None] | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
         self.commits = 0
@@ -86,12 +93,18 @@ class Store:
         await self.engine.dispose()
 
     # -- writes ---------------------------------------------------------------------------
-    async def write(self, job: Job[T]) -> T:
-        """Run ``job`` in the writer's transaction; return its result once committed."""
+    async def write(self, job: Job[T], *, urgent: bool = False) -> T:
+        """Run ``job`` in the writer's transaction; return its result once committed.
+
+        ``urgent``: commit before the jobs already queued, in a group of urgent jobs only."""
         if self._writer is None:
             raise StorageError("store not started")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((job, fut))
+        if urgent:
+            self._urgent.append((job, fut))
+            self._queue.put_nowait(None)  # wakes an idle writer; skipped otherwise
+        else:
+            await self._queue.put((job, fut))
         return await fut
 
     async def put(self, type_: str, id_: str, resource: dict[str, Any], *,
@@ -105,9 +118,19 @@ class Store:
 
     async def _write_loop(self) -> None:
         while True:
-            group = [await self._queue.get()]
-            await self._gather(group)
-            self._last_group = len(group)
+            if self._urgent:
+                group = list(self._urgent)
+                self._urgent.clear()
+            else:
+                first = self._held.popleft() if self._held else await self._queue.get()
+                if first is None:
+                    continue
+                group = [first]
+                await self._gather(group)
+                if self._urgent:  # came while gathering: they go first, this group right after
+                    self._held.extendleft(reversed(group))
+                    continue
+                self._last_group = len(group)
             try:
                 await self._commit_group(group)
             except Exception:  # never let the writer die: fail the group's jobs instead
@@ -119,17 +142,24 @@ class Store:
     async def _gather(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
         """Add queued jobs to ``group``; within the window, wait for as many as last time."""
         deadline = time.monotonic() + self.group_window
-        while len(group) < self.max_group:
+        while len(group) < self.max_group and not self._urgent:
+            if self._held:
+                group.append(self._held.popleft())
+                continue
             if not self._queue.empty():
-                group.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
+                if item is not None:
+                    group.append(item)
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 or len(group) >= self._last_group:
                 return
             try:
-                group.append(await asyncio.wait_for(self._queue.get(), remaining))
+                item = await asyncio.wait_for(self._queue.get(), remaining)
             except TimeoutError:
                 return
+            if item is not None:
+                group.append(item)
 
     async def _commit_group(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]) -> None:
         if len(group) > 1:

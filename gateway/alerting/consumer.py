@@ -267,7 +267,9 @@ class AlertingConsumer:
             tx.advance_cursor(self.name, upto)
             return closed
 
-        closed = await self.store.write(job)
+        # an alert goes ahead of queued ingest (a group of its own right after the commit in progress)
+        urgent = any(r["resourceType"] == "DetectedIssue" for r in resources)
+        closed = await self.store.write(job, urgent=urgent)
         self._durable, self._durable_at = upto, time.monotonic()
         for state in closed:  # a clinician closed it meanwhile: the engine stops updating it
             self.engine.apply_stored(state)

@@ -51,3 +51,31 @@ async def test_recent_refuses_what_it_does_not_hold(store, db_url):
     assert store.notifier.recent(first, 10) is None  # the other writer's entry lies in between
     tail = store.notifier.recent(store.notifier.seq - 1, 10)
     assert tail == (await _stored(store, store.notifier.seq - 1))
+
+
+async def test_an_urgent_write_commits_before_the_queued_ones(store):
+    import asyncio
+
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def busy(tx: WriteTx):
+        tx.put("Observation", "busy", obs("0"))
+        holding.set()
+        await release.wait()  # the writer's transaction in progress
+
+    async def put(id_: str, urgent: bool = False) -> int:
+        async def job(tx: WriteTx):
+            return tx.put("Observation", id_, obs("1"))
+
+        return (await store.write(job, urgent=urgent)).written().seq
+
+    first = asyncio.create_task(store.write(busy))
+    await holding.wait()
+    queued = [asyncio.create_task(put(f"ingest-{i}")) for i in range(5)]
+    await asyncio.sleep(0.01)
+    alert = asyncio.create_task(put("alert", urgent=True))
+    await asyncio.sleep(0.01)
+    release.set()
+    await first
+    seqs = await asyncio.gather(*queued)
+    assert await alert < min(seqs)
