@@ -197,9 +197,19 @@ class Http1Client:
     def __init__(self, connections_per_origin: int = 32) -> None:
         self.limit = connections_per_origin
         self._pools: dict[tuple[str, str, int], Pool] = {}
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Pool, bytes]] = {}
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
         """The response status; raises HttpError or TimeoutError when there is none."""
+        key = (url, tuple(headers.items()))
+        found = self._heads.get(key)
+        if found is None:
+            found = self._heads[key] = self._head(url, headers)
+        pool, head = found
+        return await pool.request(head + b"Content-Length: %d\r\n\r\n" % len(body), body, timeout)
+
+    def _head(self, url: str, headers: Mapping[str, str]) -> tuple[Pool, bytes]:
+        """The pool and the request head up to ``Content-Length`` (built once per endpoint and headers)."""
         p = urlsplit(url)
         if p.scheme not in ("http", "https") or not p.hostname:
             raise HttpError(f"not an http(s) URL: {url!r}")
@@ -210,13 +220,15 @@ class Http1Client:
             pool = self._pools[key] = Pool(p.scheme, p.hostname, port, self.limit)
         target = (p.path or "/") + (f"?{p.query}" if p.query else "")
         host = p.netloc.rsplit("@", 1)[-1]
-        lines = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return await pool.request(head, body, timeout)
+        lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
+        lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-length"]
+        if len(self._heads) > 10_000:
+            self._heads.clear()
+        return pool, ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
     async def close(self) -> None:
         pools, self._pools = self._pools, {}
+        self._heads.clear()
         for pool in pools.values():
             pool.close()
         with contextlib.suppress(Exception):

@@ -10,6 +10,8 @@ entry with the focus's ``fullUrl`` and request (``id-only``) or the stored versi
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,27 +75,53 @@ def _full_url(base: str, e: Event) -> str:
     return f"{base}/{e.type}/{e.res_id}" if base else f"{e.type}/{e.res_id}"
 
 
-def _entry(e: Event, content: str, base: str) -> dict[str, Any]:
-    method, status = _METHOD.get(e.op, ("PUT", "200"))
-    entry: dict[str, Any] = {"fullUrl": _full_url(base, e)}
-    if content == "full-resource" and e.body is not None and e.op != "delete":
-        entry["resource"] = orjson.Fragment(e.body)
-    entry["request"] = {"method": method, "url": e.type if method == "POST" else f"{e.type}/{e.res_id}"}
-    entry["response"] = {"status": status, "etag": f'W/"{e.version}"'}
-    return entry
+def _entry(e: Event, content: str, base: str) -> orjson.Fragment:
+    return _entry_json(base, content, e.type, e.res_id, e.version, e.op, e.body)
+
+
+@lru_cache(maxsize=1024)
+def _entry_json(base: str, content: str, type_: str, res_id: str, version: int, op: str,
+                body: bytes | None) -> orjson.Fragment:
+    """The focus entry, serialised once per event and content: a 1,000-way fan-out shares it."""
+    method, status = _METHOD.get(op, ("PUT", "200"))
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{type_}/{res_id}" if base else f"{type_}/{res_id}"}
+    if content == "full-resource" and body is not None and op != "delete":
+        entry["resource"] = orjson.Fragment(body)
+    entry["request"] = {"method": method, "url": type_ if method == "POST" else f"{type_}/{res_id}"}
+    entry["response"] = {"status": status, "etag": f'W/"{version}"'}
+    return orjson.Fragment(orjson.dumps(entry))
+
+
+_ID_PREFIX = uuid.uuid4().hex[:20]  # per process; with a counter: unique, UUID-shaped ids without os.urandom
+_ids = itertools.count(1)
+
+
+def _unique_id() -> str:
+    p, n = _ID_PREFIX, next(_ids) & 0xFFFF_FFFF_FFFF
+    return f"{p[:8]}-{p[8:12]}-4{p[13:16]}-a{p[17:20]}-{n:012x}"
+
+
+@lru_cache(maxsize=4)
+def _second(s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+
+
+def _now_instant() -> str:
+    us = now_us()
+    return f"{_second(us // 1_000_000)}.{us % 1_000_000:06d}+00:00"
 
 
 def notification(spec: SubscriptionSpec, kind: str, since_start: int, events: Sequence[Event] = (),
                  base: str = "", status: str | None = None, error: str | None = None) -> bytes:
     """The serialised Bundle for one notification."""
     st = status_resource(spec, kind, since_start, events, base, status, error)
-    entries: list[dict[str, Any]] = [{
-        "fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": st,
+    entries: list[Any] = [{
+        "fullUrl": f"urn:uuid:{_unique_id()}", "resource": st,
         "request": {"method": "GET", "url": f"Subscription/{spec.id}/$status"},
         "response": {"status": "200"},
     }]
     if spec.content != "empty":
         entries.extend(_entry(e, spec.content, base) for e in events)
-    bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "history",
-              "timestamp": us_to_instant(now_us()), "entry": entries}
+    bundle = {"resourceType": "Bundle", "id": _unique_id(), "type": "history",
+              "timestamp": _now_instant(), "entry": entries}
     return orjson.dumps(bundle)
