@@ -9,6 +9,7 @@ poll, one part of a linked reply), :class:`KeepAliveResult` (the MDS Get reply) 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,6 +72,11 @@ class MdsCreateEvent:
     device_time: datetime | None
 
 
+@functools.lru_cache(maxsize=1024)
+def _state_names(state: int) -> tuple[str, ...]:
+    return tuple(name for bit, name in n.STATE_NAMES.items() if state & bit)
+
+
 @dataclass(frozen=True, slots=True)
 class NumericValue:
     handle: int
@@ -86,7 +92,7 @@ class NumericValue:
 
     @property
     def state_names(self) -> list[str]:
-        return [name for bit, name in n.STATE_NAMES.items() if self.state & bit]
+        return list(_state_names(self.state)) if self.state else []
 
 
 @dataclass(frozen=True, slots=True)
