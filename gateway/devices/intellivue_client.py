@@ -3,12 +3,13 @@
 Cycle: send the association request to the monitor's association port; on the accept, wait
 for the MDS Create Event and confirm it; then every ``poll_interval_s`` send an extended poll
 for numerics (and, with ``waves``, one for the real-time waves), joining linked replies into
-one :class:`PollResult`. When nothing was sent for ``keepalive_s`` an MDS Get keeps the
-association alive. A refused association, an abort or release from the monitor, or silence
-past the profile's stale timeout ends the association: the status is reported and a new
-association is requested (with capped backoff). The monitor's clock (MDS create, poll
-replies, keep-alive) is compared with the receipt time: past ``clock_drift_limit_s`` a
-``clock-drift`` status is reported once, and ``clock-ok`` when it is back.
+one :class:`PollResult`, handed on with the arrival time of its first datagram. When nothing
+was sent for ``keepalive_s`` an MDS Get keeps the association alive. A refused association,
+an abort or release from the monitor, or silence past the profile's stale timeout ends the
+association: the status is reported and a new association is requested (with capped backoff).
+The monitor's clock (MDS create, poll replies, keep-alive) is compared with the receipt time:
+past ``clock_drift_limit_s`` a ``clock-drift`` status is reported once, and ``clock-ok`` when
+it is back.
 Undecodable datagrams go to ``on_error`` (the caller keeps them as dead letters).
 """
 
@@ -59,12 +60,14 @@ class MonitorSession:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
+    """Received datagrams with their arrival time (the receipt time of the data they carry)."""
+
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+        self.queue: asyncio.Queue[tuple[bytes, datetime]] = asyncio.Queue(maxsize=1024)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # a flood is dropped, never buffered unbounded
-            self.queue.put_nowait(data)
+            self.queue.put_nowait((data, datetime.now(UTC)))
 
 
 class _AssociationLost(Exception):
@@ -91,7 +94,8 @@ class IntellivueClient:
         self._stop = asyncio.Event()
         self._invoke = 0
         self._poll_number = 0
-        self._parts: dict[int, PollResult] = {}
+        self._parts: dict[int, tuple[PollResult, datetime]] = {}
+        self._rx_at = datetime.now(UTC)  # arrival of the datagram ``_receive`` returned last
         self._drifting = False
         self._last_status: Status | None = None
         self.session: MonitorSession | None = None
@@ -133,7 +137,8 @@ class IntellivueClient:
 
     # -- association ----------------------------------------------------------------------
 
-    async def _associate(self, transport: asyncio.DatagramTransport, queue: asyncio.Queue[bytes]) -> None:
+    async def _associate(self, transport: asyncio.DatagramTransport,
+                         queue: asyncio.Queue[tuple[bytes, datetime]]) -> None:
         self.session, self._parts = None, {}
         transport.sendto(association_request(min_poll_ms=125.0))
         deadline = time.monotonic() + self.reply_timeout
@@ -153,15 +158,20 @@ class IntellivueClient:
                 await self._status("connected", f"associated (model {msg.model})")
                 await self._check_clock(msg.device_time)
 
-    async def _receive(self, queue: asyncio.Queue[bytes], deadline: float) -> object | None:
+    async def _receive(self, queue: asyncio.Queue[tuple[bytes, datetime]], deadline: float) -> object | None:
         """The next decodable message before ``deadline`` (None on timeout)."""
         while (left := deadline - time.monotonic()) > 0:
+            if queue.empty():
+                try:
+                    raw, at = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    return None
+            else:  # already here: no timer, no task
+                raw, at = queue.get_nowait()
             try:
-                raw = await asyncio.wait_for(queue.get(), left)
-            except TimeoutError:
-                return None
-            try:
-                return decode_message(raw)
+                msg = decode_message(raw)
+                self._rx_at = at
+                return msg
             except IntellivueDecodeError as exc:
                 log.warning("intellivue %s: undecodable datagram: %s", self.endpoint, exc.reason)
                 if self._on_error is not None:
@@ -170,7 +180,8 @@ class IntellivueClient:
 
     # -- polling --------------------------------------------------------------------------
 
-    async def _poll_loop(self, transport: asyncio.DatagramTransport, queue: asyncio.Queue[bytes]) -> None:
+    async def _poll_loop(self, transport: asyncio.DatagramTransport,
+                         queue: asyncio.Queue[tuple[bytes, datetime]]) -> None:
         last_rx = last_tx = time.monotonic()
         next_poll = last_tx
         while not self._stop.is_set():
@@ -209,18 +220,20 @@ class IntellivueClient:
 
     async def _poll_part(self, part: PollResult) -> None:
         held = self._parts.pop(part.invoke_id, None)
+        received = self._rx_at  # a linked reply was received when its first part arrived
         if held is not None:
-            part = replace(held, numerics=held.numerics + part.numerics, waves=held.waves + part.waves,
+            first, received = held
+            part = replace(first, numerics=first.numerics + part.numerics, waves=first.waves + part.waves,
                            linked=part.linked)
         if not part.last_part:
-            self._parts[part.invoke_id] = part
+            self._parts[part.invoke_id] = (part, received)
             return
         self.polls += 1
         if self._last_status == "silent":
             await self._status("responding", "replies resumed")
         await self._check_clock(part.device_time)
         assert self.session is not None
-        await self._on_poll(self.session, part, datetime.now(UTC))
+        await self._on_poll(self.session, part, received)
 
     async def _check_clock(self, device_time: datetime | None) -> None:
         if device_time is None or self.drift_limit is None:
@@ -271,7 +284,7 @@ async def discover_monitors(listen: tuple[str, int] = ("0.0.0.0", 24005), second
     try:
         while (left := deadline - time.monotonic()) > 0:
             try:
-                raw = await asyncio.wait_for(proto.queue.get(), left)
+                raw, _ = await asyncio.wait_for(proto.queue.get(), left)
             except TimeoutError:
                 break
             with contextlib.suppress(IntellivueDecodeError):

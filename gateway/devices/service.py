@@ -168,6 +168,14 @@ class DeviceIngest:
             self._queue = asyncio.Queue(MAX_QUEUED_RECORDS)
             self._writer = asyncio.create_task(self._write_loop(), name="device-ingest-writer")
 
+    def backlog(self) -> tuple[int, float | None]:
+        """(records queued for the ingest writer, age in ms of the oldest): the data a lag
+        percentile over committed records cannot see yet."""
+        if self._queue is None or self._queue.empty():
+            return 0, None
+        oldest = self._queue._queue[0]  # type: ignore[attr-defined]  # asyncio.Queue's deque, read only
+        return self._queue.qsize(), round((time.monotonic() - oldest.received) * 1000, 2)
+
     async def close(self) -> None:
         """Store what is queued, then stop the writer."""
         if self._writer is None or self._queue is None:
@@ -240,7 +248,8 @@ class DeviceIngest:
 
     async def on_intellivue(self, ep: DeviceEndpoint, session: MonitorSession, poll: PollResult,
                             at: datetime) -> None:
-        received = time.monotonic()
+        # ``at`` is when the reply's first datagram arrived: lag counts from there, not from now
+        received = time.monotonic() - max(0.0, (datetime.now(UTC) - at).total_seconds())
         profile = load_profile(KIND_PROFILES[ep.kind])
         device_id = device_id_for(session.mds.system_id or ep.label)
         assoc = await self._association(device_id, ep)
