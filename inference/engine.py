@@ -12,7 +12,8 @@ Per sample: the patient's window is updated, the rule set chosen for the patient
 evaluated (NEWS2 or limits), each condition goes through the alarm tracker, and alert actions
 become DetectedIssue versions.  The NEWS2 score Observation and the model's RiskAssessment are
 written on change or at an interval, never on every value.  A risk above ``risk_threshold`` is
-an advisory (low severity) ``model-deterioration`` condition.
+an advisory (low severity) ``model-deterioration`` condition, held while the risk stays above
+``risk_clear_threshold``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ from inference.alert import (
 from inference.features import features_from_window
 from inference.fhir import detected_issue, news2_observation, risk_assessment
 from inference.registry import ModelHandle
-from inference.rules import ConditionResult, evaluate_limits, evaluate_news2
+from inference.rules import (
+    ConditionResult,
+    evaluate_concordant,
+    evaluate_deviations,
+    evaluate_limits,
+    evaluate_news2,
+)
 from inference.ruleset import RuleSet
 from inference.technical import DeviceStatus, evaluate_technical
 from inference.throttle import ChangeThrottle
@@ -74,6 +81,7 @@ class Engine:
         score_interval: timedelta = timedelta(minutes=15),
         risk_interval: timedelta = timedelta(minutes=15),
         risk_threshold: float = 0.8,
+        risk_clear_threshold: float = 0.6,
         risk_policy: AlarmPolicy = DEFAULT_RISK_POLICY,
         risk_every: timedelta = timedelta(seconds=10),
     ):
@@ -87,6 +95,9 @@ class Engine:
         self._score_throttle = ChangeThrottle(score_interval)
         self._risk_throttle = ChangeThrottle(risk_interval)
         self.risk_threshold = risk_threshold
+        # hysteresis: a risk between the two keeps a pending or open advisory going (scores every
+        # 10 s wobble around 0.8; one at 0.79 restarted the 2-minute window) but never opens one
+        self.risk_clear_threshold = min(risk_clear_threshold, risk_threshold)
         self.risk_policy = risk_policy
         # The model looks at 15-minute trends and its alert needs 2 minutes of persistence: scoring
         # every 10 s per patient loses nothing and keeps the model off the per-value hot path.
@@ -146,6 +157,10 @@ class Engine:
             conditions = [condition]
         else:
             conditions = evaluate_limits(ruleset, window, sample.patient_id, sample.time, sample.param)
+        if ruleset.deviation:
+            conditions += evaluate_deviations(ruleset, window, sample.time, sample.param)
+        if ruleset.concordant:
+            conditions += evaluate_concordant(ruleset, window, sample.time, sample.param)
         for result_ in conditions:
             effects.extend(self._track(sample.patient_id, result_, author))
         if sample.param in _MODEL_PARAMS:
@@ -252,7 +267,8 @@ class Engine:
                 model_version=model.version, basis_ids=vector.observation_ids,
                 performer_device_id=performer))
         level = Level.LOW if probability >= self.risk_threshold else Level.NONE
-        evaluation = Evaluation(at, level, vector.observation_ids)
+        hold = Level.LOW if probability >= self.risk_clear_threshold else Level.NONE
+        evaluation = Evaluation(at, level, vector.observation_ids, hold)
         effects.extend(self._track(patient_id, ConditionResult(MODEL_CONDITION, evaluation,
                                                                self.risk_policy), performer))
         return effects

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 
 from inference.alarms import AlarmPolicy, Evaluation, Level
 from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
-from inference.ruleset import LimitRule, RuleSet
-from inference.vitals import Param
+from inference.ruleset import ChangeSpec, ConcordantRule, DeviationRule, LimitRule, RuleSet
+from inference.vitals import Param, VitalSample
 from inference.window import PatientWindow
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "SEVERITY_LEVEL",
     "ConditionResult",
     "band_level",
+    "evaluate_concordant",
+    "evaluate_deviations",
     "evaluate_limits",
     "evaluate_news2",
     "news2_config",
@@ -49,7 +51,7 @@ class ConditionResult:
     policy: AlarmPolicy
 
 
-def policy_for(ruleset: RuleSet, rule: LimitRule | None = None) -> AlarmPolicy:
+def policy_for(ruleset: RuleSet, rule: LimitRule | DeviationRule | ConcordantRule | None = None) -> AlarmPolicy:
     d = ruleset.defaults
     return AlarmPolicy(
         persistence_s=d.persistence_s if rule is None or rule.persistence_s is None
@@ -101,6 +103,105 @@ def _evaluate_condition(
     policy = policy_for(ruleset, set_rule or hold_rule or rules[0])
     evaluation = Evaluation(at, level, tuple(evidence), hold, device)
     return ConditionResult(condition, evaluation, policy)
+
+
+def evaluate_deviations(
+    ruleset: RuleSet, window: PatientWindow, at: datetime, param: Param | None = None
+) -> list[ConditionResult]:
+    """One result per (param, direction) change-from-baseline condition (of ``param`` only, if
+    given).  No fresh value or no baseline yet: nothing opens and an open alert holds."""
+    groups: dict[str, list[DeviationRule]] = {}
+    for rule in ruleset.deviation:
+        if param is None or rule.param == param:
+            groups.setdefault(rule.condition, []).append(rule)
+    return [_evaluate_deviation(ruleset, condition, rules, window, at) for condition, rules in groups.items()]
+
+
+def _evaluate_deviation(
+    ruleset: RuleSet, condition: str, rules: list[DeviationRule], window: PatientWindow, at: datetime
+) -> ConditionResult:
+    set_rule: DeviationRule | None = None
+    hold_rule: DeviationRule | None = None
+    evidence: list[str] = []
+    device: str | None = None
+    seen = False
+    for rule in sorted(rules, key=lambda r: SEVERITY_LEVEL[r.severity]):
+        measured = _change(rule, window, at, own=True)
+        if measured is None:
+            continue
+        seen = True
+        change, sample = measured
+        if change >= rule.set:
+            set_rule = rule
+        if change > rule.clear:
+            hold_rule = rule
+        if sample.observation_id not in evidence:
+            evidence.append(sample.observation_id)
+        device = device or sample.device_id
+    level = Level.NONE if set_rule is None else SEVERITY_LEVEL[set_rule.severity]
+    hold = Level.HIGH if not seen else (
+        Level.NONE if hold_rule is None else SEVERITY_LEVEL[hold_rule.severity])
+    policy = policy_for(ruleset, set_rule or hold_rule or rules[0])
+    return ConditionResult(condition, Evaluation(at, level, tuple(evidence), hold, device), policy)
+
+
+def evaluate_concordant(
+    ruleset: RuleSet, window: PatientWindow, at: datetime, param: Param | None = None
+) -> list[ConditionResult]:
+    """One result per concordant rule that involves ``param`` (every rule, if not given)."""
+    out = []
+    for rule in ruleset.concordant:
+        if param is not None and param not in rule.params:
+            continue
+        set_count = hold_count = 0
+        seen = False
+        evidence: list[str] = []
+        device: str | None = None
+        for spec in rule.change:
+            measured = _change(spec, window, at, own=param is None or spec.param == param)
+            if measured is None:
+                continue
+            seen = True
+            change, sample = measured
+            set_count += change >= spec.set
+            if change > spec.clear:
+                hold_count += 1
+                if sample.observation_id not in evidence:
+                    evidence.append(sample.observation_id)
+                device = device or sample.device_id
+        level = SEVERITY_LEVEL[rule.severity] if set_count >= rule.min_changes else Level.NONE
+        hold = Level.HIGH if not seen else (
+            SEVERITY_LEVEL[rule.severity] if hold_count >= rule.min_changes else Level.NONE)
+        out.append(ConditionResult(rule.condition, Evaluation(at, level, tuple(evidence), hold, device),
+                                   policy_for(ruleset, rule)))
+    return out
+
+
+def _change(spec: ChangeSpec, window: PatientWindow, at: datetime, own: bool
+            ) -> tuple[float, VitalSample] | None:
+    """The latest fresh value's change from the patient's baseline, or None (no value or baseline).
+
+    Memoised per patient: the (sample, baseline) found for a parameter is reused by every rule
+    at the same instant, and by a concordant rule evaluated on *another* parameter's sample
+    (``own`` False) as long as that sample is still fresh, because each new sample of a parameter
+    is evaluated on its own (``own`` True) and refreshes the entry.  A concordant rule therefore
+    costs one lookup per new sample, not one per listed parameter.
+    """
+    key = (spec.param, spec.lag_s, spec.baseline_s, spec.min_baseline_samples, spec.max_age_s)
+    memo = window.memo.get(key)
+    if memo is not None and (memo[0] == at or (not own and memo[0] <= at)):
+        _, sample, baseline = memo
+        if sample is None or baseline is None or (at - sample.time).total_seconds() > spec.max_age_s:
+            return None
+        return spec.change(sample.value, baseline), sample
+    sample = window.latest(spec.param, at, timedelta(seconds=spec.max_age_s))
+    baseline = None if sample is None else window.baseline(
+        spec.param, at - timedelta(seconds=spec.lag_s), timedelta(seconds=spec.baseline_s),
+        spec.min_baseline_samples)
+    window.memo[key] = (at, sample, baseline)
+    if sample is None or baseline is None:
+        return None
+    return spec.change(sample.value, baseline), sample
 
 
 def news2_config(ruleset: RuleSet) -> News2Config:

@@ -7,6 +7,12 @@ Any problem raises ``RulesetError`` naming the file and the field (``limit[2].cl
 
 Hysteresis of a limit: ``direction = "low"`` fires when the value is below ``set`` and holds
 until it is at or above ``clear`` (so ``clear >= set``); ``"high"`` mirrors it (``clear <= set``).
+
+A deviation (``[[deviation]]``) is a per-patient auto-limit: it compares the latest value with the
+patient's own baseline (the median of the values over ``baseline_s`` ending ``lag_s`` earlier)
+and fires when the value has moved ``set`` (percent of the baseline, or units) in ``direction``;
+it holds until the change is back within ``clear`` (so ``0 <= clear <= set``).  A concordant rule
+(``[[concordant]]``) fires when several such changes happen together.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from inference.errors import RulesetError
 from inference.vitals import Param
 
 __all__ = [
+    "ChangeSpec",
+    "ConcordantRule",
+    "DeviationRule",
     "LimitRule",
     "News2Settings",
     "PatientOverride",
@@ -79,6 +88,78 @@ class LimitRule(_Strict):
         return f"limit-{self.param.value}-{self.direction}"
 
 
+class ChangeSpec(_Strict):
+    """A change of one parameter from the patient's own baseline.
+
+    Baseline = median of the parameter's values in ``[t - lag_s - baseline_s, t - lag_s]``, needing
+    ``min_baseline_samples`` values that cover at least half of ``baseline_s``; the change is
+    measured in ``unit`` (``percent`` of the baseline, or ``absolute`` units) in ``direction``.
+    Over ``lag_s`` plus ``baseline_s`` the baseline follows the patient: a new steady state stops
+    being a change (absolute limits and NEWS2 cover steady states), so this catches the early part.
+    """
+
+    param: Param
+    direction: Literal["low", "high"]
+    set: float = Field(gt=0)
+    clear: float = Field(ge=0)
+    unit: Literal["percent", "absolute"] = "percent"
+    baseline_s: float = Field(600.0, gt=0)
+    lag_s: float = Field(300.0, ge=0)
+    min_baseline_samples: int = Field(5, ge=1)
+    max_age_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> ChangeSpec:
+        if self.clear > self.set:
+            raise ValueError("clear must be <= set (the change that holds an open alert is smaller)")
+        return self
+
+    def change(self, value: float, baseline: float) -> float:
+        """How far ``value`` has moved from ``baseline`` in this rule's direction and unit."""
+        delta = (baseline - value) if self.direction == "low" else (value - baseline)
+        if self.unit == "absolute":
+            return delta
+        return 100.0 * delta / abs(baseline) if baseline else 0.0
+
+
+class DeviationRule(ChangeSpec):
+    """One parameter's change from baseline as its own condition (``trend-<param>-<direction>``):
+    a per-patient monitor "auto-limit"."""
+
+    severity: Severity
+    persistence_s: float | None = Field(None, ge=0)
+    clear_s: float | None = Field(None, ge=0)
+
+    @property
+    def condition(self) -> str:
+        return f"trend-{self.param.value}-{self.direction}"
+
+
+class ConcordantRule(_Strict):
+    """Several parameters changing together from baseline (``condition``, e.g. ``trend-multi``):
+    fires when at least ``min_changes`` of ``change`` are past their ``set``, holds while at least
+    ``min_changes`` are past their ``clear``.  Smaller changes than a single-parameter deviation
+    need, because concordant changes (heart rate up while pressure falls; breathing faster while
+    saturation falls) are what deterioration looks like and what noise rarely does."""
+
+    condition: str = Field(pattern=r"^trend-[a-z0-9-]+$")
+    min_changes: int = Field(2, ge=2)
+    severity: Severity
+    persistence_s: float | None = Field(None, ge=0)
+    clear_s: float | None = Field(None, ge=0)
+    change: tuple[ChangeSpec, ...] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _enough(self) -> ConcordantRule:
+        if self.min_changes > len(self.change):
+            raise ValueError(f"min_changes {self.min_changes} > {len(self.change)} changes listed")
+        return self
+
+    @property
+    def params(self) -> frozenset[Param]:
+        return frozenset(c.param for c in self.change)
+
+
 class News2Settings(_Strict):
     min_alert_band: Band = "low-medium"
     assume_air_when_unknown: bool = False
@@ -107,6 +188,8 @@ class RuleSet(_Strict):
     defaults: PolicyDefaults = PolicyDefaults.model_validate({})  # frozen: safe to share
     news2: News2Settings | None = None
     limit: tuple[LimitRule, ...] = ()
+    deviation: tuple[DeviationRule, ...] = ()
+    concordant: tuple[ConcordantRule, ...] = ()
     technical: TechnicalSettings = TechnicalSettings.model_validate({})
     patients: dict[str, PatientOverride] = Field(default_factory=dict)
 

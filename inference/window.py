@@ -15,12 +15,16 @@ counts every beat; the pleth is motion-sensitive; the NBP pulse is one reading e
 from __future__ import annotations
 
 import bisect
+import statistics
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from inference.vitals import Param, VitalSample
 
 __all__ = ["SOURCE_PRIORITY", "PatientWindow", "WindowStore", "slope_per_minute"]
+
+BASELINE_REFRESH = timedelta(seconds=10)
 
 SOURCE_PRIORITY: dict[Param, tuple[str, ...]] = {
     Param.HEART_RATE: ("mdc:147842", "mdc:149530", "mdc:149514", "mdc:149546"),
@@ -42,6 +46,10 @@ class PatientWindow:
         self.max_per_param = max_per_param
         self._samples: dict[Param, list[VitalSample]] = {}
         self._sources: dict[Param, set[str]] = {}  # every source seen per parameter, for ``latest``
+        # baseline medians, per (param, span, min_samples): (end it was computed for, value)
+        self._baselines: dict[tuple[Param, timedelta, int], tuple[datetime, float | None]] = {}
+        # per-patient evaluation memo of the rules (``inference.rules``), dropped with the window
+        self.memo: dict[object, Any] = {}
 
     def add(self, sample: VitalSample) -> None:
         """Insert in time order; drop what is older than the horizon or over the size bound."""
@@ -104,6 +112,30 @@ class PatientWindow:
         if min_span is not None and (hi <= lo or series[hi - 1].time - series[lo].time < min_span):
             return None
         return slope_per_minute((s.time, s.value) for s in series[lo:hi])
+
+
+    def baseline(self, param: Param, end: datetime, span: timedelta, min_samples: int = 5,
+                 refresh: timedelta = BASELINE_REFRESH) -> float | None:
+        """Median of ``param`` over ``[end - span, end]``: the patient's own baseline.
+
+        None with fewer than ``min_samples`` values or when they cover less than half of ``span``
+        (a patient admitted minutes ago has no baseline yet).  A median, not a mean, so a few
+        artefacts in the baseline period do not move it.  Recomputed at most every ``refresh`` of
+        ``end`` (a 10-minute median moves little in 10 s; the hot path must not sort 600 values
+        per sample); an ``end`` before the cached one (a replay) recomputes.
+        """
+        key = (param, span, min_samples)
+        cached = self._baselines.get(key)
+        if cached is not None and timedelta(0) <= end - cached[0] < refresh:
+            return cached[1]
+        series = self._samples.get(param, [])
+        lo = bisect.bisect_left(series, end - span, key=_time)
+        hi = bisect.bisect_right(series, end, key=_time)
+        value: float | None = None
+        if hi - lo >= min_samples and series[hi - 1].time - series[lo].time >= span / 2:
+            value = statistics.median(s.value for s in series[lo:hi])
+        self._baselines[key] = (end, value)
+        return value
 
 
 def _time(sample: VitalSample) -> datetime:

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from inference.alarms import AlarmTracker, AlertKey, Escalate, Level, Open, Resolve, Update
-from inference.rules import evaluate_limits, evaluate_news2
+from inference.rules import evaluate_concordant, evaluate_deviations, evaluate_limits, evaluate_news2
 from inference.ruleset import builtin_ruleset
 from inference.technical import (
     CLOCK_DRIFT,
@@ -104,3 +104,91 @@ def test_technical_conditions():
     assert _levels(gone)[DISCONNECTED] is Level.MODERATE and _levels(gone)[FEED_STALE] is Level.NONE
     drift = DeviceStatus("mon-1", "p1", T0, True, T0, T0 + timedelta(seconds=6))
     assert _levels(drift)[CLOCK_DRIFT] is Level.MODERATE
+
+
+# -- changes from the patient's own baseline -----------------------------------------------------
+def vital(param, second, value, code):
+    return VitalSample("p1", param, value, "", T0 + timedelta(seconds=second), code,
+                       f"{param.value}-{second}", "mon-1")
+
+
+def hr(second, value):
+    return vital(Param.HEART_RATE, second, value, "mdc:147842")
+
+
+def run_conditions(window, tracker, samples, evaluate, ruleset=ICU):
+    actions = []
+    for sample in samples:
+        window.add(sample)
+        for result in evaluate(ruleset, window, sample.time, sample.param):
+            actions.extend(tracker.step(AlertKey("p1", result.condition), result.evaluation, result.policy))
+    return actions
+
+
+def test_heart_rate_rise_from_baseline_fires_inside_the_absolute_limits():
+    """ICU HR > 150 is the absolute limit; 80 -> 101 (+26 %) is a change from this patient's baseline."""
+    window, tracker = PatientWindow(), AlarmTracker()
+    assert run_conditions(window, tracker, [hr(s, 80) for s in range(0, 900)], evaluate_deviations) == []
+    # +25 % is the set threshold (80 -> 100): 99 never opens
+    assert run_conditions(window, tracker, [hr(s, 99) for s in range(900, 960)], evaluate_deviations) == []
+    opened = run_conditions(window, tracker, [hr(s, 101) for s in range(960, 976)], evaluate_deviations)
+    assert [(type(a), a.key.condition, a.level) for a in opened] == [(Open, "trend-heart_rate-high", Level.LOW)]
+    assert opened[0].time == T0 + timedelta(seconds=975)  # 15 s persistence
+    # hysteresis: back to +19 % (95) holds (clear at +15 %); +10 % (88) for 30 s resolves
+    held = run_conditions(window, tracker, [hr(s, 95) for s in range(976, 1040)], evaluate_deviations)
+    assert not any(isinstance(a, Resolve) for a in held)
+    cleared = run_conditions(window, tracker, [hr(s, 88) for s in range(1040, 1071)], evaluate_deviations)
+    assert [type(a) for a in cleared if not isinstance(a, Update)] == [Resolve]
+
+
+def test_no_baseline_no_trend_alert():
+    """Just admitted (under half of the 10-minute baseline period, 5 minutes back): nothing can open."""
+    window, tracker = PatientWindow(), AlarmTracker()
+    samples = [hr(s, 80) for s in range(0, 400)] + [hr(s, 140) for s in range(400, 460)]
+    actions = run_conditions(window, tracker, samples, evaluate_deviations)
+    assert not [a for a in actions if a.key.condition == "trend-heart_rate-high"]
+
+
+def test_baseline_follows_a_new_steady_state():
+    """15 minutes after a step the baseline has caught up: the trend alert resolves by itself."""
+    window, tracker = PatientWindow(), AlarmTracker()
+    samples = [hr(s, 80) for s in range(0, 900)] + [hr(s, 110) for s in range(900, 2200)]
+    kinds = [type(a) for a in run_conditions(window, tracker, samples, evaluate_deviations)
+             if not isinstance(a, Update)]
+    assert kinds == [Open, Resolve]
+
+
+def _pair(second, heart_rate, systolic):
+    return [hr(second, heart_rate), vital(Param.SYSTOLIC_BP, second, systolic, "mdc:150037")]
+
+
+def test_concordant_changes_fire_where_each_alone_does_not():
+    """HR +15 % with systolic -10 %: each under its own deviation limit (25 %, 20 %), together a
+    'trend-multi' early warning after 30 s; HR +15 % alone raises nothing."""
+    window, tracker = PatientWindow(), AlarmTracker()
+    base = [x for s in range(0, 900) for x in _pair(s, 80, 120)]
+    assert run_conditions(window, tracker, base, evaluate_concordant) == []
+    alone = [x for s in range(900, 1000) for x in _pair(s, 92, 120)]
+    assert run_conditions(window, tracker, alone, evaluate_concordant) == []
+    window, tracker = PatientWindow(), AlarmTracker()
+    run_conditions(window, tracker, base, evaluate_concordant)
+    both = [x for s in range(900, 940) for x in _pair(s, 92, 108)]
+    opened = run_conditions(window, tracker, both, evaluate_concordant)
+    assert [(type(a), a.key.condition, a.level) for a in opened] == [(Open, "trend-multi", Level.LOW)]
+    assert opened[0].time == T0 + timedelta(seconds=930)
+    assert set(opened[0].observation_ids) >= {"heart_rate-900", "systolic_bp-900"}
+    assert ICU.deviation and all(d.condition.startswith("trend-") for d in ICU.deviation)
+    assert not [d for d in ICU.deviation if d.condition == "trend-multi"]
+
+
+def test_trend_rules_in_both_shipped_rulesets_through_the_engine():
+    from inference.engine import Engine
+
+    for name in ("icu-limits", "news2-ward"):
+        engine = Engine(builtin_ruleset(name))
+        conditions = set()
+        for s in range(0, 1000):
+            for r in engine.on_sample(hr(s, 80 if s < 900 else 104)).resources:
+                if r["resourceType"] == "DetectedIssue":
+                    conditions.add(r["code"]["coding"][0]["code"])
+        assert conditions == {"trend-heart_rate-high"}, name

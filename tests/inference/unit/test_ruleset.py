@@ -81,3 +81,33 @@ def test_patient_override_replaces_limit_and_sets_scale():
     assert [(r.set, r.clear) for r in rs.limits_for("p7")] == [(86, 88)]
     assert [(r.set, r.clear) for r in rs.limits_for("other")] == [(90, 92)]
     assert rs.spo2_scale_for("p7") == 2 and rs.spo2_scale_for("other") == 1
+
+
+DEVIATION = ('[[deviation]]\nparam = "heart_rate"\ndirection = "high"\nset = 25\nclear = 15\n'
+             'severity = "low"\n')
+CONCORDANT = ('[[concordant]]\ncondition = "trend-multi"\nseverity = "low"\nchange = [\n'
+              '  {param = "heart_rate", direction = "high", set = 12, clear = 8},\n'
+              '  {param = "spo2", direction = "low", unit = "absolute", set = 2, clear = 1},\n]\n')
+
+
+def test_deviation_and_concordant_rules_parse():
+    rs = parse_ruleset(HEAD + LIMIT + DEVIATION + CONCORDANT)
+    assert rs.deviation[0].condition == "trend-heart_rate-high"
+    assert rs.deviation[0].change(100, 80) == 25.0 and rs.deviation[0].unit == "percent"
+    assert rs.concordant[0].min_changes == 2 and rs.concordant[0].change[1].change(94, 97) == 3
+    shipped = builtin_ruleset("icu-limits")
+    assert {d.condition for d in shipped.deviation} >= {"trend-heart_rate-high", "trend-systolic_bp-low",
+                                                        "trend-spo2-low", "trend-resp_rate-high"}
+    assert [c.condition for c in shipped.concordant] == ["trend-multi"]
+
+
+def test_deviation_clear_past_set_names_field():
+    with pytest.raises(RulesetError, match=r"deviation\[0\].*clear must be <= set"):
+        parse_ruleset(HEAD + LIMIT + DEVIATION.replace("clear = 15", "clear = 30"), "d.toml")
+
+
+def test_concordant_needs_enough_changes():
+    with pytest.raises(RulesetError, match="min_changes 3 > 2"):
+        parse_ruleset(HEAD + LIMIT + CONCORDANT.replace('severity = "low"', 'severity = "low"\nmin_changes = 3'))
+    with pytest.raises(RulesetError, match=r"concordant\[0\].condition"):
+        parse_ruleset(HEAD + LIMIT + CONCORDANT.replace("trend-multi", "multi"))

@@ -149,3 +149,31 @@ def test_decimal_values_from_mappers():
     assert (s.value, s.source_code) == (63.5, "mdc:149546")
     o["valueQuantity"]["value"] = True  # a boolean is not a number here
     assert sample_from_observation(o) == []
+
+
+def test_baseline_is_a_median_over_enough_history():
+    w = PatientWindow()
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
+    for s in range(0, 200):
+        w.add(VitalSample("p", Param.HEART_RATE, 180.0 if s % 50 == 0 else 80.0 + (s % 3), "", at(s),
+                          "mdc:147842", f"h{s}", None))
+    # a median: the four 180 artefacts do not move it
+    assert w.baseline(Param.HEART_RATE, at(199), timedelta(seconds=300)) == 81.0
+    # under half the span covered: no baseline yet
+    assert w.baseline(Param.HEART_RATE, at(199), timedelta(seconds=600)) is None
+    assert w.baseline(Param.HEART_RATE, at(199), timedelta(seconds=100), min_samples=500) is None
+    assert w.baseline(Param.SPO2, at(199), timedelta(seconds=100)) is None
+
+
+def test_baseline_recomputed_every_refresh_and_on_replay():
+    w = PatientWindow()
+    at = lambda s: T0 + timedelta(seconds=s)  # noqa: E731
+    for s in range(0, 100):
+        w.add(VitalSample("p", Param.HEART_RATE, 80.0, "", at(s), "mdc:147842", f"h{s}", None))
+    span = timedelta(seconds=100)
+    assert w.baseline(Param.HEART_RATE, at(99), span) == 80.0
+    for s in range(100, 200):
+        w.add(VitalSample("p", Param.HEART_RATE, 120.0, "", at(s), "mdc:147842", f"h{s}", None))
+    assert w.baseline(Param.HEART_RATE, at(105), span) == 80.0  # cached: within 10 s
+    assert w.baseline(Param.HEART_RATE, at(199), span) == 120.0  # recomputed
+    assert w.baseline(Param.HEART_RATE, at(99), span) == 80.0  # an earlier end recomputes
