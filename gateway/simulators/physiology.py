@@ -2,7 +2,10 @@
 
 Each vital follows a mean-reverting random walk (Ornstein-Uhlenbeck) around a target; the
 scripted scenario moves the targets after an onset time, ramping in over a few minutes.
-Seeded: the same seed and scenario give the same trajectory.
+Seeded: the same seed and scenario give the same trajectory.  ``expected`` is the same trajectory
+without the noise (the mean of the process): what the patient's physiology is doing, as opposed
+to what a monitor reads; an evaluation uses it to say when a scripted deterioration has become
+clinically visible (``bench/alert_latency.py``: the clinical onset).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Physiology:
         self._base = replace(_BASELINE, **{k: getattr(_BASELINE, k) + v
                                           for k, v in jitter.items()})
         self.vitals = self._base
+        self.expected = self._base
 
     def severity(self) -> float:
         """0 before the onset, rising linearly to 1 over ``ramp_s``."""
@@ -87,6 +91,7 @@ class Physiology:
         sev = self.severity()
         shift = _SHIFT[self.scenario]
         values = {}
+        means = {}
         for name, (tau, noise) in _DYNAMICS.items():
             current = getattr(self.vitals, name)
             target = getattr(self._base, name) + shift.get(name, 0.0) * sev
@@ -95,7 +100,10 @@ class Physiology:
             value = target + (current - target) * decay + self._rng.gauss(0, sd)
             lo, hi = _LIMITS[name]
             values[name] = min(hi, max(lo, value))
-        if values["dbp"] > values["sbp"] - 15:
-            values["dbp"] = values["sbp"] - 15
+            means[name] = min(hi, max(lo, target + (getattr(self.expected, name) - target) * decay))
+        for v in (values, means):
+            if v["dbp"] > v["sbp"] - 15:
+                v["dbp"] = v["sbp"] - 15
         self.vitals = Vitals(**values)
+        self.expected = Vitals(**means)
         return self.vitals

@@ -72,3 +72,20 @@ def test_unknown_scenario_and_backwards_time():
     with pytest.raises(ValueError):
         Physiology().advance(-1)
     assert len(SCENARIOS) == 5
+
+
+def test_expected_is_the_noise_free_trajectory():
+    # stable: the mean never moves; the monitored values do
+    p = Physiology("stable", 5)
+    start = p.expected
+    values = {p.advance(1.0).hr for _ in range(120)}
+    assert p.expected == start and len(values) > 1
+    # a deterioration: the mean moves monotonically towards the scenario's target, after the onset only
+    p = Physiology("hypotension", 5, onset_s=60, ramp_s=300)
+    sbp = []
+    for _ in range(600):
+        p.advance(1.0)
+        sbp.append(p.expected.sbp)
+    assert sbp[0] == sbp[58]  # nothing before the onset
+    assert all(b <= a for a, b in zip(sbp[60:], sbp[61:], strict=False))
+    assert sbp[-1] < sbp[0] - 35  # towards baseline - 45
