@@ -16,6 +16,7 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -71,13 +72,27 @@ class Pool:
     async def request(self, head: bytes, body: bytes, timeout: float) -> int:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.queue.append(_Req(head + body, timeout, fut))
-        if self.runners < self.limit and len(self.queue) > self.depth * (self.runners - self.busy):
-            self.runners += 1  # more queued than the free runners take: one more connection
-            task = asyncio.get_running_loop().create_task(self._run())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if len(self.queue) >= self.depth and self.idle:
+            # a full batch leaves now on an idle connection: the endpoint works on it while the
+            # rest of a fan-out is still being built
+            batch = self._take()
+            conn = self.idle.pop()
+            conn.writer.write(b"".join(r.data for r in batch))
+            self._spawn(self._exchange_all(conn, batch, reused=True, written=True))
+        else:
+            self._kick()
         async with asyncio.timeout(timeout):
             return await fut
+
+    def _kick(self) -> None:
+        if self.runners < self.limit and len(self.queue) > self.depth * (self.runners - self.busy):
+            self.runners += 1  # more queued than the free runners take: one more connection
+            self._spawn(self._run())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take(self) -> list[_Req]:
         batch: list[_Req] = []
@@ -114,10 +129,11 @@ class Pool:
             finally:
                 self.busy -= 1
 
-    async def _exchange_all(self, conn: _Conn, batch: list[_Req], reused: bool) -> None:
+    async def _exchange_all(self, conn: _Conn, batch: list[_Req], reused: bool, written: bool = False) -> None:
         answered = 0
         try:
-            conn.writer.write(b"".join(r.data for r in batch))
+            if not written:
+                conn.writer.write(b"".join(r.data for r in batch))
             await conn.writer.drain()
             for req in batch:
                 async with asyncio.timeout(req.timeout):
@@ -128,17 +144,20 @@ class Pool:
                 if not keep:
                     conn.close()
                     self.queue.extendleft(reversed(batch[answered:]))  # not processed: send again
+                    self._kick()
                     return
         except (*_BROKEN, TimeoutError) as exc:
             conn.close()
             if reused and answered == 0 and not isinstance(exc, TimeoutError):
                 # a kept-alive connection the server closed meanwhile: the same requests on a new one
                 self.queue.extendleft(reversed(batch))
+                self._kick()
                 return
             _fail(batch[answered:], exc)
             return
         except BaseException:
             conn.close()
+            _fail(batch[answered:], HttpError("client closed"))
             raise
         self.idle.append(conn)
 
