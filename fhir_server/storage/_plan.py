@@ -17,7 +17,7 @@ from fhir_server.errors import VersionConflict
 
 from . import schema as t
 from .fhirjson import dumps
-from .types import PendingWrite, Written, us_to_instant
+from .types import PendingWrite, Prepared, Written, us_to_instant
 
 Indexer = Callable[[str, Mapping[str, Any]], Mapping[str, Sequence[Mapping[str, Any]]]]
 
@@ -72,6 +72,31 @@ def _body(w: PendingWrite, version: int, instant: str) -> dict[str, Any]:
     return body
 
 
+def prepare(type_: str, id_: str, resource: dict[str, Any], indexer: Indexer) -> Prepared | None:
+    """What ``plan`` would compute for ``resource``, computed ahead; None when the resource
+    carries its own ``meta`` (merged with the version's, so left to ``plan``).
+
+    Valid because neither the JSON after ``meta`` nor the index rows depend on the version:
+    no search parameter reads ``meta.versionId`` or ``meta.lastUpdated``.
+    """
+    if "meta" in resource:
+        return None
+    rest = {k: v for k, v in resource.items() if k != "resourceType" and k != "id"}
+    tail = dumps(rest)[1:]
+    rows: list[tuple[str, tuple[Any, ...]]] = []
+    for kind, entries in indexer(type_, resource).items():
+        cols = INDEX_COLS[kind]
+        rows.extend((kind, tuple([e.get(c) for c in cols])) for e in entries)
+    return Prepared(tail, tuple(rows))
+
+
+def _prepared_body(p: Prepared, type_: str, id_: str, version: int, instant: str) -> bytes:
+    """The bytes ``dumps(_body(...))`` gives for a resource without ``meta``."""
+    head = b'{"resourceType":%b,"id":%b,"meta":{"versionId":"%d","lastUpdated":%b}' % (
+        dumps(type_), dumps(id_), version, dumps(instant))
+    return head + (b"}" if p.tail == b"}" else b"," + p.tail)
+
+
 def _check(w: PendingWrite, cur: Current | None) -> None:
     live = cur is not None and not cur.deleted
     if w.must_not_exist and live:
@@ -108,14 +133,18 @@ def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], 
         keys.vid += 1
         keys.seq += 1
         cur.vid = keys.vid
-        body = _body(w, cur.version, instant)
-        if cur.deleted:
-            body = {"resourceType": w.type, "id": w.id, "meta": body["meta"]}
-        raw = dumps(body)
+        body: dict[str, Any] | None = None
+        if w.prepared is not None and not cur.deleted:
+            raw = _prepared_body(w.prepared, w.type, w.id, cur.version, instant)
+        else:
+            body = _body(w, cur.version, instant)
+            if cur.deleted:
+                body = {"resourceType": w.type, "id": w.id, "meta": body["meta"]}
+            raw = dumps(body)
         out.versions.append((cur.vid, cur.rid, cur.version, now, cur.deleted, w.method, raw))
         op = "delete" if cur.deleted else ("create" if created else "update")
         out.log.append((keys.seq, cur.rid, cur.vid, w.type, w.id, cur.version, op, now))
-        final[cur.rid] = (w, cur, None if cur.deleted else body)
+        final[cur.rid] = (w, cur, body)
         w.result = Written(w.type, w.id, cur.version, now, keys.seq, created, cur.deleted, raw, cur.vid)
     out.max_seq = keys.seq if out.log else 0
     for rid, (w, cur, final_body) in final.items():
@@ -125,7 +154,12 @@ def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], 
             out.stale.append(rid)
         else:
             out.new_resources.append((rid, w.type, w.id, cur.version, now, cur.deleted, cur.vid))
-        if final_body is not None:
+        if cur.deleted:
+            continue
+        if w.prepared is not None:
+            for kind, values in w.prepared.index:
+                out.index.setdefault(kind, []).append((rid, *values))
+        elif final_body is not None:
             _index_rows(out.index, rid, indexer(w.type, final_body))
     return out
 

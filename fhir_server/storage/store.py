@@ -45,9 +45,10 @@ from fhir_server.errors import StorageError
 
 from . import schema as t
 from ._flush import Indexer
+from ._plan import prepare
 from .notify import ChangeNotifier
 from .tx import WriteTx
-from .types import Buffered, Change, Method, PendingWrite, StoredVersion, Written
+from .types import Buffered, Change, Method, PendingWrite, Prepared, StoredVersion, Written
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,6 +107,13 @@ class Store:
         else:
             await self._queue.put((job, fut))
         return await fut
+
+    def prepare(self, type_: str, id_: str, resource: dict[str, Any]) -> Prepared | None:
+        """Serialise and index ``resource`` now, outside the writer (``tx.put(..., prepared=)``):
+        the writer's transaction is the one serial step, so a caller that maps many resources
+        (the MLLP ingest) does this work while another group commits. ``resource`` must not
+        change afterwards. None for a resource with its own ``meta`` (done at flush time)."""
+        return prepare(type_, id_, resource, self.indexer)
 
     async def put(self, type_: str, id_: str, resource: dict[str, Any], *,
                   method: Method = "PUT", if_match: int | None = None) -> Written:

@@ -15,7 +15,7 @@ from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._flush import Indexer, Keys, flush_core, flush_sqlite
-from .types import Buffered, Method, PendingWrite, now_us
+from .types import Buffered, Method, PendingWrite, Prepared, now_us
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -45,14 +45,17 @@ class WriteTx:
         if_match: int | None = None,
         must_not_exist: bool = False,
         if_absent: bool = False,
+        prepared: Prepared | None = None,
     ) -> PendingWrite:
         """Create or update ``type_/id_`` (``resource`` without id/meta is fine).
 
         ``if_absent``: write only when no live version exists, checked at flush time against
         the store and the earlier writes of this transaction; otherwise the write is dropped
         and marked ``skipped`` (an ORU's sparse Patient must not clobber what ADT wrote).
+        ``prepared``: ``Store.prepare(type_, id_, resource)``, done before the transaction.
         """
-        w = PendingWrite(type_, id_, resource, method, if_match, must_not_exist, if_absent=if_absent)
+        w = PendingWrite(type_, id_, resource, method, if_match, must_not_exist, if_absent=if_absent,
+                         prepared=prepared)
         self._writes.append(w)
         return w
 

@@ -67,6 +67,16 @@ class Change:
     vid: int
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The version-independent work of writing one resource, done before the writer's
+    transaction (see ``Store.prepare``): the JSON of its elements after ``meta`` and its
+    index rows as ``(kind, row without rid)`` tuples in the index tables' column order."""
+
+    tail: bytes  # b'"status":...}' (the elements after meta, closing brace), or b'}'
+    index: tuple[tuple[str, tuple[Any, ...]], ...]
+
+
 @dataclass(slots=True)
 class PendingWrite:
     """A write queued in a transaction; ``result`` is set when the transaction flushes."""
@@ -80,6 +90,7 @@ class PendingWrite:
     result: Written | None = None
     if_absent: bool = False  # write only if no live version exists (else ``skipped``)
     skipped: bool = False
+    prepared: Prepared | None = None
 
     def written(self) -> Written:
         if self.skipped:

@@ -174,15 +174,20 @@ class Ingestor:
         code = accept_ack_code(header, "accept")
         ack = self._ack(header, code or "CA", None)
         lookups = self._lookups
+        # JSON and index rows now, while the writer commits another group; reference-only
+        # resources are usually skipped (if_absent), so they are left to the flush
+        puts = [(res["resourceType"], res["id"], res, f"{res['resourceType']}/{res['id']}" in refs)
+                for res in resources]
+        prepared = [None if absent else self.store.prepare(type_, id_, res)
+                    for type_, id_, res, absent in puts]
 
         async def job(tx: WriteTx) -> tuple[str, bytes | None] | None:
             if replay_of is None:
                 await lookups.prepare(tx, sender)
                 if (found := lookups.duplicate(sender)) is not None:
                     return found
-            for res in resources:
-                type_, id_ = res["resourceType"], res["id"]
-                tx.put(type_, id_, res, method="PUT", if_absent=f"{type_}/{id_}" in refs)
+            for (type_, id_, res, absent), ready in zip(puts, prepared, strict=True):
+                tx.put(type_, id_, res, method="PUT", if_absent=absent, prepared=ready)
             row = inbox_row(payload=payload, digest=digest, sender=sender, peer=peer,
                             status=ACCEPTED, ack=ack, patient_keys=patient_keys)
             await self._insert(tx, row, replay_of)
