@@ -7,6 +7,15 @@ patient with 10 series of 1,000 readings. One extra token row per coding, keyed
 ``"Patient/<id>|<system>|<code>"`` under the param ``Observation.patient-code``, lets that pair
 be a single index range (one series), so the date check runs on that series only.
 
+A second hidden row per key puts the series on the *date* index: an ``idx_date`` row whose
+``param`` is ``"Obs.pce|" + key`` (``end_param``) and whose ``lo`` and ``hi`` both hold the
+latest end (``max(hi)``) of the Observation's ``date`` rows. ``ix_date_lo (param, lo, rid)``
+then orders one patient's readings of one code by time: ``$lastn`` reads the newest ``n``
+entries of that index range, and ``date=ge|gt|sa|eq|ap`` searches start at the first entry
+that can match (every match ends at or after the value's start), instead of probing the
+whole series. Keys longer than the ``param`` column allows get no such row, and queries for
+them take the older plans.
+
 The key is not a registered search parameter (clients cannot name it; it is not in the
 CapabilityStatement): ``extract.py`` writes it and ``sql_where.py`` uses it when a query has
 a plain ``patient`` clause (or ``subject=Patient/...``) and a plain ``code`` clause whose values all carry a system.
@@ -21,13 +30,16 @@ from typing import Any
 from .query_parts import Clause
 from .values import ReferenceValue, TokenValue
 
-__all__ = ["COMPOSITE_PARAM", "composite_keys", "composite_rows"]
+__all__ = ["COMPOSITE_PARAM", "composite_date_rows", "composite_key", "composite_keys", "composite_rows",
+           "end_param"]
 
 COMPOSITE_PARAM = "Observation.patient-code"
+END_PREFIX = "Obs.pce|"
+_PARAM_LEN = 96  # idx_date.param is VARCHAR(96)
 _MAX_KEYS = 100  # beyond this many OR combinations the separate clauses are cheaper
 
 
-def _key(patient_id: str, system: str, code: str) -> str:
+def composite_key(patient_id: str, system: str, code: str) -> str:
     return f"Patient/{patient_id}|{system}|{code}"
 
 
@@ -39,12 +51,28 @@ def composite_rows(resource: Mapping[str, Any], tokens: list[dict[str, Any]],
     if not pids:
         return []
     return [
-        {"param": COMPOSITE_PARAM, "system": None, "code": _key(pid, t["system"], t["code"]),
+        {"param": COMPOSITE_PARAM, "system": None, "code": composite_key(pid, t["system"], t["code"]),
          "text": None}
         for t in tokens
         if t["param"] == "Observation.code" and t["system"] and t["code"]
         for pid in pids
     ]
+
+
+def end_param(key: str) -> str | None:
+    """The ``idx_date`` param of a composite key's end-time row, None if it would not fit."""
+    p = END_PREFIX + key
+    return p if len(p) <= _PARAM_LEN else None
+
+
+def composite_date_rows(composite: list[dict[str, Any]], dates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Extra ``idx_date`` rows: one per composite key, at the Observation's latest end time."""
+    ends = [d["hi"] for d in dates if d["param"] == "Observation.date"]
+    if not ends or not composite:
+        return []
+    end = max(ends)
+    params = dict.fromkeys(end_param(r["code"]) for r in composite)
+    return [{"param": p, "lo": end, "hi": end} for p in params if p is not None]
 
 
 def _plain(c: Clause, name: str) -> bool:
@@ -73,5 +101,5 @@ def composite_keys(clauses: list[Clause]) -> tuple[list[str], list[Clause]] | No
         return None
     if len(pids) * len(codes) > _MAX_KEYS:
         return None
-    keys = [_key(p, s, c) for p, (s, c) in product(pids, codes)]
+    keys = [composite_key(p, s, c) for p, (s, c) in product(pids, codes)]
     return keys, [c for c in clauses if c is not patient and c is not code]

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, un
 from fhir_server.errors import bad_request
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_version
 
+from .composite import composite_key, end_param
 from .query import MAX_COUNT, SearchQuery, SortKey
 from .query_parts import Include
 from .sql_stream import streaming_plan
@@ -179,12 +180,28 @@ def _probe(rows: Select[Any]) -> ColumnElement[bool]:
     return rows.limit(1).scalar_subquery().is_not(None)
 
 
+def _series_param(patient: tuple[str, str], code: TokenValue) -> str | None:
+    """The end-time row param of this patient's series of ``code``, when one is written."""
+    if patient[0] != "Patient" or not code.system or not code.code:
+        return None
+    return end_param(composite_key(patient[1], code.system, code.code))
+
+
 def _latest_of_code(
     patient: tuple[str, str], category: Sequence[TokenValue], code: TokenValue, n: int
 ) -> Select[Any]:
+    d = INDEX_TABLES["date"].alias()
+    series = _series_param(patient, code)
+    if series is not None:
+        # The series' end-time rows (composite.py) in ix_date_lo: its newest n entries, each
+        # checked live (and of the category); no other patient's or code's rows are read.
+        conds = [d.c.param == series, _probe(_live_row(d.c.rid))]
+        if category:
+            conds.append(_probe(_token_rows(d.c.rid, "Observation.category", category)))
+        inner = select(d.c.rid).where(*conds).order_by(d.c.lo.desc(), d.c.rid.desc()).limit(n)
+        return select(inner.subquery().c.rid)
     # Walk idx_date (param, lo) newest first and stop after n hits: the index gives the order,
     # and each candidate costs two or three point probes of (param, key, rid) indexes.
-    d = INDEX_TABLES["date"].alias()
     conds = [d.c.param == "Observation.date", _probe(_live_row(d.c.rid)), _probe(_subject_rows(d.c.rid, patient)),
              _probe(_token_rows(d.c.rid, "Observation.code", [code]))]
     if category:

@@ -14,15 +14,15 @@ Used only without ``_sort``; everything else takes ``where_all``.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, not_, select
+from sqlalchemy import ColumnElement, exists, not_, select, true
 from sqlalchemy.sql.expression import FromClause
 
 from fhir_server.storage.schema import INDEX_TABLES
 
-from .composite import COMPOSITE_PARAM, composite_keys
+from .composite import COMPOSITE_PARAM, composite_keys, end_param
 from .query_parts import Clause
 from .sql_where import clause_condition, index_rows, on_index, resource_columns, selectivity
-from .values import ReferenceValue, TokenValue
+from .values import DateValue, ReferenceValue, TokenValue
 
 __all__ = ["StreamPlan", "streaming_plan"]
 
@@ -64,6 +64,45 @@ def _composite(indexed: list[Clause]) -> _Driver | None:
     return t, conds, combo[1], _first_row_only(t, "code", t2.c.code == key, t2)
 
 
+def _end_bound(c: Clause, end: ColumnElement[object]) -> ColumnElement[bool] | None:
+    """A condition on a series' end-time row that every match of date clause ``c`` meets.
+
+    A match has a date row ending at or after the value's start (ge, eq, ap) or after its end
+    (gt, sa), and the end-time row holds the latest end, so it meets the same bound.
+    """
+    if (c.param.name != "date" or c.param.type != "date" or c.modifier is not None or c.chain
+            or c.missing is not None or c.negate or len(c.values) != 1):
+        return None
+    v = c.values[0]
+    if not isinstance(v, DateValue):
+        return None
+    if v.prefix in ("ge", "eq", "ap"):
+        return end >= v.lo
+    if v.prefix in ("gt", "sa"):
+        return end > v.hi
+    return None
+
+
+def _composite_by_date(indexed: list[Clause]) -> _Driver | None:
+    """patient + code + a lower date bound: the series' end-time rows from that bound on.
+
+    Only the readings that can match are visited (an hour of one series, not all of it);
+    they come in time order, so the page is sorted by rid afterwards (a few dozen rows).
+    The date clause itself is still checked exactly, on the Observation's own date rows.
+    """
+    combo = composite_keys(indexed)
+    if combo is None or len(combo[0]) != 1:
+        return None
+    param = end_param(combo[0][0])
+    if param is None:
+        return None
+    t = INDEX_TABLES["date"].alias()
+    bound = next((b for c in combo[1] if (b := _end_bound(c, t.c.lo)) is not None), None)
+    if bound is None:
+        return None
+    return t, [t.c.param == param, bound], combo[1], true()
+
+
 def streaming_plan(clauses: tuple[Clause, ...], res: FromClause,
                    snapshot: int | None) -> StreamPlan | None:
     """The driving index and all conditions, or None when no clause can stream."""
@@ -71,7 +110,7 @@ def streaming_plan(clauses: tuple[Clause, ...], res: FromClause,
     indexed = [c for c in ordered if on_index(c)]
     if not indexed or any(c.param.name == "_id" for c in ordered):
         return None
-    plan = _composite(indexed)
+    plan = _composite_by_date(indexed) or _composite(indexed)
     if plan is None:
         first = indexed[0]
         key = _key_column(first)

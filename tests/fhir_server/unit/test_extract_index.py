@@ -55,7 +55,13 @@ def test_vital_sign_observation_rows() -> None:
          "url": None},
     ]
     # 10:00:00+02:00 is 08:00:00Z; second precision covers the whole second.
-    assert rows["date"] == [{"param": "Observation.date", "lo": T0, "hi": T0 + 999_999}]
+    # plus the hidden end-time row of each patient+code series (composite.py), at the latest end
+    end = T0 + 999_999
+    assert rows["date"] == [
+        {"param": "Observation.date", "lo": T0, "hi": end},
+        {"param": f"Obs.pce|Patient/p1|{LOINC}|8867-4", "lo": end, "hi": end},
+        {"param": f"Obs.pce|Patient/p1|{MDC}|147842", "lo": end, "hi": end},
+    ]
     assert rows["quantity"] == [
         {"param": "Observation.value-quantity", "system": UCUM, "code": "/min", "value": 72.0,
          "canon_code": "/min", "canon_value": 72.0},
