@@ -8,6 +8,8 @@ under the writer's lock, and handed out in memory after that (see ``_flush``).
 
 from __future__ import annotations
 
+import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._flush import Indexer, Keys, flush_core, flush_sqlite
 from .types import Buffered, Method, PendingWrite, Prepared, now_us
+
+_QMARK = re.compile(r"\?")
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Result
@@ -81,6 +85,23 @@ class WriteTx:
         """Like ``Store.fetch`` but inside this transaction."""
         return Buffered((await self.execute(stmt)).all())
 
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of a raw read inside the transaction (after the queued writes); ``sql``
+        uses ``?`` placeholders (and no ``?`` in literals), ``params`` plain values.
+
+        For per-group reads on the write path: no statement compiled (SQLAlchemy's compile
+        of a statement built per call costs milliseconds here), and on SQLite one call in the
+        driver's thread that first takes the write lock (as the flush does, so what is read
+        stays true until the commit) instead of several thread hops.
+        """
+        await self.flush()
+        if not self._sqlite:
+            numbers = iter(range(1, len(params) + 1))
+            numbered = _QMARK.sub(lambda _: f"${next(numbers)}", sql)
+            return [tuple(r) for r in await self.conn.exec_driver_sql(numbered, tuple(params))]
+        rows: list[tuple[Any, ...]] = await _in_sqlite_thread(self.conn, _sqlite_rows, sql, list(params))
+        return rows
+
     async def flush(self) -> None:
         """Write everything queued (resources, extra rows, cursors) into the transaction."""
         writes, self._writes = self._writes, []
@@ -95,6 +116,12 @@ class WriteTx:
             self._keys, max_seq = await flush_core(self.conn, *args)
         self.max_seq = max(self.max_seq, max_seq)
         self.flushed.extend(writes)
+
+
+def _sqlite_rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    if not db.in_transaction:
+        db.execute("BEGIN IMMEDIATE")
+    return db.execute(sql, params).fetchall()
 
 
 async def _in_sqlite_thread(conn: AsyncConnection, fn: Any, *args: Any) -> Any:

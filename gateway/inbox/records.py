@@ -8,11 +8,11 @@ mapper reported, and the ACK bytes sent (so a duplicate gets the very same ACK a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, tuple_
+from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fhir_server.storage import Store, now_us
@@ -100,23 +100,27 @@ async def find_accepted(conn: AsyncConnection, sender: Sender) -> tuple[str, byt
     return None if row is None else (row[0], row[1])
 
 
-async def find_accepted_many(conn: AsyncConnection, senders: Iterable[Sender]
-                             ) -> dict[Sender, tuple[str, bytes | None]]:
-    """:func:`find_accepted` for many keys in one query per chunk (one per transaction)."""
-    c = inbox.c
+_FIND_SQL = ("SELECT pk, sending_app, sending_facility, control_id, payload_hash, ack, status "
+             "FROM inbox WHERE ")
+_FIND_KEY = "(sending_app = ? AND sending_facility = ? AND control_id = ?)"
+
+
+async def find_accepted_many(rows: Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]],
+                             senders: Iterable[Sender]) -> dict[Sender, tuple[str, bytes | None]]:
+    """:func:`find_accepted` for many keys in one query per chunk (one per transaction);
+    ``rows(sql, params)`` runs raw SQL with ``?`` placeholders (``WriteTx.rows`` in the writer).
+
+    One equality per key and the status checked here: SQLite then probes ix_inbox_key per key.
+    With ``status = 'accepted'`` (or a row-value IN) in the WHERE clause it walked
+    ix_inbox_status instead (EXPLAIN QUERY PLAN): every accepted row, once per group commit.
+    """
     by_key = {s.key: s for s in senders}
     keys = list(by_key)
     found: dict[Sender, tuple[int, str, bytes | None]] = {}
     for i in range(0, len(keys), 300):
-        # One equality per key, and the status checked here: SQLite then probes ix_inbox_key
-        # per key. With ``status = 'accepted'`` (or a row-value IN) in the WHERE clause it
-        # walked ix_inbox_status instead (EXPLAIN QUERY PLAN): every accepted row, once per
-        # group commit, a cost that grew with the inbox.
-        keyed = or_(*[and_(c.sending_app == app, c.sending_facility == fac, c.control_id == cid)
-                      for app, fac, cid in keys[i : i + 300]])
-        stmt = select(c.pk, c.sending_app, c.sending_facility, c.control_id, c.payload_hash,
-                      c.ack, c.status).where(keyed)
-        for pk, app, fac, cid, digest, ack, status in await conn.execute(stmt):
+        chunk = keys[i : i + 300]
+        sql = _FIND_SQL + " OR ".join([_FIND_KEY] * len(chunk))
+        for pk, app, fac, cid, digest, ack, status in await rows(sql, [v for k in chunk for v in k]):
             if status != ACCEPTED:
                 continue
             sender = by_key[(app, fac, cid)]

@@ -36,7 +36,7 @@ class TxLookups:
             self._tx, self._asked = tx, set()
         if sender not in self._asked:
             self._asked = set(self.pending_senders) | {sender}
-            self._dups = await find_accepted_many(tx.conn, self._asked)
+            self._dups = await find_accepted_many(tx.rows, self._asked)
 
     def duplicate(self, sender: Sender) -> tuple[str, bytes | None] | None:
         return self._dups.get(sender)

@@ -190,3 +190,12 @@ async def test_migration_0002_indexes(store):
             lambda c: {t: {i["name"] for i in inspect(c).get_indexes(t)} for t in ("idx_date", "resource")})
     assert "ix_date_rid_cover" in names["idx_date"] and "ix_date_rid" not in names["idx_date"]
     assert "ix_resource_type_updated" in names["resource"]
+
+
+async def test_raw_rows_inside_the_transaction_see_its_writes(store):
+    async def job(tx: WriteTx):
+        tx.put("Patient", "p1", {"resourceType": "Patient"})
+        return await tx.rows("SELECT id, version FROM resource WHERE type = ? AND id IN (?, ?)",
+                             ["Patient", "p1", "p-none"])
+
+    assert await store.write(job) == [("p1", 1)]
