@@ -110,6 +110,15 @@ def _category_code(res: dict[str, Any]) -> str | None:
     return None
 
 
+def _slow_key(res: dict[str, Any]) -> tuple[str, str] | None:
+    """The key under which a Device or a slow-changing Observation is stored only on change."""
+    if res["resourceType"] == "Device":
+        return ("Device", res["id"])
+    if res["resourceType"] == "Observation" and _category_code(res) in _SLOW_CATEGORIES:
+        return (res.get("device", {}).get("reference", ""), res["code"]["coding"][-1].get("code", ""))
+    return None
+
+
 @dataclass
 class IngestStats:
     records: int = 0
@@ -159,6 +168,7 @@ class DeviceIngest:
         self._devices_written: set[str] = set()
         self._bed_device: dict[str | None, str] = {}  # bed -> ventilator device id (for the wave port)
         self._last_setting: dict[tuple[str, str], tuple[bytes, float]] = {}
+        self._vent_slow: dict[str, tuple[Any, float]] = {}  # device -> (raw slow fields, unchanged until)
         self._queue: asyncio.Queue[_Record] | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -192,7 +202,19 @@ class DeviceIngest:
         device_id = vent_fhir_id(record.device_id)
         self._bed_device[ep.bed] = device_id
         assoc = await self._association(device_id, ep)
-        resources = self._changed_only(vent_record_to_fhir(record, profile, assoc.patient_ref))
+        # settings, alarm limits and the alarm panel unchanged since they were last stored (and
+        # stored less than SETTINGS_REFRESH_S ago): not even built, _changed_only would drop them
+        slow = (assoc.patient_ref, record.mode.composed,
+                tuple((v.field, v.raw) for v in record.values if v.entry.kind in ("setting", "alarm-limit")),
+                tuple((a.field, a.state) for a in record.alarms))
+        seen = self._vent_slow.get(device_id)
+        unchanged = seen is not None and seen[0] == slow and time.monotonic() < seen[1]
+        mapped = vent_record_to_fhir(record, profile, assoc.patient_ref, include_settings=not unchanged,
+                                     include_alarms=not unchanged)
+        resources = self._changed_only(mapped)
+        if not unchanged:  # the fast path holds until the first of these is due for its refresh
+            stored = [self._last_setting[k][1] for k in map(_slow_key, mapped) if k in self._last_setting]
+            self._vent_slow[device_id] = (slow, min(stored, default=time.monotonic()) + SETTINGS_REFRESH_S)
         resources += self._vent_clock(record, device_id, profile.timing.clock_drift_limit_s, assoc)
         await self._write(resources, ep, assoc, received)
 
@@ -218,16 +240,15 @@ class DeviceIngest:
         now = time.monotonic()
         out = []
         for res in resources:
-            if res["resourceType"] == "Device":
-                key = ("Device", res["id"])
-                value = orjson.dumps(res, default=str, option=orjson.OPT_SORT_KEYS)
-            elif res["resourceType"] == "Observation" and _category_code(res) in _SLOW_CATEGORIES:
-                key = (res.get("device", {}).get("reference", ""), res["code"]["coding"][-1].get("code", ""))
-                value = orjson.dumps({k: v for k, v in res.items() if k.startswith(("value", "component"))},
-                                     default=str, option=orjson.OPT_SORT_KEYS)
-            else:
+            key = _slow_key(res)
+            if key is None:
                 out.append(res)
                 continue
+            if key[0] == "Device":
+                value = orjson.dumps(res, default=str, option=orjson.OPT_SORT_KEYS)
+            else:
+                value = orjson.dumps({k: v for k, v in res.items() if k.startswith(("value", "component"))},
+                                     default=str, option=orjson.OPT_SORT_KEYS)
             seen = self._last_setting.get(key)
             if seen is not None and seen[0] == value and now - seen[1] < SETTINGS_REFRESH_S:
                 continue

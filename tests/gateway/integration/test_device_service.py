@@ -160,3 +160,34 @@ async def test_bad_ventilator_responses_become_dead_letters(store: Store) -> Non
     assert rows and rows[0][0] == "pb840-record" and rows[0][1] == f"pb840@127.0.0.1:{port}"
     assert "1225" in rows[0][2] and rows[0][3].startswith(b"MISCF,1225")
     assert ingest.stats.records == 1  # only the connection-state Observation, no ventilator data
+
+
+async def test_unchanged_ventilator_settings_are_not_rebuilt_but_a_change_is_stored(store: Store) -> None:
+    """The ingest's fast path (settings, limits and alarms unchanged: not even mapped) stores the
+    same as mapping everything and dropping the unchanged: measured values every poll, a changed
+    setting at once."""
+    from gateway.devices.service import DeviceEndpoint
+    from gateway.simulators.pb840 import encode_miscf
+    from mappers.pb840 import decode_response
+    from mappers.profiles import load_profile
+
+    profile = load_profile("medtronic-pb840")
+    ingest = DeviceIngest(store)
+    ep = DeviceEndpoint("pb840", "127.0.0.1", 1)
+    vitals = Physiology("stable", 1).vitals
+
+    async def poll(at: datetime, settings: VentSettings) -> int:
+        before = ingest.stats.resources
+        raw = encode_miscf(vitals, settings, at.astimezone())
+        await ingest.on_vent_record(ep, decode_response(raw, profile, received_at=at), 0.0)
+        return ingest.stats.resources - before
+
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    first = await poll(t0, VentSettings(set_rr=14.0))
+    again = await poll(t0.replace(second=(t0.second + 2) % 60), VentSettings(set_rr=14.0))
+    changed = await poll(t0.replace(second=(t0.second + 4) % 60), VentSettings(set_rr=16.0))
+    assert first > again > 0  # the Device, settings, limits and alarm panel only the first time
+    assert changed == again + 1  # plus the one setting that changed
+    settings = await _search(store, "Observation", ("category", "urn:vitalgate:observation-category|device-setting"))
+    rates = [o["valueQuantity"]["value"] for o in settings if o["code"]["coding"][-1]["code"] == "MISCF-13"]
+    assert sorted(rates) == [14, 16]  # MISCF field 13: set respiratory rate
