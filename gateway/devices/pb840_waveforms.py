@@ -31,6 +31,7 @@ class Pb840WaveformClient:
         self._on_segment, self._on_error = on_segment, on_error
         self._backoff = backoff_s
         self._stop = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
         self.segments = 0
 
     @property
@@ -39,6 +40,8 @@ class Pb840WaveformClient:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._writer is not None:  # ends a pending read: no stop-watching task per read
+            self._writer.close()
 
     async def run(self) -> None:
         delay = self._backoff[0]
@@ -51,11 +54,13 @@ class Pb840WaveformClient:
                 delay = min(delay * 2, self._backoff[1])
                 continue
             delay = self._backoff[0]
+            self._writer = writer
             try:
                 await self._read(reader)
             except ConnectionError as exc:
                 log.info("pb840 waveforms %s: connection lost: %r", self.endpoint, exc)
             finally:
+                self._writer = None
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
@@ -63,15 +68,8 @@ class Pb840WaveformClient:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         stream = WaveformStream()
         while not self._stop.is_set():
-            read = asyncio.ensure_future(reader.read(4096))
-            stop = asyncio.ensure_future(self._stop.wait())
-            done, _ = await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if read not in done:
-                read.cancel()
-                return
-            data = read.result()
-            if not data:
+            data = await reader.read(65536)
+            if not data or self._stop.is_set():
                 return
             segments = stream.feed(data)
             if stream.bad_lines:
