@@ -25,6 +25,7 @@ from fhir_server.errors import (
 from fhir_server.storage import StoredVersion, WriteTx, Written, loads
 from fhir_server.storage import schema as t
 
+from . import fastread
 from .request import FhirRequest
 from .resources import validate
 from .search_exec import match_ids
@@ -44,6 +45,9 @@ def parse_etag(value: str | None) -> int | None:
 
 
 async def read_version(db: Any, type_: str, id_: str, version: int | None = None) -> StoredVersion | None:
+    if version is None and fastread.usable(db):
+        rows = (await fastread.fetch_many(db, [(fastread.READ_SQL, (type_, id_))]))[0]
+        return None if not rows else StoredVersion(type_, id_, rows[0][0], rows[0][1], bool(rows[0][2]), rows[0][3])
     r, v = t.resource.c, t.resource_version.c
     cols = (v.version, v.last_updated, v.deleted, v.body)
     if version is None:

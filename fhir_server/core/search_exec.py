@@ -11,11 +11,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import bad_request
+from fhir_server.search.composite import composite_key, composite_keys, end_param
 from fhir_server.search.query import parse_search
 from fhir_server.search.registry import search_params
 from fhir_server.search.sql import build_snapshot
-from fhir_server.search.values import TokenValue, parse_token, split_escaped
+from fhir_server.search.values import DateValue, TokenValue, parse_token, split_escaped
 
+from . import fastread
 from .bundles import bundle, search_entry, url
 from .request import FhirRequest
 from .subsetting import applies, subset
@@ -63,12 +65,17 @@ async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
     strict = req.prefer("handling") == "strict"
     base = ctx.base_url
     q = parse_search(type_, _localise(type_, params, base), strict=strict)
-    if q.snapshot is None:
-        q = q.with_page(q.offset, await _snapshot(db))
-    if q.summary == "count" or q.count == 0:  # _count=0: the total only (search.html#count)
-        total = int((await db.fetch(build_count(q))).scalar() or 0)
-        return bundle("searchset", [], total=total, links=[("self", url(base, type_, q.to_params()))])
-    rows = list(await db.fetch(build_select(q)))
+    fast = _series_search(db, q)
+    if fast is not None:
+        snap, rows = await _run_series_search(db, q, *fast)
+        q = q.with_page(q.offset, snap)
+    else:
+        if q.snapshot is None:
+            q = q.with_page(q.offset, await _snapshot(db))
+        if q.summary == "count" or q.count == 0:  # _count=0: the total only (search.html#count)
+            n = int((await db.fetch(build_count(q))).scalar() or 0)
+            return bundle("searchset", [], total=n, links=[("self", url(base, type_, q.to_params()))])
+        rows = list(await db.fetch(build_select(q)))
     more = len(rows) > q.count
     rows = rows[: q.count]
     cut = applies(q.summary, q.elements)
@@ -95,6 +102,40 @@ async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
     return bundle("searchset", entries, total=total, links=links)
 
 
+def _series_search(db: Any, q: Any) -> tuple[str, DateValue] | None:
+    """``(series param, date value)`` when ``q`` is one patient's one code from a date on.
+
+    That is the dashboard's search (``patient&code&date=ge``): it runs as fixed SQL
+    (``fastread.series_search_sql``), the same plan ``sql_stream`` builds for it.
+    """
+    if (not fastread.usable(db) or q.resource_type != "Observation" or q.sort or q.includes
+            or q.revincludes or q.summary or q.elements or q.total == "accurate" or q.count == 0):
+        return None
+    combo = composite_keys(list(q.clauses))
+    if combo is None or len(combo[0]) != 1 or len(combo[1]) != 1:
+        return None
+    param, (c,) = end_param(combo[0][0]), combo[1]
+    if (param is None or c.param.key != "Observation.date" or c.modifier is not None or c.chain
+            or c.missing is not None or c.negate or len(c.values) != 1):
+        return None
+    v = c.values[0]
+    if not isinstance(v, DateValue) or v.prefix not in ("ge", "gt"):
+        return None
+    return param, v
+
+
+async def _run_series_search(db: Any, q: Any, param: str, v: DateValue) -> tuple[int, list[Any]]:
+    bound = v.lo if v.prefix == "ge" else v.hi
+    match = (v.hi, v.lo) if v.prefix == "ge" else (v.hi,)
+    snap = fastread.PREV if q.snapshot is None else q.snapshot
+    stmts = [(fastread.SNAPSHOT_SQL, ())] if q.snapshot is None else []
+    stmts.append((fastread.series_search_sql(v.prefix),
+                  (param, bound, snap, False, *match, q.count + 1, q.offset)))
+    res = await fastread.fetch_many(db, stmts)
+    snapshot = int(res[0][0][0] or 0) if q.snapshot is None else q.snapshot
+    return snapshot, res[-1]
+
+
 def _ignored_outcome(ignored: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     names = ", ".join(sorted({k for k, _ in ignored}))
     return {
@@ -119,6 +160,15 @@ LASTN_PARAMS = ("patient", "subject", "category", "code", "max")
 LASTN_MAX = 100  # per code; with at most MAX_COUNT codes this bounds one response
 
 
+def _lastn_series(db: Any, patient: tuple[str, str], category: list[TokenValue],
+                  codes: list[TokenValue]) -> str | None:
+    """The series param of one patient's one code (the dashboard's ``$lastn``), else None."""
+    if not fastread.usable(db) or category or len(codes) != 1 or patient[0] != "Patient":
+        return None
+    c = codes[0]
+    return end_param(composite_key(patient[1], c.system, c.code)) if c.system and c.code else None
+
+
 async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
     """``Observation/$lastn``: the latest ``max`` Observations per code for one patient.
 
@@ -134,7 +184,7 @@ async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
                 raise bad_request(f"Unknown or unsupported $lastn parameter {k!r}", [k])
             continue
         p.setdefault(k, []).append(v)
-    subject = (p.get("patient") or p.get("subject") or [None])[0]
+    subject = (p.get("patient") or p.get("subject") or [""])[0]
     if not subject:
         raise bad_request("$lastn needs patient or subject", ["patient"])
     if not p.get("category") and not p.get("code"):
@@ -146,9 +196,13 @@ async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
     raw_max = (p.get("max") or ["1"])[0]
     if not raw_max.isdigit() or int(raw_max) < 1:
         raise bad_request("max must be a positive integer", ["max"])
-    stmt = build_lastn(patient, _tokens(p.get("category", []), "category"), _tokens(p.get("code", []), "code"),
-                       min(int(raw_max), LASTN_MAX))
-    rows = await db.fetch(stmt)
+    category, codes, n = _tokens(p.get("category", []), "category"), _tokens(p.get("code", []), "code"), \
+        min(int(raw_max), LASTN_MAX)
+    series = _lastn_series(db, patient, category, codes)
+    if series is not None:
+        rows: Any = (await fastread.fetch_many(db, [(fastread.LASTN_SQL, (series, False, n, False))]))[0]
+    else:
+        rows = await db.fetch(build_lastn(patient, category, codes, n))
     entries = [search_entry(ctx.base_url, r[1], r[2], r[5]) for r in rows]
     self_params = [(k, v) for k, vs in p.items() for v in vs]
     return bundle("searchset", entries, total=len(entries),

@@ -356,3 +356,34 @@ async def test_summary_and_elements_subset_results(client, ward):
     assert "_elements=value,status" in link(got, "self")
     full = (await search(client, "Observation?_id=o7"))["entry"][0]["resource"]
     assert "SUBSETTED" not in str(full["meta"]) and full["code"]
+
+
+async def test_series_search_and_lastn_fixed_sql_agree_with_the_general_plans(client, ward):
+    """``patient&code&date=ge|gt`` and ``$lastn`` by one code run as fixed SQL (fastread.py);
+    ``_total=accurate`` and a code without system take the general plans: same answers."""
+    for i in range(5):
+        await put(client, obs(f"h{i}", "p1", HR, f"2024-03-01T12:0{i}:00Z", 70 + i))
+    await put(client, obs("h9", "p2", HR, "2024-03-01T12:09:00Z", 99))  # another patient
+    await client.delete("Observation/h2")
+    late: list[str] = []  # written while paging: after the first page's snapshot
+    for prefix in ("ge", "gt"):
+        earlier = list(late)
+        base = f"Observation?patient=p1&code={LOINC}|{HR}&date={prefix}2024-03-01T10:05:00Z&_count=2"
+        pages, url = [], base
+        while url:
+            got = await search(client, url)
+            pages.append(ids(got))
+            url = link(got, "next") and rel(link(got, "next"))
+            late.append(f"late{len(pages)}{prefix}")
+            await put(client, obs(late[-1], "p1", HR, "2024-03-01T13:00:00Z"))
+        want = (["o2"] if prefix == "ge" else []) + ["o3", "h0", "h1", "h3", "h4"] + earlier
+        assert [i for p in pages for i in p] == want
+        general = await search(client, base.replace("_count=2", "_count=50") + "&_total=accurate")
+        assert ids(general)[: len(want)] == want
+    got = await search(client, f"Observation/$lastn?patient=p1&code={LOINC}|{HR}&max=3")
+    assert ids(got)[:1] and ids(got) == ids(await search(client, f"Observation/$lastn?patient=p1&code={HR}&max=3"))
+    await client.delete(f"Observation/{ids(got)[0]}")
+    after = await search(client, f"Observation/$lastn?patient=p1&code={LOINC}|{HR}&max=1")
+    assert ids(after) == [ids(got)[1]]
+    assert (await client.get(f"Observation/{ids(got)[0]}")).status_code == 410
+    assert (await client.get("Observation/h0")).json()["id"] == "h0"
