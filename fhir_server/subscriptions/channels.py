@@ -37,6 +37,13 @@ class RestHookSender:
             return None
         return f"endpoint answered HTTP {status}"
 
+    def submit(self, spec: SubscriptionSpec, body: bytes) -> asyncio.Future[int]:
+        """Send without a task of its own (fan-out); the future holds the status. Raises HttpError
+        for an endpoint it cannot send to at all."""
+        assert spec.endpoint is not None
+        headers = {"Content-Type": "application/fhir+json", **dict(spec.headers)}
+        return self.http.submit(spec.endpoint, body, headers, spec.timeout)
+
     async def close(self) -> None:
         await self.http.close()
 

@@ -7,6 +7,11 @@ numbers let receivers drop repeats. Events arrive in memory from the matcher rig
 their commit; a worker that is behind (restart, dead endpoint, bounded memory) reads them
 back from ``subscription_event``.
 
+Fan-out: the matcher's events for an idle, active rest-hook subscription (everything before
+them delivered) are rendered and handed to the HTTP client right in ``Delivery.on_events``,
+one pass over all matching subscriptions, without waking their tasks; the worker's task only
+steps in for what that path cannot do (backlog, handshakes, heartbeats, failures).
+
 Failures back off exponentially with jitter; after ``error_after`` consecutive failures the
 Subscription is set to ``error`` (with the reason in ``Subscription.error``) and retried at
 the capped interval, and set back to ``active`` by the first success. A rest-hook
@@ -118,6 +123,8 @@ class Worker:
         self.failures = 0
         self.last_error: str | None = None
         self._pending: dict[int, Event] = {}
+        self.parked = False  # the task waits for work with nothing to send: the fan-out may send for it
+        self.inflight = False  # a fan-out send for this subscription is on its way
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"subscription-{spec.id}")
@@ -140,6 +147,46 @@ class Worker:
     def poke(self) -> None:
         self._wake.set()
 
+    def send_now(self, events: list[Event]) -> bool:
+        """The fan-out path: send ``events`` from the caller, without waking this task.
+
+        Only for an active rest-hook subscription whose task is parked with everything before
+        these events delivered, so order holds. A failure hands the events back to the task,
+        which retries them with the usual backoff and error accounting."""
+        spec = self.spec
+        if not (self.parked and not self.inflight and self.failures == 0 and spec.status == "active"
+                and spec.channel == "rest-hook" and events[0].number == self.delivered + 1
+                and len(events) <= spec.max_count and not self._pending):
+            return False
+        body = notification(spec, "event-notification", max(self.last, events[-1].number), events,
+                            self.owner.base)
+        try:
+            fut = self.owner.rest.submit(spec, body)
+        except Exception:  # noqa: BLE001 - e.g. an endpoint it cannot send to: the task reports it
+            return False
+        self.last = max(self.last, events[-1].number)
+        self.inflight = True
+        fut.add_done_callback(lambda f: self._sent_now(f, events))
+        return True
+
+    def _sent_now(self, fut: asyncio.Future[int], events: list[Event]) -> None:
+        self.inflight = False
+        if self.task.done():  # the subscription was deleted meanwhile
+            return
+        ok = not fut.cancelled() and fut.exception() is None and 200 <= fut.result() < 300
+        if ok and self.delivered == events[0].number - 1:
+            if self.owner.on_delivered is not None:
+                self.owner.on_delivered(self.spec.id, events, time.perf_counter())
+            self.delivered = events[-1].number
+            self.owner.cursors.mark(self.spec.id, self.delivered)
+            if self.delivered < self.last or self.spec.heartbeat or not self.parked:
+                self._wake.set()  # more came meanwhile, the heartbeat period starts again, or the task waits on us
+            return
+        for e in events:  # failed: the task sends them again (and counts the failure)
+            if e.number > self.delivered:
+                self._pending[e.number] = e
+        self._wake.set()
+
     # -- the loop -----------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
@@ -153,6 +200,9 @@ class Worker:
 
     async def _step(self) -> None:
         spec = self.spec
+        if self.inflight:  # the fan-out path is sending for us: wait for its outcome
+            await self._wait(None)
+            return
         if spec.status == "off":
             await self._wait(None)
             return
@@ -177,7 +227,12 @@ class Worker:
                     self._pending.pop(e.number, None)
                 self.owner.cursors.mark(spec.id, self.delivered)
             return
-        if not await self._wait(spec.heartbeat):
+        self.parked = True
+        try:
+            woken = await self._wait(spec.heartbeat)
+        finally:
+            self.parked = False
+        if not woken and not self.inflight:
             await self._attempt(notification(spec, "heartbeat", self.last, base=self.owner.base))
 
     async def _next_batch(self) -> list[Event]:
@@ -297,9 +352,12 @@ class Delivery:
             w.update(spec)
 
     def on_events(self, events: dict[str, list[Event]]) -> None:
+        """New events from the matcher. An idle rest-hook subscription's are sent right here, in
+        one pass over all of them (a 1,000-way fan-out is one loop, not 1,000 task wake-ups, and
+        its requests are pipelined per endpoint); any other worker is woken to send its own."""
         for sub_id, evs in events.items():
             w = self.workers.get(sub_id)
-            if w is not None:
+            if w is not None and not w.send_now(evs):
                 w.push(evs)
 
     def _on_bind(self, sub_id: str) -> None:

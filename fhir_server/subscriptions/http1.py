@@ -70,8 +70,14 @@ class Pool:
         return _Conn(reader, writer)
 
     async def request(self, head: bytes, body: bytes, timeout: float) -> int:
+        async with asyncio.timeout(timeout):
+            return await self.submit(head + body, timeout)
+
+    def submit(self, data: bytes, timeout: float) -> asyncio.Future[int]:
+        """Queue one request; the future gets its status (or HttpError / TimeoutError). Cancel
+        it to give up (an answer that comes later is read and dropped)."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.queue.append(_Req(head + body, timeout, fut))
+        self.queue.append(_Req(data, timeout, fut))
         if len(self.queue) >= self.depth and self.idle:
             # a full batch leaves now on an idle connection: the endpoint works on it while the
             # rest of a fan-out is still being built
@@ -81,8 +87,7 @@ class Pool:
             self._spawn(self._exchange_all(conn, batch, reused=True, written=True))
         else:
             self._kick()
-        async with asyncio.timeout(timeout):
-            return await fut
+        return fut
 
     def _kick(self) -> None:
         if self.runners < self.limit and len(self.queue) > self.depth * (self.runners - self.busy):
@@ -169,6 +174,11 @@ class Pool:
             c.close()
 
 
+def _expire(fut: asyncio.Future[int]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 def _fail(reqs: list[_Req], exc: BaseException) -> None:
     err: BaseException = exc if isinstance(exc, TimeoutError) else HttpError(f"{type(exc).__name__}: {exc}")
     for r in reqs:
@@ -220,12 +230,24 @@ class Http1Client:
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
         """The response status; raises HttpError or TimeoutError when there is none."""
+        pool, head = self._target(url, headers)
+        return await pool.request(head + b"Content-Length: %d\r\n\r\n" % len(body), body, timeout)
+
+    def submit(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> asyncio.Future[int]:
+        """``post`` without a task: the future resolves to the status, or fails with HttpError
+        (also raised here for a bad URL) or TimeoutError after ``timeout``."""
+        pool, head = self._target(url, headers)
+        fut = pool.submit(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, timeout)
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
+        fut.add_done_callback(lambda _f: timer.cancel())
+        return fut
+
+    def _target(self, url: str, headers: Mapping[str, str]) -> tuple[Pool, bytes]:
         key = (url, tuple(headers.items()))
         found = self._heads.get(key)
         if found is None:
             found = self._heads[key] = self._head(url, headers)
-        pool, head = found
-        return await pool.request(head + b"Content-Length: %d\r\n\r\n" % len(body), body, timeout)
+        return found
 
     def _head(self, url: str, headers: Mapping[str, str]) -> tuple[Pool, bytes]:
         """The pool and the request head up to ``Content-Length`` (built once per endpoint and headers)."""

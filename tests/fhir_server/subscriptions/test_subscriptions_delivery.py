@@ -122,6 +122,27 @@ async def test_one_event_fans_out_to_a_thousand_subscriptions(node, receiver):
                for b in got.values())
 
 
+async def test_a_burst_of_events_arrives_in_order_with_every_number(node, receiver):
+    """Events that come while a send is on its way (the fan-out path) queue behind it in order."""
+    sids = [(await node.client.post("Subscription", json=subscription(endpoint=receiver.url, max_count=m))).json()["id"]
+            for m in (1, 3)]
+    for sid in sids:
+        await _wait_status(node, sid, "active")
+
+    async def one(i: int) -> None:
+        await node.store.put("Observation", f"burst-{i}", observation(value=i))
+
+    for wave in range(6):  # concurrent writes: several commits while notifications are in flight
+        await asyncio.gather(*(one(wave * 10 + i) for i in range(10)))
+    for sid in sids:
+        def mine(rs, sid=sid):
+            return [b for b in receiver.notifications() if b["entry"][0]["resource"]["subscription"]["reference"]
+                    .endswith(f"/{sid}")]
+        await receiver.wait_for(lambda rs, mine=mine: 60 in event_numbers(mine(rs)), timeout=20)
+        numbers = event_numbers(mine(None))
+        assert numbers == sorted(numbers) and set(numbers) == set(range(1, 61))
+
+
 async def test_a_hanging_endpoint_does_not_delay_other_subscriptions(node, receiver):
     hung: list[asyncio.StreamWriter] = []
 
