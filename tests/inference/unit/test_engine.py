@@ -141,6 +141,32 @@ def test_model_risk_assessment(trained):
     assert model_alerts and model_alerts[0]["severity"] == "low"
 
 
+def test_model_advisory_hysteresis_keeps_the_persistence_window(trained):
+    """Risk alternating every 10 s between about 0.9 (HR 125) and 0.67 (HR 105): above the clear
+    threshold (0.6) the 2-minute window keeps going and the advisory opens; with no hysteresis
+    (clear = set = 0.8) every dip restarts the window and it never opens."""
+    model = RiskModel.from_file(trained[0] / "deterioration.onnx", "deterioration", "1.0.0", FEATURES)
+
+    def stream():
+        out = []
+        for s in range(0, 200, 5):
+            heart = 125 if (s // 10) % 2 == 0 else 105
+            out += [obs(f"hr{s}", s, MDC, "147842", heart, "/min"),
+                    obs(f"rr{s}", s, MDC, "151562", 22, "/min"),
+                    obs(f"sp{s}", s, MDC, "150456", 95, "%"),
+                    obs(f"bp{s}", s, MDC, "150021", 100, "mm[Hg]"),
+                    obs(f"t{s}", s, MDC, "150344", 38.0, "Cel")]
+        return out
+
+    def advisories(engine):
+        return [r for r in feed(engine, stream()) if r["resourceType"] == "DetectedIssue"
+                and r["code"]["coding"][0]["code"] == "model-deterioration"]
+
+    held = advisories(Engine(builtin_ruleset("icu-limits"), ModelHandle(model)))
+    assert held and held[0]["status"] == "preliminary"
+    assert not advisories(Engine(builtin_ruleset("icu-limits"), ModelHandle(model), risk_clear_threshold=0.8))
+
+
 def test_warm_fills_windows_silently():
     from inference.vitals import sample_from_observation
 
