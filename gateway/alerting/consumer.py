@@ -9,6 +9,13 @@ same changes, and the engine's ids are deterministic (episode UUID-5, score and 
 restart neither loses nor duplicates an alert.  Batches without effects move the cursor in memory
 and persist it at most once a second.
 
+Latency: the entries a commit of this process just wrote come from the store's notifier in memory
+(``ChangeReader.recent``), not read back.  An alert is committed as soon as its chunk is evaluated,
+with everything evaluated before it, as an urgent write (``Store.write(urgent=True)``: a small
+group right after the commit in progress, never behind queued ingest).  Other effects (scores,
+risk assessments) are held up to ``effects_every_s`` (50 ms) and then written the same way, so the
+consumer adds one small transaction per period, not one per ingest commit.
+
 It never blocks ingest: it is its own task, woken by the store's in-process notifier after each
 commit, and it evaluates a batch in chunks of ``chunk`` values, yielding to the event loop between
 them (about 3 ms each).  A worker thread would only move the same pure-Python work under the
@@ -63,7 +70,8 @@ CONSUMER = "inference-alerting"
 TYPES = ("Observation", "DetectedIssue")
 VITAL_SIGNS = "vital-signs"
 _CLINICIAN_CODES = frozenset({"67775-7", "3151-8"})  # ACVPU, oxygen flow: entered, not monitored
-Item = tuple[str, Any]  # ("obs", dict), ("status", (DeviceStatus, conditions)) or ("issue", AlertState)
+# (seq, "obs", dict), (seq, "status", (DeviceStatus, conditions)) or (seq, "issue", AlertState)
+Item = tuple[int, str, Any]
 
 
 def _categories(obs: Mapping[str, Any]) -> set[str]:
@@ -111,17 +119,21 @@ class AlertingConsumer:
     def __init__(self, store: Store, engine: Engine, *, name: str = CONSUMER, batch: int = 2000,
                  models: ModelSource | None = None, chunk: int = 32, cursor_every_s: float = 1.0,
                  warm_changes: int = 100_000, restore_days: float = 1.0, idle_s: float = 1.0,
-                 units: UnitRulesets | None = None):
+                 units: UnitRulesets | None = None, effects_every_s: float = 0.05):
         self.store, self.engine, self.name = store, engine, name
         self.batch, self.models, self.chunk = batch, models, chunk
         self.cursor_every_s, self.warm_changes, self.restore_days = cursor_every_s, warm_changes, restore_days
-        self.idle_s, self.units = idle_s, units
+        self.idle_s, self.units, self.effects_every_s = idle_s, units, effects_every_s
         self.stats = ConsumerStats()
         self._seen = 0  # everything up to here is processed; the durable cursor may lag
         self._durable = 0
         self._durable_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self._unwritten: tuple[list[dict[str, Any]], int] | None = None
+        self._fx: list[dict[str, Any]] = []  # effects evaluated, not yet committed (see ``_hold``)
+        self._fx_upto = 0
+        self._fx_since = 0.0
+        self._alert_held = False
         self._wait_after = 0
         self._poll = True  # the next read goes to the database (start-up, idle polls)
         self.reader = ChangeReader(store, TYPES)
@@ -145,7 +157,10 @@ class AlertingConsumer:
                 await self._task
             self._task = None
         await self.reader.close()
-        if self._seen > self._durable:
+        if self._fx:
+            with contextlib.suppress(Exception):  # else a restart evaluates these entries again
+                await self._flush()
+        if self._seen > self._durable and not self._fx and self._unwritten is None:
             with contextlib.suppress(Exception):  # the store may already be closing
                 await self.store.advance_cursor(self.name, self._seen)
 
@@ -174,7 +189,7 @@ class AlertingConsumer:
             unwritten, unwritten_upto = self._unwritten
             await self._commit(unwritten, unwritten_upto)
             self._unwritten = None
-            self._seen = self.stats.cursor = unwritten_upto
+            self._seen = self.stats.cursor = max(self._seen, unwritten_upto)
             return True
         self._poll_model()
         # Wake-ups after this: other types' commits (and our own writes) must not spin the loop, but
@@ -188,6 +203,9 @@ class AlertingConsumer:
             changes, bodies = await self.reader.read(self._seen, self.batch)
             upto = changes[-1].seq if changes else self._seen
         if not changes:
+            if self._fx:  # quiet: what is held back goes now
+                await self._flush()
+                return True
             if upto > self._seen:  # only other types' entries: move past them
                 self._seen = self.stats.cursor = upto
                 await self._maybe_persist_cursor()
@@ -197,25 +215,47 @@ class AlertingConsumer:
             return False
         started = time.perf_counter()
         items = await self._items(changes, bodies)
-        resources: list[dict[str, Any]] = []
         for i in range(0, len(items), self.chunk):
             if i:
                 await asyncio.sleep(0)  # let ingest run between chunks: the loop is never held long
-            resources += self._evaluate(items[i:i + self.chunk])
-        if resources:
-            self._unwritten = (resources, upto)
-            await self._commit(resources, upto)
-            self._unwritten = None
+            chunk = items[i:i + self.chunk]
+            self._hold(self._evaluate(chunk), chunk[-1][0])
+            if self._alert_held:  # an alert is committed at once, before the rest of the batch
+                await self._flush()
+        self._hold([], upto)
         self._seen = upto
         self.stats.changes += len(changes)
         self.stats.batches += 1
         self.stats.cursor = upto
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
-        if not resources:
+        if self._fx and time.monotonic() - self._fx_since >= self.effects_every_s:
+            await self._flush()
+        elif not self._fx:
             await self._maybe_persist_cursor()
         return True
 
+    def _hold(self, resources: list[dict[str, Any]], upto: int) -> None:
+        """Effects of the entries up to ``upto``: committed with that cursor by the next ``_flush``.
+
+        Scores and risk assessments wait up to ``effects_every_s`` so that the consumer writes
+        one transaction per period instead of one per ingest commit; an alert never waits."""
+        if resources:
+            if not self._fx:
+                self._fx_since = time.monotonic()
+            self._fx += resources
+            self._alert_held = self._alert_held or any(r["resourceType"] == "DetectedIssue" for r in resources)
+        if self._fx:
+            self._fx_upto = max(self._fx_upto, upto)
+
+    async def _flush(self) -> None:
+        fx, upto = self._fx, self._fx_upto
+        self._fx, self._alert_held = [], False
+        self._unwritten = (fx, upto)  # on failure, ``step`` writes exactly these again first
+        await self._commit(fx, upto)
+        self._unwritten = None
+
     async def _items(self, changes: Sequence[Change], bodies: Mapping[int, bytes]) -> list[Item]:
+        """One item per input the engine takes, in log order."""
         items: list[Item] = []
         for change in changes:
             body = bodies.get(change.vid)
@@ -230,17 +270,17 @@ class AlertingConsumer:
             if change.type == "Observation" and is_engine_input(resource):
                 if self.units is not None:
                     await self.units.observe(resource)
-                items.append(("obs", resource))
+                items.append((change.seq, "obs", resource))
             elif change.type == "Observation" and (status := device_status(resource)) is not None:
-                items.append(("status", status))
+                items.append((change.seq, "status", status))
             elif change.type == "DetectedIssue" and _is_ours(resource):
                 with contextlib.suppress(ValueError):
-                    items.append(("issue", alert_from_detected_issue(resource)))
+                    items.append((change.seq, "issue", alert_from_detected_issue(resource)))
         return items
 
     def _evaluate(self, items: Sequence[Item]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for kind, value in items:
+        for _seq, kind, value in items:
             try:
                 if kind == "issue":
                     self.engine.apply_stored(value)
@@ -267,9 +307,9 @@ class AlertingConsumer:
             tx.advance_cursor(self.name, upto)
             return closed
 
-        # an alert goes ahead of queued ingest (a group of its own right after the commit in progress)
-        urgent = any(r["resourceType"] == "DetectedIssue" for r in resources)
-        closed = await self.store.write(job, urgent=urgent)
+        # ahead of queued ingest (a small group of its own right after the commit in progress): it
+        # carries the alerts, and the consumer waits for it
+        closed = await self.store.write(job, urgent=True)
         self._durable, self._durable_at = upto, time.monotonic()
         for state in closed:  # a clinician closed it meanwhile: the engine stops updating it
             self.engine.apply_stored(state)
@@ -277,7 +317,7 @@ class AlertingConsumer:
         self.stats.alerts_written += sum(r["resourceType"] == "DetectedIssue" for r in resources)
 
     async def _maybe_persist_cursor(self) -> None:
-        if self._seen <= self._durable or time.monotonic() - self._durable_at < self.cursor_every_s:
+        if self._fx or self._seen <= self._durable or time.monotonic() - self._durable_at < self.cursor_every_s:
             return
         await self.store.advance_cursor(self.name, self._seen)
         self._durable, self._durable_at = self._seen, time.monotonic()
