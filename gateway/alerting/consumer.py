@@ -134,6 +134,7 @@ class AlertingConsumer:
         self._fx_upto = 0
         self._fx_since = 0.0
         self._alert_held = False
+        self._model_polled = 0.0
         self._wait_after = 0
         self._poll = True  # the next read goes to the database (start-up, idle polls)
         self.reader = ChangeReader(store, TYPES)
@@ -323,8 +324,11 @@ class AlertingConsumer:
         self._durable, self._durable_at = self._seen, time.monotonic()
 
     def _poll_model(self) -> None:
-        if self.models is None:
+        # at most once a second: a stat() per batch would cost more than the batch when batches are
+        # one ingest commit each (and every blocking call hands the GIL to the writer's thread)
+        if self.models is None or time.monotonic() - self._model_polled < 1.0:
             return
+        self._model_polled = time.monotonic()
         model = self.models.poll()
         if model is not None:
             self.engine.model.swap(model)  # between batches: no event is dropped or half-scored
