@@ -167,14 +167,14 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         size0 = await db_size()  # the migrated, empty database
         ingest = node.services.get("devices")
         proc = await asyncio.create_subprocess_exec(*sim_cmd, cwd=ROOT, stdout=subprocess.PIPE,
-                                                    stderr=subprocess.DEVNULL)
+                                                    stderr=subprocess.PIPE)
         ticker = asyncio.create_task(_loop_lag(lag, stop))
         await asyncio.sleep(WARMUP_S)
         lag.clear()
         if ingest is not None:
             ingest.stats = IngestStats()
         cpu0, t0, rss0 = _cpu_s(), time.monotonic(), _rss_mib()
-        out, _ = await proc.communicate()
+        out, err = await proc.communicate()
         cpu, wall = _cpu_s() - cpu0, time.monotonic() - t0
         backlog, backlog_oldest_ms = ingest.backlog() if ingest is not None else (0, None)
         rss = _rss_mib()
@@ -210,6 +210,8 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         # and the simulator use means the step measured contention, not the node
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+    if proc.returncode or not out.strip():  # a step without its simulator measured nothing: say why
+        result["simulator_error"] = err.decode(errors="replace")[-1000:]
     checks = [
         result["device_lag_ms_p99"] is not None and result["device_lag_ms_p99"] < LAG_LIMIT_MS,
         (result["monitor_source_lag_ms_p99"] or 0) < LAG_LIMIT_MS,
