@@ -7,10 +7,12 @@ numbers let receivers drop repeats. Events arrive in memory from the matcher rig
 their commit; a worker that is behind (restart, dead endpoint, bounded memory) reads them
 back from ``subscription_event``.
 
-Fan-out: the matcher's events for an idle, active rest-hook subscription (everything before
-them delivered) are rendered and handed to the HTTP client right in ``Delivery.on_events``,
-one pass over all matching subscriptions, without waking their tasks; the worker's task only
-steps in for what that path cannot do (backlog, handshakes, heartbeats, failures).
+Fan-out: the matcher's events for an idle, active subscription (everything before them
+delivered) are rendered right in ``Delivery.on_events``, one pass over all matching
+subscriptions, without waking their tasks: rest-hook requests go to the HTTP client at once
+(pipelined per endpoint), websocket Bundles are written by one task for the whole fan-out.
+The worker's task only steps in for what that path cannot do (backlog, handshakes,
+heartbeats, failures).
 
 Failures back off exponentially with jitter; after ``error_after`` consecutive failures the
 Subscription is set to ``error`` (with the reason in ``Subscription.error``) and retried at
@@ -147,33 +149,40 @@ class Worker:
     def poke(self) -> None:
         self._wake.set()
 
-    def send_now(self, events: list[Event]) -> bool:
+    def send_now(self, events: list[Event], sockets: list[tuple[Worker, list[Event], bytes]]) -> bool:
         """The fan-out path: send ``events`` from the caller, without waking this task.
 
-        Only for an active rest-hook subscription whose task is parked with everything before
-        these events delivered, so order holds. A failure hands the events back to the task,
-        which retries them with the usual backoff and error accounting."""
+        Only for an active subscription whose task is parked with everything before these
+        events delivered, so order holds. A rest-hook's request goes to the HTTP client at
+        once; a websocket's Bundle is appended to ``sockets``, which one task writes for the
+        whole fan-out. A failure hands the events back to the task, which retries them with
+        the usual backoff and error accounting."""
         spec = self.spec
         if not (self.parked and not self.inflight and self.failures == 0 and spec.status == "active"
-                and spec.channel == "rest-hook" and events[0].number == self.delivered + 1
-                and len(events) <= spec.max_count and not self._pending):
+                and events[0].number == self.delivered + 1 and len(events) <= spec.max_count
+                and not self._pending):
+            return False
+        if spec.channel == "websocket" and not self.owner.hub.is_bound(spec.id):
             return False
         body = notification(spec, "event-notification", max(self.last, events[-1].number), events,
                             self.owner.base)
-        try:
-            fut = self.owner.rest.submit(spec, body)
-        except Exception:  # noqa: BLE001 - e.g. an endpoint it cannot send to: the task reports it
-            return False
+        if spec.channel == "websocket":
+            sockets.append((self, events, body))
+        else:
+            try:
+                fut = self.owner.rest.submit(spec, body)
+            except Exception:  # noqa: BLE001 - e.g. an endpoint it cannot send to: the task reports it
+                return False
+            fut.add_done_callback(lambda f: self.sent_now(_answered_2xx(f), events))
         self.last = max(self.last, events[-1].number)
         self.inflight = True
-        fut.add_done_callback(lambda f: self._sent_now(f, events))
         return True
 
-    def _sent_now(self, fut: asyncio.Future[int], events: list[Event]) -> None:
+    def sent_now(self, ok: bool, events: list[Event]) -> None:
+        """The outcome of ``send_now``."""
         self.inflight = False
         if self.task.done():  # the subscription was deleted meanwhile
             return
-        ok = not fut.cancelled() and fut.exception() is None and 200 <= fut.result() < 300
         if ok and self.delivered == events[0].number - 1:
             if self.owner.on_delivered is not None:
                 self.owner.on_delivered(self.spec.id, events, time.perf_counter())
@@ -318,6 +327,10 @@ class Worker:
                 await self._changed.wait()
 
 
+def _answered_2xx(fut: asyncio.Future[int]) -> bool:
+    return not fut.cancelled() and fut.exception() is None and 200 <= fut.result() < 300
+
+
 class Delivery:
     """Owns the workers: one per live subscription, created and updated from the matcher."""
 
@@ -330,6 +343,7 @@ class Delivery:
         self.base = base
         self.cursors = CursorSaver(store)
         self.workers: dict[str, Worker] = {}
+        self._fanouts: set[asyncio.Task[None]] = set()
         # Metrics hook: (subscription id, events, perf_counter when the endpoint took them).
         self.on_delivered: Callable[[str, list[Event], float], None] | None = None
         hub.on_bind = self._on_bind
@@ -355,10 +369,29 @@ class Delivery:
         """New events from the matcher. An idle rest-hook subscription's are sent right here, in
         one pass over all of them (a 1,000-way fan-out is one loop, not 1,000 task wake-ups, and
         its requests are pipelined per endpoint); any other worker is woken to send its own."""
+        sockets: list[tuple[Worker, list[Event], bytes]] = []
         for sub_id, evs in events.items():
             w = self.workers.get(sub_id)
-            if w is not None and not w.send_now(evs):
+            if w is not None and not w.send_now(evs, sockets):
                 w.push(evs)
+        if sockets:
+            task = asyncio.create_task(self._write_sockets(sockets), name="subscription-fanout")
+            self._fanouts.add(task)
+            task.add_done_callback(self._fanouts.discard)
+
+    async def _write_sockets(self, sockets: list[tuple[Worker, list[Event], bytes]]) -> None:
+        """One task writes a fan-out's websocket Bundles, socket after socket."""
+        for i, (w, events, body) in enumerate(sockets):
+            try:
+                err = await self.hub.send(w.spec.id, body)
+            except asyncio.CancelledError:
+                for rest in sockets[i:]:
+                    rest[0].sent_now(False, rest[1])
+                raise
+            except Exception:  # noqa: BLE001 - the worker retries and reports
+                log.debug("websocket fan-out write failed", exc_info=True)
+                err = "write failed"
+            w.sent_now(err is None, events)
 
     def _on_bind(self, sub_id: str) -> None:
         w = self.workers.get(sub_id)
@@ -366,6 +399,8 @@ class Delivery:
             w.poke()
 
     async def stop(self) -> None:
+        for task in list(self._fanouts):
+            task.cancel()
         workers, self.workers = list(self.workers.values()), {}
         for w in workers:
             w.task.cancel()
