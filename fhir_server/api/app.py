@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from fhir_server.core import Extensions, FhirRequest, FhirResponse, ServerContext, handle
@@ -54,9 +55,23 @@ def _check_format(request: Request) -> None:
         raise FhirError(415, "not-supported", f"Content-Type {ctype!r} is not supported: send application/fhir+json")
 
 
+async def _body(request: Request) -> bytes:
+    """The request body from ``receive`` directly. ``Request.body()`` reads through an async
+    generator, and registering one with the event loop (its asyncgen WeakSet) cost ~0.1 ms
+    a request here, about 5% of a create's CPU."""
+    chunks = []
+    while True:
+        msg = await request.receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            return b"".join(chunks)
+
+
 async def _to_request(request: Request, path: str) -> FhirRequest:
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
-    body = await request.body()
+    body = await _body(request) if request.method in ("POST", "PUT", "PATCH") else b""
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if path.endswith("/_search") and request.method == "POST":
         if ctype == "application/x-www-form-urlencoded":
