@@ -19,7 +19,13 @@ from inference.registry import current_version
 
 log = logging.getLogger(__name__)
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "models"
+def _shipped_dir() -> Path:
+    # The wheel carries models/ as gateway/_models (pyproject force-include); a checkout has it at the top.
+    packaged = Path(__file__).resolve().parents[1] / "_models"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "models"
+
+
+SHIPPED_DIR = _shipped_dir()
 SHIPPED_NAME = "deterioration"
 
 

@@ -1,4 +1,5 @@
-"""The wheel carries its migrations: ``vitalgate db upgrade`` works from an installed package."""
+"""The wheel carries its migrations and the shipped model: ``vitalgate db upgrade`` and the
+alerting engine's signed model work from an installed package."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def test_wheel_upgrades_a_database_outside_the_checkout(tmp_path: Path):
     wheel = next(wheels.glob("vitalgate-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "fhir_server/_alembic/env.py" in names
+    assert {"gateway/_models/deterioration.onnx", "gateway/_models/deterioration.manifest.json",
+            "gateway/_models/trusted_keys/dev.pub"} <= set(names)
     assert not any(n.startswith("alembic/") for n in names), "a top-level alembic/ would shadow the library"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
@@ -32,6 +35,9 @@ def test_wheel_upgrades_a_database_outside_the_checkout(tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": str(target), "VITALGATE_DATABASE_URL": f"sqlite:///{db}"}
     code = ("import gateway, fhir_server.storage.migrate as m; "
             "assert str(m.script_location()).startswith(%r), m.script_location(); "
+            "from gateway.alerting.models import ModelSource; "
+            "model = ModelSource(__import__('pathlib').Path('registry')).initial(); "
+            "assert model is not None and model.name == 'deterioration', model; "
             "from gateway.cli import app; app(['db', 'upgrade'])") % str(target)
     done = subprocess.run([sys.executable, "-c", code], cwd=run_dir, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
