@@ -74,6 +74,10 @@ _CLINICIAN_CODES = frozenset({"67775-7", "3151-8"})  # ACVPU, oxygen flow: enter
 Item = tuple[int, str, Any]
 
 
+_READ_TYPES = frozenset({"Observation", "DetectedIssue"})
+_SAMPLED_DATA = b'"valueSampledData"'
+
+
 def _categories(obs: Mapping[str, Any]) -> set[str]:
     out: set[str] = set()
     for cat in obs.get("category") or ():
@@ -259,8 +263,14 @@ class AlertingConsumer:
         """One item per input the engine takes, in log order."""
         items: list[Item] = []
         for change in changes:
+            if change.type not in _READ_TYPES:
+                continue
             body = bodies.get(change.vid)
             if not body:
+                continue
+            if change.type == "Observation" and _SAMPLED_DATA in body:
+                # Waveform segments are most of the bytes and never engine input: not parsed at all.
+                # An escaped quote in text reads \"valueSampledData\", so a note cannot match this.
                 continue
             try:
                 resource = orjson.loads(body)  # floats are fine for the engine; 20x faster than Decimal
