@@ -11,8 +11,10 @@ conditions instead (``inference.technical``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from inference.alarms import AlarmPolicy, Evaluation, Level
 from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
@@ -41,6 +43,9 @@ _BAND_LEVEL = {
     RiskBand.MEDIUM: Level.MODERATE,
     RiskBand.HIGH: Level.HIGH,
 }
+_R = TypeVar("_R", LimitRule, DeviationRule)
+# crossed its set threshold, crossed its clear threshold, the sample measured
+_Crossing = tuple[bool, bool, VitalSample]
 _BAND_ORDER = [RiskBand.LOW, RiskBand.LOW_MEDIUM, RiskBand.MEDIUM, RiskBand.HIGH]
 
 
@@ -79,20 +84,39 @@ def evaluate_limits(
 def _evaluate_condition(
     ruleset: RuleSet, condition: str, rules: list[LimitRule], window: PatientWindow, at: datetime
 ) -> ConditionResult:
-    set_rule: LimitRule | None = None
-    hold_rule: LimitRule | None = None
+    def measure(rule: LimitRule) -> _Crossing | None:
+        sample = window.latest(rule.param, at, timedelta(seconds=rule.max_age_s))
+        if sample is None:
+            return None
+        if rule.direction == "low":
+            return sample.value < rule.set, sample.value < rule.clear, sample
+        return sample.value > rule.set, sample.value > rule.clear, sample
+
+    return _set_and_hold(ruleset, condition, rules, at, measure)
+
+
+def _set_and_hold(
+    ruleset: RuleSet, condition: str, rules: Sequence[_R], at: datetime,
+    measure: Callable[[_R], _Crossing | None],
+) -> ConditionResult:
+    """Hysteresis over one condition's rules: ``measure(rule)`` says whether the rule's set and
+    clear thresholds are crossed (and by which sample), or None without a fresh value.  The most
+    severe crossed set threshold opens; the most severe crossed clear threshold holds an open
+    alert; no fresh value at all holds it (a gap in the data never resolves an alert)."""
+    set_rule: _R | None = None
+    hold_rule: _R | None = None
     evidence: list[str] = []
     device: str | None = None
     seen = False
     for rule in sorted(rules, key=lambda r: SEVERITY_LEVEL[r.severity]):
-        sample = window.latest(rule.param, at, timedelta(seconds=rule.max_age_s))
-        if sample is None:
+        measured = measure(rule)
+        if measured is None:
             continue
         seen = True
-        low = rule.direction == "low"
-        if (sample.value < rule.set) if low else (sample.value > rule.set):
+        crosses_set, crosses_clear, sample = measured
+        if crosses_set:
             set_rule = rule
-        if (sample.value < rule.clear) if low else (sample.value > rule.clear):
+        if crosses_clear:
             hold_rule = rule
         if sample.observation_id not in evidence:
             evidence.append(sample.observation_id)
@@ -101,8 +125,7 @@ def _evaluate_condition(
     hold = Level.HIGH if not seen else (
         Level.NONE if hold_rule is None else SEVERITY_LEVEL[hold_rule.severity])
     policy = policy_for(ruleset, set_rule or hold_rule or rules[0])
-    evaluation = Evaluation(at, level, tuple(evidence), hold, device)
-    return ConditionResult(condition, evaluation, policy)
+    return ConditionResult(condition, Evaluation(at, level, tuple(evidence), hold, device), policy)
 
 
 def evaluate_deviations(
@@ -120,29 +143,14 @@ def evaluate_deviations(
 def _evaluate_deviation(
     ruleset: RuleSet, condition: str, rules: list[DeviationRule], window: PatientWindow, at: datetime
 ) -> ConditionResult:
-    set_rule: DeviationRule | None = None
-    hold_rule: DeviationRule | None = None
-    evidence: list[str] = []
-    device: str | None = None
-    seen = False
-    for rule in sorted(rules, key=lambda r: SEVERITY_LEVEL[r.severity]):
+    def measure(rule: DeviationRule) -> _Crossing | None:
         measured = _change(rule, window, at, own=True)
         if measured is None:
-            continue
-        seen = True
+            return None
         change, sample = measured
-        if change >= rule.set:
-            set_rule = rule
-        if change > rule.clear:
-            hold_rule = rule
-        if sample.observation_id not in evidence:
-            evidence.append(sample.observation_id)
-        device = device or sample.device_id
-    level = Level.NONE if set_rule is None else SEVERITY_LEVEL[set_rule.severity]
-    hold = Level.HIGH if not seen else (
-        Level.NONE if hold_rule is None else SEVERITY_LEVEL[hold_rule.severity])
-    policy = policy_for(ruleset, set_rule or hold_rule or rules[0])
-    return ConditionResult(condition, Evaluation(at, level, tuple(evidence), hold, device), policy)
+        return change >= rule.set, change > rule.clear, sample
+
+    return _set_and_hold(ruleset, condition, rules, at, measure)
 
 
 def evaluate_concordant(
