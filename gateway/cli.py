@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import logging
 from typing import Annotated
@@ -36,10 +37,8 @@ def serve(host: HostOpt = None, port: PortOpt = None, database_url: DbOpt = None
 
     s = _settings(http_host=host, http_port=port, database_url=database_url, mllp_port=mllp_port)
     _banner(s)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(s))
-    except KeyboardInterrupt:
-        pass
 
 
 DEMO_MIX = {"stable": 0.5, "sepsis": 0.2, "respiratory-failure": 0.15, "hypotension": 0.15}
@@ -67,10 +66,8 @@ def demo(beds: Annotated[int, typer.Option(min=1, max=200, help="Simulated beds"
         stats = await run_simulation(beds, seconds, (s.mllp_host, s.mllp_port), None, DEMO_MIX, seed)
         console.print(f"simulation finished: {stats.as_dict()}")
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(s, extra=simulate))
-    except KeyboardInterrupt:
-        pass
 
 
 def _banner(s: Settings) -> None:

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 04:48:25.251016
 """
 import sqlalchemy as sa

@@ -34,11 +34,11 @@ def test_wheel_upgrades_a_database_outside_the_checkout(tmp_path: Path):
     db = run_dir / "installed.db"
     env = {**os.environ, "PYTHONPATH": str(target), "VITALGATE_DATABASE_URL": f"sqlite:///{db}"}
     code = ("import gateway, fhir_server.storage.migrate as m; "
-            "assert str(m.script_location()).startswith(%r), m.script_location(); "
+            f"assert str(m.script_location()).startswith({str(target)!r}), m.script_location(); "
             "from gateway.alerting.models import ModelSource; "
             "model = ModelSource(__import__('pathlib').Path('registry')).initial(); "
             "assert model is not None and model.name == 'deterioration', model; "
-            "from gateway.cli import app; app(['db', 'upgrade'])") % str(target)
+            "from gateway.cli import app; app(['db', 'upgrade'])")
     done = subprocess.run([sys.executable, "-c", code], cwd=run_dir, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     import sqlite3

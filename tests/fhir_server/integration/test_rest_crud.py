@@ -97,7 +97,8 @@ async def test_json_patch(client):
     r = await client.patch(f"Patient/{pid}", content=orjson.dumps(bad),
                            headers={"content-type": "application/json-patch+json"})
     assert r.status_code == 422
-    r = await client.patch(f"Patient/{pid}", content=orjson.dumps(ops), headers={"content-type": "application/fhir+json"})
+    r = await client.patch(f"Patient/{pid}", content=orjson.dumps(ops),
+                           headers={"content-type": "application/fhir+json"})
     assert r.status_code == 415
 
 
