@@ -73,27 +73,30 @@ def _body(w: PendingWrite, version: int, instant: str) -> dict[str, Any]:
 
 
 def prepare(type_: str, id_: str, resource: dict[str, Any], indexer: Indexer) -> Prepared | None:
-    """What ``plan`` would compute for ``resource``, computed ahead; None when the resource
-    carries its own ``meta`` (merged with the version's, so left to ``plan``).
+    """What ``plan`` would compute for ``resource``, computed ahead; None when the resource's
+    own ``meta`` already holds ``versionId`` or ``lastUpdated`` (their place in the merged
+    ``meta`` follows the resource's, so left to ``plan``). Other ``meta`` elements (a device
+    feed's tags) come first in the stored ``meta``, as ``_body`` places them.
 
     Valid because neither the JSON after ``meta`` nor the index rows depend on the version:
     no search parameter reads ``meta.versionId`` or ``meta.lastUpdated``.
     """
-    if "meta" in resource:
+    meta = resource.get("meta")
+    if meta is not None and ("versionId" in meta or "lastUpdated" in meta):
         return None
-    rest = {k: v for k, v in resource.items() if k != "resourceType" and k != "id"}
+    rest = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
     tail = dumps(rest)[1:]
     rows: list[tuple[str, tuple[Any, ...]]] = []
     for kind, entries in indexer(type_, resource).items():
         cols = INDEX_COLS[kind]
         rows.extend((kind, tuple([e.get(c) for c in cols])) for e in entries)
-    return Prepared(tail, tuple(rows))
+    return Prepared(tail, tuple(rows), dumps(meta)[1:-1] if meta else b"")
 
 
 def _prepared_body(p: Prepared, type_: str, id_: str, version: int, instant: str) -> bytes:
-    """The bytes ``dumps(_body(...))`` gives for a resource without ``meta``."""
-    head = b'{"resourceType":%b,"id":%b,"meta":{"versionId":"%d","lastUpdated":%b}' % (
-        dumps(type_), dumps(id_), version, dumps(instant))
+    """The bytes ``dumps(_body(...))`` gives for the resource ``p`` was prepared from."""
+    head = b'{"resourceType":%b,"id":%b,"meta":{%b"versionId":"%d","lastUpdated":%b}' % (
+        dumps(type_), dumps(id_), p.meta + b"," if p.meta else b"", version, dumps(instant))
     return head + (b"}" if p.tail == b"}" else b"," + p.tail)
 
 

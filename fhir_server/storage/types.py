@@ -75,6 +75,7 @@ class Prepared:
 
     tail: bytes  # b'"status":...}' (the elements after meta, closing brace), or b'}'
     index: tuple[tuple[str, tuple[Any, ...]], ...]
+    meta: bytes = b""  # the resource's own meta elements, without braces: b'"tag":[...]'
 
 
 @dataclass(slots=True)

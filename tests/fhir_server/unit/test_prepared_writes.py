@@ -51,6 +51,16 @@ def test_prepared_body_keeps_decimals_and_empty_resources():
     assert _planned(empty, 1, True).versions == _planned(empty, 1, False).versions
 
 
-def test_resource_with_meta_is_left_to_the_flush():
-    res = {"resourceType": "Patient", "id": "p1", "meta": {"profile": ["http://x/p"]}}
+@pytest.mark.parametrize("meta", [{"profile": ["http://x/p"]},
+                                  {"tag": [{"system": "urn:t", "code": "c"}], "security": [{"code": "R"}]}, {}])
+def test_prepared_resource_with_its_own_meta_plans_the_same_rows(meta):
+    res = {"resourceType": "Observation", "id": "o1", "meta": meta, "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+    for version in (1, 2):
+        a, b = _planned(res, version, True), _planned(res, version, False)
+        assert a.versions == b.versions and a.index == b.index
+
+
+def test_resource_whose_meta_holds_a_version_is_left_to_the_flush():
+    res = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "7", "profile": ["http://x/p"]}}
     assert prepare("Patient", "p1", res, extract_index) is None
