@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -46,6 +46,37 @@ def resource_id(resource_type: str, natural_key: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest[:16].hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def timed_resource_id(resource_type: str, natural_key: str, effective: str) -> str:
+    """Deterministic id that sorts by ``effective`` (a FHIR dateTime): UUID version 8 laid
+    out like version 7, 48 bits of epoch milliseconds first, the rest from the same hash as
+    ``resource_id``.
+
+    Why: ids are a key of the ``(type, id)`` index; readings arrive roughly in time order,
+    so time-first ids append at one end of it instead of dirtying a random leaf page per
+    Observation in every commit (docs/mllp-ingest-performance.md).
+    """
+    digest = bytearray(hashlib.sha1(_NS_BYTES + f"{resource_type}|{natural_key}".encode()).digest())
+    digest[:6] = epoch_ms(effective).to_bytes(6, "big")
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_MAX_MS = (1 << 48) - 1
+
+
+@lru_cache(maxsize=4096)
+def epoch_ms(effective: str) -> int:
+    """Milliseconds since 1970 (UTC) of a FHIR date or dateTime from ``fhir_datetime``,
+    clamped to 48 bits; a date without a time counts from its start in UTC."""
+    text = effective if len(effective) >= 10 else (effective + "-01-01")[:10]
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(int(when.timestamp() * 1000), 0), _MAX_MS)
 
 
 @lru_cache(maxsize=4096)  # a message's OBX share a few times; feeds repeat them

@@ -22,7 +22,9 @@ Rules (see also ``values`` for OBX-5):
   ``urn:vitalgate:observation-category``: recorded, never vital signs.
 - OBX-7 -> referenceRange, except for alarm-limit sources (``ctx.alarm_limit_sources``, MDIL).
 - ORU^R42 (PCD-10) pump delivery events also yield a MedicationAdministration (see ``infusion``).
-- Ids: uuid5 over device-or-bed-or-patient + code + OBX-4 + effective time.
+- Observation ids and ``urn:vitalgate:observation-key`` identifiers: effective time first,
+  then device-or-bed-or-patient + code + OBX-4 (``fields.timed_resource_id``), so that both
+  sort by time; other ids are uuid5 over their natural keys.
 - Patient, Encounter and Location built from the ORU's PID/PV1 are listed in
   ``MappingResult.reference_only``: ADT owns them, the ORU only makes sure they exist.
 """
@@ -36,7 +38,7 @@ from .context import MappingContext, MappingResult
 from .entities import PatientRef, encounter_key, location_key, map_device, map_encounter, map_locations, map_patient
 from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, HL7Error
 from .escape import unescape
-from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id
+from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id, timed_resource_id
 from .header import read_header
 from .infusion import medication_administrations
 from .oru_units import obx_unit, reference_range
@@ -198,8 +200,8 @@ class _OruMapper:
             self.panels.add(term, codings, value, anchor, path, effective, time_raw, obs["status"],
                             self.subject_fields(device_ref))
             return
-        key = f"{anchor}|{code_key}|{obx.get(4)}|{effective}"
-        obs["id"] = resource_id("Observation", key)
+        key = f"{effective}|{anchor}|{code_key}|{obx.get(4)}"
+        obs["id"] = timed_resource_id("Observation", key, effective)
         obs["identifier"] = [{"system": KEY_SYSTEM, "value": key}]
         is_vital = (term is not None and term.vital and category is None
                     and (value[0] != "valueQuantity" or "code" in value[1]))

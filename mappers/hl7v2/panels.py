@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..terminology import LOINC_SYSTEM, MDC_SYSTEM, SNOMED_SYSTEM, MdcTerm, mdc_term
-from .fields import original_time_ext, resource_id
+from .fields import original_time_ext, timed_resource_id
 
 VITAL_SIGNS = {"coding": [{
     "system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -39,7 +39,7 @@ class PanelBuilder:
             anchor: str, path: tuple[int, ...], effective: str, time_raw: str, status: str,
             refs: dict[str, Any]) -> None:
         parent = ".".join(str(p) for p in path[:-1])
-        natural = f"{anchor}|panel:{term.panel}|{parent}|{effective}"
+        natural = f"{effective}|{anchor}|panel:{term.panel}|{parent}"
         subject = str(refs.get("subject", {}).get("reference", ""))
         group = self.groups.get((natural, subject))
         if group is None:
@@ -57,7 +57,7 @@ def _panel(group: _Group) -> dict[str, Any]:
     if panel_term is not None:
         mdc["display"] = panel_term.refid
     obs: dict[str, Any] = {
-        "resourceType": "Observation", "id": resource_id("Observation", group.natural_key),
+        "resourceType": "Observation", "id": timed_resource_id("Observation", group.natural_key, group.effective),
         "identifier": [{"system": "urn:vitalgate:observation-key", "value": group.natural_key}],
         "status": group.status, "category": [VITAL_SIGNS],
         "code": {"coding": [dict(PANEL_LOINC), mdc]},

@@ -175,7 +175,8 @@ def test_piic_bed_location_and_invasive_panel() -> None:
     assert [c["code"] for comp in panel["component"] for c in comp["code"]["coding"]
             if c["system"] == MDC] == ["150037", "150038", "150039"]
     hr = by_code(res, "147842")
-    assert hr["identifier"][0]["value"].startswith("bed:///Doc1|mdc:147842|0|2003-01-10T15:26:30")
+    assert hr["identifier"][0]["value"].startswith("2003-01-10T15:26:30")
+    assert hr["identifier"][0]["value"].endswith("|bed:///Doc1|mdc:147842|0")
 
 
 def test_piic_settings_alerts_and_absent_values() -> None:
@@ -280,6 +281,18 @@ def test_times_with_offset_are_kept_and_ids_follow_time() -> None:
     c = one("OBX|1|NM|147842^HR^MDC|1.1.1.1|70|/min^^UCUM|||||F|||20240301101700-0500")
     assert a["effectiveDateTime"] == "2024-03-01T10:16:00-05:00"
     assert a["id"] == b["id"] != c["id"]
+    assert a["identifier"] == b["identifier"] != c["identifier"]
+
+
+def test_observation_ids_and_identifiers_sort_by_effective_time() -> None:
+    # Another code and a later time: the later reading sorts after, whatever its code.
+    times = ["20240301101600-0500", "20240301101601-0500", "20240301111600-0500", "20250101000000-0500"]
+    codes = ["151562^RR^MDC", "147842^HR^MDC", "150456^SPO2^MDC", "149530^PR^MDC"]
+    obs = [one(f"OBX|1|NM|{code}|1.1.1.1|70|/min^^UCUM|||||F|||{t}") for t, code in zip(times, codes, strict=True)]
+    assert [o["id"] for o in obs] == sorted(o["id"] for o in obs)
+    values = [o["identifier"][0]["value"] for o in obs]
+    assert values == sorted(values) and values[0].startswith("2024-03-01T10:16:00-05:00|")
+    assert obs[0]["id"].startswith(f"{1709306160000:012x}"[:8] + "-")  # epoch ms of the time
 
 
 @pytest.mark.parametrize(("obx", "code", "location"), [
