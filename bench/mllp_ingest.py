@@ -225,36 +225,70 @@ def _ceiling_rows(msgs: list[bytes], mapped: list[list[dict[str, Any]]],
     return batches
 
 
-def ceiling(msgs: list[bytes], group: int) -> dict[str, float]:
-    """Raw sqlite3 executemany of the store's rows for ``msgs``, ``group`` messages a commit."""
-    from mappers.hl7v2 import MappingContext, map_message, parse
+def _replay_db(extra_pragmas: tuple[str, ...] = ()) -> tuple[sqlite3.Connection, Path]:
+    """A fresh migrated SQLite file, opened with the store's own settings."""
+    from fhir_server.storage.engine import SQLITE_PRAGMAS
 
     path = Path(tempfile.mkdtemp()) / "ceiling.db"
     asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
     db = sqlite3.connect(path, isolation_level=None)
-    from fhir_server.storage.engine import SQLITE_PRAGMAS
-
-    for pragma in SQLITE_PRAGMAS:  # the store's own settings (WAL, synchronous=FULL, cache)
+    for pragma in (*SQLITE_PRAGMAS, *extra_pragmas):  # WAL, synchronous=FULL, cache
         db.execute(f"PRAGMA {pragma}")
-    ctx = MappingContext()
-    mapped, seen = [], set()
-    for m in msgs:  # what the store writes: the ORU's Patient / Location only when absent
-        result = map_message(parse(m), ctx)
-        refs = {f"{r['resourceType']}/{r['id']}" for r in result.resources}
-        mapped.append([r for r in result.resources
-                       if f"{r['resourceType']}/{r['id']}" not in (result.reference_only & seen)])
-        seen |= refs & result.reference_only
-    batches = _ceiling_rows(msgs, mapped, group)  # built before the clock starts
+    return db, path
+
+
+def _replay(db: sqlite3.Connection, batches: list[list[tuple[str, list[dict[str, Any]]]]]) -> float:
     t0 = time.perf_counter()
     for tables in batches:
         db.execute("BEGIN")
         for sql, rows in tables:
             db.executemany(sql, rows)
         db.execute("COMMIT")
-    elapsed = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def _mapped(msgs: list[bytes]) -> list[list[dict[str, Any]]]:
+    """What the store writes per message: the ORU's Patient / Location only when absent."""
+    from mappers.hl7v2 import MappingContext, map_message, parse
+
+    ctx = MappingContext()
+    mapped: list[list[dict[str, Any]]] = []
+    seen: set[str] = set()
+    for m in msgs:
+        result = map_message(parse(m), ctx)
+        refs = {f"{r['resourceType']}/{r['id']}" for r in result.resources}
+        mapped.append([r for r in result.resources
+                       if f"{r['resourceType']}/{r['id']}" not in (result.reference_only & seen)])
+        seen |= refs & result.reference_only
+    return mapped
+
+
+def ceiling(msgs: list[bytes], group: int) -> dict[str, float]:
+    """Raw sqlite3 executemany of the store's rows for ``msgs``, ``group`` messages a commit."""
+    batches = _ceiling_rows(msgs, _mapped(msgs), group)  # built before the clock starts
+    db, _ = _replay_db()
+    elapsed = _replay(db, batches)
     db.close()
     return {"group_size": group, "messages_per_s": round(len(msgs) / elapsed),
             "observations_per_s": round(len(msgs) * len(OBX) / elapsed)}
+
+
+def wal_pages(msgs: list[bytes], group: int) -> dict[str, float]:
+    """Pages each commit appends to the WAL when the ceiling's rows are replayed (no
+    checkpoint, so every frame stays in the file): the disk writes a commit costs."""
+    batches = _ceiling_rows(msgs, _mapped(msgs), group)
+    db, path = _replay_db(("wal_autocheckpoint=0",))
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    wal = Path(f"{path}-wal")
+    skip = len(batches) // 2  # the second half: the indexes already hold the first
+    _replay(db, batches[:skip])
+    before = wal.stat().st_size
+    _replay(db, batches[skip:])
+    frames = (wal.stat().st_size - before) / (page + 24)
+    db.close()
+    return {"group_size": group, "messages": len(msgs),
+            "pages_per_commit": round(frames / (len(batches) - skip)),
+            "pages_per_message": round(frames / (len(batches) - skip) / group, 1)}
 
 
 async def _migrate(url: str) -> None:
@@ -329,6 +363,7 @@ def main() -> None:
     group = max(1, round(result["stored"]["mean_group_messages"]))
     result["ceiling_sqlite_executemany"] = ceiling(msgs, group)
     result["ceiling_sqlite_executemany_group_64"] = ceiling(msgs, 64)  # what bigger groups allow
+    result["wal_pages_per_commit"] = wal_pages(msgs, group)
     print(json.dumps(result, indent=2))
 
 
