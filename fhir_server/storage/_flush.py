@@ -74,9 +74,14 @@ def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 # -- SQLite: one call in the driver's thread ----------------------------------------------
 def flush_sqlite(
     db: sqlite3.Connection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
-    now: int, extra: Extra, cursors: Mapping[str, int],
-) -> tuple[Keys, int]:
-    """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq."""
+    now: int, extra: Extra, cursors: Mapping[str, int], commit: bool = False,
+) -> tuple[Keys | None, int]:
+    """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq.
+    ``commit``: commit the transaction too (the group's last flush)."""
+    if not (writes or extra or cursors):
+        if commit and db.in_transaction:
+            db.commit()
+        return keys, 0
     if not db.in_transaction:
         db.execute("BEGIN IMMEDIATE")  # the write lock first: the keys read below stay ours
     if keys is None:
@@ -93,6 +98,8 @@ def flush_sqlite(
             db.executemany(_insert_sql(table.name, cols), [tuple(r.get(c) for c in cols) for r in rows])
     if cursors:
         db.executemany(_SQL_CURSOR, [(name, seq, now) for name, seq in cursors.items()])
+    if commit:
+        db.commit()
     return keys, max_seq
 
 

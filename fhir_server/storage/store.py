@@ -77,6 +77,7 @@ class Store:
         self._urgent: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()
         self._held: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()  # taken, then passed by urgent jobs
         self._writer: asyncio.Task[None] | None = None
+        self._wconn: AsyncConnection | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
         self.commits = 0
 
@@ -91,6 +92,9 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        if self._wconn is not None:
+            conn, self._wconn = self._wconn, None
+            await conn.close()
         await self.engine.dispose()
 
     # -- writes ---------------------------------------------------------------------------
@@ -188,7 +192,8 @@ class Store:
 
     async def _run(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]
                    ) -> tuple[list[Any], int, list[PendingWrite]]:
-        async with self.engine.begin() as conn:
+        conn = await self._writer_conn()
+        try:
             if self.is_postgres:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
             tx = WriteTx(conn, self.indexer)
@@ -198,9 +203,23 @@ class Store:
                     results.append(None)
                     continue
                 results.append(await job(tx))
-            await tx.flush()
+            await tx.commit()
+        except BaseException:
+            # closing rolls back (SQLAlchemy's transaction and, by the pool's reset, the raw one)
+            # and a broken connection is not reused: the next group checks out a fresh one
+            self._wconn = None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close())
+            raise
         self.commits += 1
         return results, tx.max_seq, tx.flushed
+
+    async def _writer_conn(self) -> AsyncConnection:
+        """The writer's connection, kept between groups: a checkout from the pool and its reset
+        (a rollback) cost a thread hop each on SQLite, a round trip on PostgreSQL, per commit."""
+        if self._wconn is None:
+            self._wconn = await self.engine.connect()
+        return self._wconn
 
     def _resolve(self, group: list[tuple[Job[Any], asyncio.Future[Any]]], results: list[Any], max_seq: int,
                  flushed: list[PendingWrite]) -> None:
