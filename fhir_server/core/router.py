@@ -47,15 +47,17 @@ async def handle(req: FhirRequest, ctx: ServerContext) -> FhirResponse:
 
 
 async def _plain_create(req: FhirRequest, ctx: ServerContext, type_: str) -> FhirResponse:
-    """``POST Type`` (no condition, no write hook): validated before it reaches the writer, and
-    only queued there (a server-assigned uuid cannot conflict), so every create of a group
-    commit goes into one flush and the writer never waits on a validation."""
+    """``POST Type`` (no condition, no write hook): validated, serialised and indexed before it
+    reaches the writer (``Store.prepare``), and only queued there (a server-assigned uuid cannot
+    conflict), so every create of a group commit goes into one flush and the writer's
+    transaction holds no per-resource work but the inserts."""
     res = validate(_resource(req), type_)
     body = {k: v for k, v in res.items() if k != "id"}
     id_ = str(uuid.uuid4())
+    prepared = ctx.store.prepare(type_, id_, body)
 
     async def job(tx: WriteTx) -> PendingWrite:
-        return tx.put(type_, id_, body, method="POST", must_not_exist=True)
+        return tx.put(type_, id_, body, method="POST", must_not_exist=True, prepared=prepared)
 
     w = await ctx.store.write(job)
     return written(req, ctx.base_url, w.written())

@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from fhir_server.errors import FhirError, VersionConflict, bad_request, conflict, precondition_failed
-from fhir_server.storage import PendingWrite, WriteTx
+from fhir_server.storage import PendingWrite, WriteTx, dumps
+from fhir_server.storage.types import Prepared
 
 from .context import ServerContext
 from .render import written
@@ -65,7 +66,16 @@ def _validate_shell(b: Any) -> list[dict[str, Any]]:
     for i, e in enumerate(entries):
         if "resource" in e and not isinstance(e["resource"], dict):
             raise bad_request(f"Bundle.entry[{i}].resource must be an object", [f"Bundle.entry[{i}].resource"])
-    validate({**b, "entry": [{k: v for k, v in e.items() if k != "resource"} for e in entries]}, "Bundle")
+    shells = [{k: v for k, v in e.items() if k != "resource"} for e in entries]
+    # Entries alike (``request`` POST Type, no fullUrl) validate alike: check each distinct one
+    # once; only a failure is checked again with every entry, for the error's entry index.
+    distinct = list({dumps(e): e for e in shells}.values())
+    try:
+        validate({**b, "entry": distinct}, "Bundle")
+    except FhirError:
+        if len(distinct) == len(shells):
+            raise
+        validate({**b, "entry": shells}, "Bundle")
     return entries
 
 
@@ -130,14 +140,23 @@ async def _transaction(entries: list[dict[str, Any]], ctx: ServerContext) -> dic
             raise _at_entry(exc, i) from None
     order = sorted(range(len(reqs)), key=lambda i: ORDER[reqs[i].method])
     valid = _prevalidate(reqs)
+    # without a conditional entry no id depends on the database: assign them, and serialise and
+    # index the plain creates, before the writer (its transaction is the one serial step)
+    early = None if any(_needs_match(r) for r in reqs) else await _assign_ids(None, entries, reqs)
+    ready = {} if early is None else _prepare_creates(reqs, early, valid, ctx)
 
     async def job(tx: WriteTx) -> list[dict[str, Any]]:
-        ids = await _assign_ids(tx, entries, reqs)
+        ids = early if early is not None else await _assign_ids(tx, entries, reqs)
         _no_overlap(reqs)
         out: list[FhirResponse | _Deferred | None] = [None] * len(reqs)
         try:
             for i in order:
                 try:
+                    if i in ready:
+                        r, (type_, id_, body, prepared) = reqs[i], ready[i]
+                        out[i] = _Deferred(r, tx.put(type_, id_, body, method="POST", must_not_exist=True,
+                                                     prepared=prepared))
+                        continue
                     out[i] = await _run_entry(tx, reqs[i], ids, entries[i], ctx, i in valid)
                 except FhirError as exc:
                     raise _at_entry(exc, i) from None
@@ -150,8 +169,30 @@ async def _transaction(entries: list[dict[str, Any]], ctx: ServerContext) -> dic
     return bundle("transaction-response", await ctx.store.write(job))
 
 
-async def _assign_ids(tx: WriteTx, entries: list[dict[str, Any]], reqs: list[FhirRequest]) -> dict[str, str]:
-    """fullUrl (``urn:uuid:...``) → ``Type/id`` for every entry that creates or updates."""
+def _needs_match(r: FhirRequest) -> bool:
+    """An entry whose target id is found by a search: ``ifNoneExist`` or a conditional update."""
+    return r.method == "POST" and bool(r.header("if-none-exist")) or r.method == "PUT" and len(r.parts) == 1
+
+
+def _prepare_creates(reqs: list[FhirRequest], ids: dict[str, str], valid: set[int],
+                     ctx: ServerContext) -> dict[int, tuple[str, str, dict[str, Any], Prepared | None]]:
+    """The validated plain creates of types without a write hook, with references rewritten,
+    serialised and indexed (``Store.prepare``): entry index → (type, id, body, prepared)."""
+    out = {}
+    for i in valid:
+        r = reqs[i]
+        type_, id_ = r.headers["x-assigned"].split("/", 1)
+        if ctx.extensions.write_hooks.get(type_):
+            continue
+        res = _rewrite(r.resource, ids) if ids else r.resource
+        body = {k: v for k, v in res.items() if k != "id"}  # type: ignore[union-attr]
+        out[i] = (type_, id_, body, ctx.store.prepare(type_, id_, body))
+    return out
+
+
+async def _assign_ids(tx: WriteTx | None, entries: list[dict[str, Any]], reqs: list[FhirRequest]) -> dict[str, str]:
+    """fullUrl (``urn:uuid:...``) → ``Type/id`` for every entry that creates or updates
+    (``tx`` None: no entry needs a search, see ``_needs_match``)."""
     ids: dict[str, str] = {}
     for entry, r in zip(entries, reqs, strict=True):
         full = entry.get("fullUrl")

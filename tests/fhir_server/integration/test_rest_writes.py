@@ -210,6 +210,17 @@ async def test_transaction_is_all_or_nothing(client):
     assert h["total"] == 2  # only the two first PUTs ever reached the change log
 
 
+async def test_transaction_shell_errors_name_the_entry(client):
+    """Entries alike are validated once; a failure still names the first entry that has it."""
+    post = {"method": "POST", "url": "Patient"}
+    bad = {**post, "ifNoneMatch": ["not", "a", "string"]}
+    b = txn(*[{"resource": patient(f"S{i}"), "request": post} for i in range(3)],
+            {"resource": patient("S3"), "request": bad}, {"resource": patient("S4"), "request": bad})
+    body = outcome(await client.post("", json=b), 400)
+    assert "Bundle.entry.3.request.ifNoneMatch" in body["issue"][0]["diagnostics"]
+    assert await count(client, "Patient?identifier=urn:mrn|S0") == 0
+
+
 async def test_transaction_conditional_entries(client):
     existing = (await client.post("Patient", json=patient("X1"))).json()["id"]
     await client.post("Observation", json=observation(f"Patient/{existing}", "50"))
