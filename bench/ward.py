@@ -59,10 +59,14 @@ LAG_LIMIT_MS = 1000.0
 
 
 def _free_base(count: int) -> int:
-    """A base port with ``count`` consecutive free TCP and UDP ports above it."""
+    """A base port with ``count`` consecutive free TCP and UDP ports above it, every one checked.
+
+    Below the kernel's ephemeral range (32768 and up on Linux): the node's device clients
+    connect (and retry) before the simulator listens, and an outgoing socket's ephemeral
+    port could otherwise take a port the simulator is about to bind."""
     for _ in range(50):
-        base = random.randint(20000, 60000 - count)
-        if all(_free(base + i) for i in range(0, count, max(1, count // 16))):
+        base = random.randint(10000, 32000 - count)
+        if all(_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free port range")
 
@@ -143,11 +147,9 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
     db = tmp / f"ward-{beds}.db"
     pg_name = f"vg_ward_{beds}_{random.randint(0, 10**6)}"
     db_url = await postgres.create(pg_name) if postgres else f"sqlite+aiosqlite:///{db}"
-    mllp_port = _free_base(1)
-    pb_base, iv_base = _free_base(2 * beds + 1), 0
-    iv_base = _free_base(beds + 1)
-    while abs(iv_base - pb_base) < 2 * beds + beds:
-        iv_base = _free_base(beds + 1)
+    # one block: MLLP, then two ventilator ports per bed, then one monitor port per bed
+    mllp_port = _free_base(3 * beds + 1)
+    pb_base, iv_base = mllp_port + 1, mllp_port + 1 + 2 * beds
     settings = Settings(database_url=db_url, mllp_port=mllp_port, log_level="WARNING",
                         devices=_devices_setting(beds, pb_base, iv_base), auth_required=True)
     sim_cmd = [sys.executable, "-m", "gateway", "simulate", "--beds", str(beds),

@@ -17,6 +17,8 @@ MDC_SYSTEM = "urn:iso:std:iso:11073:10101"
 LOINC_SYSTEM = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 SNOMED_SYSTEM = "http://snomed.info/sct"
+# a device's own codes (PB840 field ids, IntelliVue NOM ids): ``<prefix><vendor>``
+VENDOR_CODE_PREFIX = "urn:vitalgate:vendor-code:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,17 @@
 Per device: the stored ``DeviceUseStatement`` wins (a clinician-confirmed one is never changed
 here); otherwise the patient of the in-progress Encounter at the device's bed, found with the
 FHIR search ``Encounter?location=Location/<bed>&status=in-progress``. A new or changed
-inference is written as a new version of the DeviceUseStatement (the change history). Results
-are cached for ``ttl_s`` so a 50 Hz feed does not search per segment; past ``ttl_s`` (and up
-to twice that) the cached answer is still used while one refresh per device runs in the
-background, so the ingest path waits for a database read only on a device's first record
-(or after a long silence), never every ``ttl_s``. Concurrent lookups of one device share
-one refresh.
+inference is written as a new version of the DeviceUseStatement (the change history).
+
+Answers are cached per device and invalidated from the change log: a watcher reads the
+entries of ``Encounter`` (an admission, transfer or discharge: every device is looked up
+again) and ``DeviceUseStatement`` (a clinician's confirmation or correction: that device) at
+most ``watch_s`` after they commit, from any process writing the database. A stale answer
+is still used while one refresh per device runs in the background, so the ingest path waits
+for a database read only on a device's first record (or after ``2 * ttl_s`` of silence);
+``ttl_s`` bounds how long an answer is trusted should the watcher miss something. Before,
+every device searched every 10 s whether anything had changed or not: at 50 beds, ~10
+searches a second on the event loop. Concurrent lookups of one device share one refresh.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from fhir_server.core import FhirRequest, ServerContext, handle
 from fhir_server.storage import Store, WriteTx, loads
 from mappers.association import association_of, device_use_statement, dus_id
 
+_WATCHED = ("Encounter", "DeviceUseStatement")
+
 __all__ = ["Association", "BedAssociations"]
 
 log = logging.getLogger(__name__)
@@ -37,32 +44,67 @@ class Association:
 
 
 class BedAssociations:
-    def __init__(self, store: Store, *, ttl_s: float = 10.0) -> None:
+    def __init__(self, store: Store, *, ttl_s: float = 120.0, watch_s: float = 0.5) -> None:
         self.store = store
         self.ctx = ServerContext(store=store, base_url="http://vitalgate.local/fhir")
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Association]] = {}
+        self.watch_s = watch_s
+        self._cache: dict[str, tuple[float, Association]] = {}  # device -> (lookup started, answer)
         self._refreshing: dict[str, asyncio.Task[Association]] = {}
+        self._dus_device: dict[str, str] = {}  # DeviceUseStatement id -> device id
+        self._changed: dict[str, float] = {}  # device -> when its DeviceUseStatement last changed
+        self._all_changed = 0.0  # when an Encounter last changed (any bed)
+        self._watcher: asyncio.Task[None] | None = None
 
     async def resolve(self, device_id: str, bed_location_id: str | None) -> Association:
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="association-watch")
         hit = self._cache.get(device_id)
         if hit is not None:
-            # "nobody in this bed" is re-checked sooner: an admission should reach the data quickly
-            ttl = self.ttl_s if hit[1].patient_ref else min(self.ttl_s, 2.0)
             age = time.monotonic() - hit[0]
-            if age < ttl:
+            stale = max(self._all_changed, self._changed.get(device_id, 0.0)) >= hit[0]
+            if age < self.ttl_s and not stale:
                 return hit[1]
-            if age < 2 * ttl:  # still fresh enough to use while the refresh runs
+            if age < 2 * self.ttl_s:  # still good enough to use while the refresh runs
                 self._refresh(device_id, bed_location_id)
                 return hit[1]
         return await asyncio.shield(self._refresh(device_id, bed_location_id))
 
     async def close(self) -> None:
-        """Cancel refreshes still running (at shutdown)."""
+        """Cancel the watcher and the refreshes still running (at shutdown)."""
         tasks = list(self._refreshing.values())
+        if self._watcher is not None:
+            tasks.append(self._watcher)
+            self._watcher = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        cursor = await self.store.last_seq()
+        while True:
+            await asyncio.sleep(self.watch_s)
+            try:
+                cursor = await self._read_changes(cursor)
+            except Exception as exc:  # noqa: BLE001 - the TTL still bounds a missed change
+                log.error("association watcher: change log read failed: %s", exc)
+
+    async def _read_changes(self, cursor: int) -> int:
+        """Invalidate what changed after ``cursor``; the new cursor. Reading up to the head
+        (not just to the last watched entry) keeps each scan to the last ``watch_s``."""
+        head = await self.store.last_seq()
+        while cursor < head:
+            changes = await self.store.changes(cursor, 1000, _WATCHED)
+            now = time.monotonic()
+            for ch in changes:
+                if ch.type == "Encounter":
+                    self._all_changed = now
+                elif ch.id in self._dus_device:
+                    self._changed[self._dus_device[ch.id]] = now
+            if len(changes) < 1000:
+                return max(head, changes[-1].seq if changes else 0)
+            cursor = changes[-1].seq
+        return cursor
 
     def _refresh(self, device_id: str, bed_location_id: str | None) -> asyncio.Task[Association]:
         task = self._refreshing.get(device_id)
@@ -74,6 +116,7 @@ class BedAssociations:
 
     async def _refresh_now(self, device_id: str, bed_location_id: str | None) -> Association:
         started = time.monotonic()
+        self._dus_device[dus_id(device_id)] = device_id
         try:
             found = await self._resolve(device_id, bed_location_id)
         except Exception as exc:  # noqa: BLE001 - the cached answer (if any) stays in use

@@ -8,7 +8,8 @@
 
 ``#bed`` is the bed in HL7 PV1-3 notation (``ICU^3^1``): the device's data is associated with
 the patient admitted to that bed by ADT (``associations``), marked unconfirmed until a
-clinician confirms it. Every record is mapped by ``mappers`` in its client's task and handed
+clinician confirms it. Every record is mapped by ``mappers`` in its client's task, serialised
+and indexed there too (``index_rows``: outside the writer's transaction), and handed
 to one ingest writer, which stores what all feeds produced since its last commit as one store
 job (a poll cycle of every bed in one transaction, alongside the writer's group commit); a
 client never waits for a commit before reading its next datagram or response (a device gets
@@ -35,6 +36,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from fhir_server.storage import Store, WriteTx
+from fhir_server.storage.types import Prepared
 from gateway.inbox.records import DEAD, Sender, inbox_row
 from gateway.inbox.schema import inbox
 from mappers.association import bed_location_id, tag_unconfirmed
@@ -52,6 +54,7 @@ from mappers.profiles import load_profile
 from mappers.waveform import WAVES, waveform_observation
 
 from .associations import Association, BedAssociations
+from .index_rows import prepare_device_resource
 from .intellivue_client import IntellivueClient, MonitorSession
 from .pb840_client import DeviceStatusEvent, Pb840Client
 from .pb840_waveforms import Pb840WaveformClient
@@ -148,6 +151,7 @@ class _Record:
 
     label: str
     resources: list[dict[str, Any]]
+    prepared: list[Prepared | None]  # each resource's JSON and index rows, built before the queue
     received: float  # time.monotonic() at receipt
     device_time: datetime | None = None  # IntelliVue poll replies: the monitor's clock (site zone applied)
 
@@ -341,7 +345,8 @@ class DeviceIngest:
             for res in resources:
                 if res["resourceType"] == "Observation":
                     tag_unconfirmed(res)
-        record = _Record(ep.label, resources, received, device_time)
+        prepared = [prepare_device_resource(self.store, res) for res in resources]
+        record = _Record(ep.label, resources, prepared, received, device_time)
         if self._queue is None:
             await self._store([record])
         else:
@@ -366,8 +371,8 @@ class DeviceIngest:
     async def _store(self, batch: list[_Record]) -> None:
         async def job(tx: WriteTx) -> None:
             for record in batch:
-                for res in record.resources:
-                    tx.put(res["resourceType"], res["id"], res, method="PUT")
+                for res, prepared in zip(record.resources, record.prepared, strict=True):
+                    tx.put(res["resourceType"], res["id"], res, method="PUT", prepared=prepared)
 
         try:
             await self.store.write(job)

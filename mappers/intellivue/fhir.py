@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mappers.profile_schema import LOINC_SYSTEM, MDC_SYSTEM, CodeEntry, Profile, UnitEntry
+from mappers.terminology import VENDOR_CODE_PREFIX
 from mappers.waveform import WAVES, waveform_observation
 
 from .messages import MdsCreateEvent, NumericValue, PollResult, WaveValue
@@ -29,7 +30,7 @@ OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 LOCAL_CATEGORY = "urn:vitalgate:observation-category"
 UCUM = "http://unitsofmeasure.org"
 DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
-NOM_SYSTEM = "urn:vitalgate:vendor-code:nom"
+NOM_SYSTEM = f"{VENDOR_CODE_PREFIX}nom"
 MAC_SYSTEM = "urn:vitalgate:device-mac"
 STATE_SYSTEM = "urn:vitalgate:intellivue-measurement-state"
 _NS = uuid.UUID("0d9b6a8e-2f7e-4f5b-8f0a-3c1e9f6d2a44")

@@ -17,6 +17,7 @@ from typing import Any
 
 from mappers.pb840.decoder import DecodedVentRecord, VentValue
 from mappers.profile_schema import LOINC_SYSTEM, MDC_SYSTEM, Profile
+from mappers.terminology import VENDOR_CODE_PREFIX
 
 __all__ = [
     "connection_state_observation",
@@ -46,7 +47,7 @@ Resource = dict[str, Any]
 
 def vendor_code_system(profile: Profile) -> str:
     """The code system URI of the profile's own field codes (``RECORD-field``)."""
-    return f"urn:vitalgate:vendor-code:{profile.coding.code_system.lower()}"
+    return f"{VENDOR_CODE_PREFIX}{profile.coding.code_system.lower()}"
 
 
 def vent_device_resource(record: DecodedVentRecord, profile: Profile,
