@@ -1,16 +1,21 @@
-"""Migration 0004 backfills the series end-time rows that the indexer now writes (composite.py)."""
+"""Migration 0004 backfills the series end-time rows that the indexer now writes (composite.py);
+0005 re-keys both hidden series rows to the shorter key, and back."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from alembic import command
-from fhir_server.search.composite import END_PREFIX
+from fhir_server.search.composite import COMPOSITE_PARAM, END_PREFIX, composite_key
 from fhir_server.storage import schema as t
 from fhir_server.storage import upgrade
 from fhir_server.storage.migrate import alembic_config
 
 LOINC = "http://loinc.org"
+# with a uuid patient id, this system's series key was too long for an end-time row before
+# 0005, and now fits
+LONG_SYSTEM = "urn:vendor:" + "x" * 49
+PID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 
 def obs(patient: str, code: str, when: str) -> dict:
@@ -26,6 +31,23 @@ async def _series_rows(store) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
+async def _composite_keys(store) -> list[tuple]:
+    tok = t.INDEX_TABLES["token"].c
+    rows = await store.fetch(select(tok.rid, tok.code).where(tok.param == COMPOSITE_PARAM)
+                             .order_by(tok.rid, tok.code))
+    return [tuple(r) for r in rows]
+
+
+async def _migrate(store, revision: str) -> None:
+    def down(conn) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(down)
+
+
 async def test_backfill_matches_what_the_indexer_writes(store) -> None:
     async def job(tx) -> None:
         tx.put("Observation", "a", obs("p1", "8867-4", "2024-05-01T08:00:00Z"))
@@ -36,16 +58,32 @@ async def test_backfill_matches_what_the_indexer_writes(store) -> None:
 
     await store.write(job)
     written = await _series_rows(store)
-    assert [r[1] for r in written] == [f"{END_PREFIX}Patient/p1|{LOINC}|8867-4",
-                                       f"{END_PREFIX}Patient/p2|{LOINC}|8310-5"]
+    assert [r[1] for r in written] == [END_PREFIX + composite_key("p1", LOINC, "8867-4"),
+                                       END_PREFIX + composite_key("p2", LOINC, "8310-5")]
 
-    def down(conn) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003")
-
-    async with store.engine.begin() as conn:
-        await conn.run_sync(down)
+    await _migrate(store, "0003")
     assert await _series_rows(store) == []
     await upgrade(store.engine)
     assert await _series_rows(store) == written
+
+
+async def test_0005_rekeys_both_series_rows_and_back(store) -> None:
+    async def job(tx) -> None:
+        tx.put("Observation", "a", obs(PID, "8867-4", "2024-05-01T08:00:00Z"))
+        long = obs(PID, "v1", "2024-05-01T08:00:01Z")
+        long["code"]["coding"] = [{"system": LONG_SYSTEM, "code": "v1"}]
+        tx.put("Observation", "b", long)
+
+    await store.write(job)
+    keys, series = await _composite_keys(store), await _series_rows(store)
+    new = [composite_key(PID, LOINC, "8867-4"), composite_key(PID, LONG_SYSTEM, "v1")]
+    assert [k for _, k in keys] == [new[0], new[0], new[1]]  # a's code has its coding twice
+    assert [p for _, p, *_ in series] == [END_PREFIX + k for k in new]
+
+    await _migrate(store, "0004")
+    old_keys = [f"Patient/{PID}|{LOINC}|8867-4", f"Patient/{PID}|{LONG_SYSTEM}|v1"]
+    assert [k for _, k in await _composite_keys(store)] == [old_keys[0], old_keys[0], old_keys[1]]
+    old = await _series_rows(store)  # the long key had no room for its end-time row
+    assert [p for _, p, *_ in old] == [END_PREFIX + old_keys[0]]
+    await upgrade(store.engine)
+    assert await _composite_keys(store) == keys and await _series_rows(store) == series
