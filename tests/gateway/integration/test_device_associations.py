@@ -86,3 +86,12 @@ async def test_vendor_coding_is_stored_but_only_standard_codings_are_indexed(sto
     only_vendor = next(s for s in settings if all(c["system"] == vendor for c in s["code"]["coding"]))
     code = only_vendor["code"]["coding"][0]["code"]
     assert [o["id"] for o in await _search(store, "Observation", ("code", f"{vendor}|{code}"))] == [only_vendor["id"]]
+
+
+async def test_device_use_statements_are_searchable(store: Store) -> None:
+    dus = device_use_statement("vent-9", "Patient/p9", bed_location_id("ICU^9^1"), datetime.now(UTC))
+    await store.put("DeviceUseStatement", dus["id"], dus)
+    for params in ((("device", "Device/vent-9"),), (("patient", "p9"),), (("subject", "Patient/p9"),),
+                   (("_tag", "urn:vitalgate:association|association-unconfirmed"),)):
+        assert [r["id"] for r in await _search(store, "DeviceUseStatement", *params)] == [dus["id"]], params
+    assert await _search(store, "DeviceUseStatement", ("device", "Device/other")) == []
