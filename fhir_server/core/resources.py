@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from fhir_server.errors import FhirError, bad_request, not_found, unprocessable
 from fhir_server.storage import loads
 
+from . import shapes
+
 
 @cache
 def resource_types() -> tuple[str, ...]:
@@ -54,12 +56,17 @@ def validate(resource: Any, expected_type: str | None = None, *, status: int = 4
         raise bad_request(f"Unknown or missing resourceType {rt!r}", ["resourceType"])
     if expected_type is not None and rt != expected_type:
         raise bad_request(f"resourceType {rt} does not match the URL type {expected_type}", ["resourceType"])
+    leaves: list[Any] = []
+    sig = shapes.shape(resource, leaves)
+    if shapes.passes(rt, sig, leaves):  # a shape validated before: its primitive values checked
+        return resource
     try:
         get_fhir_model_class(rt).model_validate(resource)
     except ValidationError as exc:
         raise _invalid(rt, exc, status) from exc
     except (ValueError, TypeError) as exc:
         raise bad_request(f"Invalid {rt}: {exc}") from exc
+    shapes.remember(rt, sig, resource)
     return resource
 
 

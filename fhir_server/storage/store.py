@@ -197,7 +197,7 @@ class Store:
             if self.is_postgres:
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
             tx = WriteTx(conn, self.indexer)
-            results = []
+            results: list[Any] = []
             for job, fut in group:
                 if fut.cancelled():
                     results.append(None)
