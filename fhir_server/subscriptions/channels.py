@@ -22,11 +22,12 @@ from .model import SubscriptionSpec
 class RestHookSender:
     def __init__(self, connections_per_endpoint: int = 32) -> None:
         self.http = Http1Client(connections_per_endpoint)
+        self._by_headers: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}  # built once per header set
 
     async def post(self, spec: SubscriptionSpec, body: bytes) -> str | None:
         """Send; None on a 2xx, else why it failed (never raises for network trouble)."""
         assert spec.endpoint is not None
-        headers = {"Content-Type": "application/fhir+json", **dict(spec.headers)}
+        headers = self._headers(spec)
         try:
             status = await self.http.post(spec.endpoint, body, headers, spec.timeout)
         except HttpError as exc:
@@ -41,8 +42,15 @@ class RestHookSender:
         """Send without a task of its own (fan-out); the future holds the status. Raises HttpError
         for an endpoint it cannot send to at all."""
         assert spec.endpoint is not None
-        headers = {"Content-Type": "application/fhir+json", **dict(spec.headers)}
-        return self.http.submit(spec.endpoint, body, headers, spec.timeout)
+        return self.http.submit(spec.endpoint, body, self._headers(spec), spec.timeout)
+
+    def _headers(self, spec: SubscriptionSpec) -> dict[str, str]:
+        found = self._by_headers.get(spec.headers)
+        if found is None:
+            if len(self._by_headers) > 10_000:
+                self._by_headers.clear()
+            found = self._by_headers[spec.headers] = {"Content-Type": "application/fhir+json", **dict(spec.headers)}
+        return found
 
     async def close(self) -> None:
         await self.http.close()

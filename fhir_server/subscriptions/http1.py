@@ -38,10 +38,10 @@ class _Conn:
 
 
 class _Req:
-    __slots__ = ("data", "timeout", "fut")
+    __slots__ = ("data", "timeout", "deadline", "fut")
 
-    def __init__(self, data: bytes, timeout: float, fut: asyncio.Future[int]) -> None:
-        self.data, self.timeout, self.fut = data, timeout, fut
+    def __init__(self, data: bytes, timeout: float, deadline: float, fut: asyncio.Future[int]) -> None:
+        self.data, self.timeout, self.deadline, self.fut = data, timeout, deadline, fut
 
 
 class Pool:
@@ -63,6 +63,11 @@ class Pool:
         self.runners = 0  # counted here, not by live tasks: a runner is gone once its loop ends
         self.busy = 0  # runners with a batch on the wire
         self._tasks: set[asyncio.Task[None]] = set()
+        # Deadlines: one timer per pool, at the earliest pending deadline, instead of one per
+        # request (a timer cost as much as the rest of a fan-out's request together).
+        self._pending: list[_Req] = []
+        self._compact_at = 1024
+        self._timer: asyncio.TimerHandle | None = None
         self._ssl = ssl.create_default_context() if scheme == "https" else None
 
     async def _connect(self) -> _Conn:
@@ -70,14 +75,22 @@ class Pool:
         return _Conn(reader, writer)
 
     async def request(self, head: bytes, body: bytes, timeout: float) -> int:
-        async with asyncio.timeout(timeout):
-            return await self.submit(head + body, timeout)
+        return await self.submit(head + body, timeout)
 
     def submit(self, data: bytes, timeout: float) -> asyncio.Future[int]:
-        """Queue one request; the future gets its status (or HttpError / TimeoutError). Cancel
-        it to give up (an answer that comes later is read and dropped)."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.queue.append(_Req(data, timeout, fut))
+        """Queue one request; the future gets its status, or HttpError, or TimeoutError once
+        ``timeout`` passes without an answer. Cancel it to give up (an answer that comes later
+        is read and dropped)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        req = _Req(data, timeout, loop.time() + timeout, fut)
+        self.queue.append(req)
+        self._pending.append(req)
+        if self._timer is None:
+            self._timer = loop.call_at(req.deadline, self._expire)
+        elif len(self._pending) >= self._compact_at:
+            self._pending = [r for r in self._pending if not r.fut.done()]
+            self._compact_at = max(1024, 2 * len(self._pending))
         if len(self.queue) >= self.depth and self.idle:
             # a full batch leaves now on an idle connection: the endpoint works on it while the
             # rest of a fan-out is still being built
@@ -88,6 +101,22 @@ class Pool:
         else:
             self._kick()
         return fut
+
+    def _expire(self) -> None:
+        """Fail the requests whose deadline passed; wait for the next earliest one."""
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        keep: list[_Req] = []
+        for r in self._pending:
+            if r.fut.done():
+                continue
+            if r.deadline <= now:
+                r.fut.set_exception(TimeoutError())
+            else:
+                keep.append(r)
+        self._pending = keep
+        if keep:
+            self._timer = asyncio.get_running_loop().call_at(min(r.deadline for r in keep), self._expire)
 
     def _kick(self) -> None:
         if self.runners < self.limit and len(self.queue) > self.depth * (self.runners - self.busy):
@@ -167,16 +196,15 @@ class Pool:
         self.idle.append(conn)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        pending, self._pending = self._pending, []
+        _fail(pending, HttpError("client closed"))
         for task in self._tasks:
             task.cancel()
         idle, self.idle = self.idle, []
         for c in idle:
             c.close()
-
-
-def _expire(fut: asyncio.Future[int]) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError())
 
 
 def _fail(reqs: list[_Req], exc: BaseException) -> None:
@@ -237,10 +265,7 @@ class Http1Client:
         """``post`` without a task: the future resolves to the status, or fails with HttpError
         (also raised here for a bad URL) or TimeoutError after ``timeout``."""
         pool, head = self._target(url, headers)
-        fut = pool.submit(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, timeout)
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
-        fut.add_done_callback(lambda _f: timer.cancel())
-        return fut
+        return pool.submit(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, timeout)
 
     def _target(self, url: str, headers: Mapping[str, str]) -> tuple[Pool, bytes]:
         key = (url, tuple(headers.items()))

@@ -69,9 +69,23 @@ class SubscriptionSpec:
                     return found
         return None
 
-    def accepts(self, type_: str, res: Any) -> bool:
-        """Every filter on ``type_`` matches (filters on other trigger types do not apply)."""
-        return all(f.matches(res) for f in self.filters if f.resource_type == type_)
+    def accepts(self, type_: str, res: Any, seen: dict[str, bool] | None = None) -> bool:
+        """Every filter on ``type_`` matches (filters on other trigger types do not apply).
+
+        ``seen``: outcomes by filter text for this resource and topic, shared by the
+        subscriptions that use the same filter (a 1,000-way fan-out often has a few distinct
+        filters, and a filter costs several µs)."""
+        for f in self.filters:
+            if f.resource_type != type_:
+                continue
+            ok = None if seen is None else seen.get(f.text)
+            if ok is None:
+                ok = f.matches(res)
+                if seen is not None:
+                    seen[f.text] = ok
+            if not ok:
+                return False
+        return True
 
 
 def _ext(elem: Any, url: str) -> list[Any]:

@@ -75,13 +75,9 @@ def _full_url(base: str, e: Event) -> str:
     return f"{base}/{e.type}/{e.res_id}" if base else f"{e.type}/{e.res_id}"
 
 
-def _entry(e: Event, content: str, base: str) -> orjson.Fragment:
-    return _entry_json(base, content, e.type, e.res_id, e.version, e.op, e.body)
-
-
 @lru_cache(maxsize=1024)
 def _entry_json(base: str, content: str, type_: str, res_id: str, version: int, op: str,
-                body: bytes | None) -> orjson.Fragment:
+                body: bytes | None) -> bytes:
     """The focus entry, serialised once per event and content: a 1,000-way fan-out shares it."""
     method, status = _METHOD.get(op, ("PUT", "200"))
     entry: dict[str, Any] = {"fullUrl": f"{base}/{type_}/{res_id}" if base else f"{type_}/{res_id}"}
@@ -89,16 +85,37 @@ def _entry_json(base: str, content: str, type_: str, res_id: str, version: int, 
         entry["resource"] = orjson.Fragment(body)
     entry["request"] = {"method": method, "url": type_ if method == "POST" else f"{type_}/{res_id}"}
     entry["response"] = {"status": status, "etag": f'W/"{version}"'}
-    return orjson.Fragment(orjson.dumps(entry))
+    return orjson.dumps(entry)
+
+
+@lru_cache(maxsize=4096)
+def _event_tail(base: str, content: str, type_: str, res_id: str, ts: int) -> bytes:
+    """A ``notificationEvent`` after its number: the same for every subscription the event matched."""
+    tail: dict[str, Any] = {"timestamp": _instant(ts)}
+    if content != "empty":
+        tail["focus"] = {"reference": f"{base}/{type_}/{res_id}" if base else f"{type_}/{res_id}"}
+    return b'",' + orjson.dumps(tail)[1:]
+
+
+@lru_cache(maxsize=8192)
+def _status_json(sub_id: str, base: str, topic: str, status: str, kind: str) -> tuple[bytes, bytes, bytes]:
+    """A subscription's pieces of the status entry: up to its count, after it, and the entry's end."""
+    ref = f"{base}/Subscription/{sub_id}" if base else f"Subscription/{sub_id}"
+    head = (b'","resource":{"resourceType":"SubscriptionStatus","status":' + orjson.dumps(status)
+            + b',"type":' + orjson.dumps(kind) + b',"eventsSinceSubscriptionStart":"')
+    members = b'",' + orjson.dumps({"subscription": {"reference": ref}, "topic": topic})[1:-1]
+    end = (b'},"request":' + orjson.dumps({"method": "GET", "url": f"Subscription/{sub_id}/$status"})
+           + b',"response":{"status":"200"}}')
+    return head, members, end
 
 
 _ID_PREFIX = uuid.uuid4().hex[:20]  # per process; with a counter: unique, UUID-shaped ids without os.urandom
+_ID_HEAD = f"{_ID_PREFIX[:8]}-{_ID_PREFIX[8:12]}-4{_ID_PREFIX[13:16]}-a{_ID_PREFIX[17:20]}-".encode()
 _ids = itertools.count(1)
 
 
-def _unique_id() -> str:
-    p, n = _ID_PREFIX, next(_ids) & 0xFFFF_FFFF_FFFF
-    return f"{p[:8]}-{p[8:12]}-4{p[13:16]}-a{p[17:20]}-{n:012x}"
+def _unique_id() -> bytes:
+    return _ID_HEAD + b"%012x" % (next(_ids) & 0xFFFF_FFFF_FFFF)
 
 
 @lru_cache(maxsize=4)
@@ -113,15 +130,28 @@ def _now_instant() -> str:
 
 def notification(spec: SubscriptionSpec, kind: str, since_start: int, events: Sequence[Event] = (),
                  base: str = "", status: str | None = None, error: str | None = None) -> bytes:
-    """The serialised Bundle for one notification."""
-    st = status_resource(spec, kind, since_start, events, base, status, error)
-    entries: list[Any] = [{
-        "fullUrl": f"urn:uuid:{_unique_id()}", "resource": st,
-        "request": {"method": "GET", "url": f"Subscription/{spec.id}/$status"},
-        "response": {"status": "200"},
-    }]
-    if spec.content != "empty":
-        entries.extend(_entry(e, spec.content, base) for e in events)
-    bundle = {"resourceType": "Bundle", "id": _unique_id(), "type": "history",
-              "timestamp": _now_instant(), "entry": entries}
-    return orjson.dumps(bundle)
+    """The serialised Bundle for one notification.
+
+    Built from byte pieces rather than one ``orjson.dumps`` of a dict: in a fan-out only the
+    subscription's own members (id, status, event numbers) differ, and every other piece (the
+    focus entries, each event's timestamp and focus, the subscription's reference) is
+    serialised once and cached. The same members in the same order as ``status_resource``."""
+    head, members, end = _status_json(spec.id, base, spec.topic.url, status or spec.status, kind)
+    parts = [b'{"resourceType":"Bundle","id":"', _unique_id(), b'","type":"history","timestamp":"',
+             _now_instant().encode(), b'","entry":[{"fullUrl":"urn:uuid:', _unique_id(), head,
+             str(since_start).encode(), members]
+    content = spec.content
+    if events:
+        sep = b',"notificationEvent":[{"eventNumber":"'
+        for e in events:
+            parts += (sep, str(e.number).encode(), _event_tail(base, content, e.type, e.res_id, e.ts))
+            sep = b',{"eventNumber":"'
+        parts.append(b"]")
+    if error:
+        parts += (b',"error":[{"text":', orjson.dumps(error), b"}]")
+    parts.append(end)
+    if content != "empty":
+        for e in events:
+            parts += (b",", _entry_json(base, content, e.type, e.res_id, e.version, e.op, e.body))
+    parts.append(b"]}")
+    return b"".join(parts)

@@ -134,7 +134,8 @@ class Registry:
                         for tr in topic.triggers if tr.resource_type == change.type)
             if not fired or focus is None:
                 continue
-            out.extend(s for s in subs if s.start_seq < change.seq and s.accepts(change.type, focus))
+            seen: dict[str, bool] = {}  # per topic: a topic-local parameter may differ between topics
+            out.extend(s for s in subs if s.start_seq < change.seq and s.accepts(change.type, focus, seen))
         return out
 
 
