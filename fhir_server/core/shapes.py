@@ -34,7 +34,8 @@ Check = Callable[[Any], Any]
 _MAX_SHAPES = 4096
 _MAX_VALUES = 65536
 _shapes: dict[tuple[Any, ...], tuple[Check, ...] | None] = {}
-_good: set[tuple[int, type, Any]] = set()  # (check, type, value) pairs that passed
+# (check, type, value) that passed; Decimals by their text (1.0 == 1.00), types apart (1 == True)
+_good: set[tuple[Check, type, Any] | None] = set()
 
 
 class _Unknown(Exception):
@@ -43,14 +44,20 @@ class _Unknown(Exception):
 
 def shape(value: Any, leaves: list[Any]) -> Any:
     """A hashable shape of ``value``; its primitive values (and lists of them) go to ``leaves``."""
-    if isinstance(value, dict):
-        return tuple((k, v if k == "resourceType" else shape(v, leaves)) for k, v in value.items())
-    if isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
-        return ("items", tuple(shape(x, leaves) for x in value))
+    kind = type(value)
+    if kind is dict:
+        return tuple([(k, v if k == "resourceType" else shape(v, leaves)) for k, v in value.items()])
+    if kind is list and _objects(value):
+        return ("items", tuple([shape(x, leaves) for x in value]))
     leaves.append(value)
-    if isinstance(value, list):
-        return ("list", tuple(type(x) for x in value))
-    return type(value)
+    if kind is list:
+        return ("list", tuple([type(x) for x in value]))
+    return kind
+
+
+def _objects(items: list[Any]) -> bool:
+    """A list of JSON objects (walked item by item), not a list of primitives (one value)."""
+    return bool(items) and all(type(x) is dict for x in items)
 
 
 def passes(resource_type: str, sig: Any, leaves: list[Any]) -> bool:
@@ -59,8 +66,9 @@ def passes(resource_type: str, sig: Any, leaves: list[Any]) -> bool:
     if checks is None:
         return False
     for check, value in zip(checks, leaves, strict=True):
-        key = None if isinstance(value, list) else (id(check), type(value), _exact(value))
-        if key is not None and key in _good:
+        kind = type(value)
+        key = None if kind is list else (check, kind, str(value) if kind is Decimal else value)
+        if key in _good:
             continue
         try:
             check(value)
@@ -71,11 +79,6 @@ def passes(resource_type: str, sig: Any, leaves: list[Any]) -> bool:
                 _good.clear()
             _good.add(key)
     return True
-
-
-def _exact(value: Any) -> Any:
-    """A memo key telling apart values that compare equal but are written differently (1.0, 1.00)."""
-    return str(value) if isinstance(value, Decimal) else value
 
 
 def remember(resource_type: str, sig: Any, resource: dict[str, Any]) -> None:
@@ -100,9 +103,9 @@ def _walk(model: Any, obj: dict[str, Any], checks: list[Check]) -> None:
         field = fields.get(key)
         if field is None:
             raise _Unknown(key)
-        if isinstance(value, dict):
+        if type(value) is dict:
             _walk(_element_model(field, value), value, checks)
-        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
+        elif type(value) is list and _objects(value):
             for item in value:
                 _walk(_element_model(field, item), item, checks)
         else:
