@@ -8,8 +8,8 @@ long for an end-time row and now fits gets its rows (as 0004 wrote them); downgr
 back the same way.
 
 Work is per distinct key (one patient's one coding, not per Observation): each key is
-rebuilt from one of its Observations' ``patient`` and ``code`` rows, which holds for any
-system or code, ``|`` included.
+rebuilt from one of its Observations' ``subject`` (of a Patient) and ``code`` rows, which
+holds for any system or code, ``|`` included.
 
 Revision ID: 0005
 Revises: 0004
@@ -43,7 +43,8 @@ def _rekey(conn: sa.Connection, old: KeyFn, new: KeyFn) -> None:
         pairs = conn.execute(sa.text(
             "SELECT r.target_id, c.system, c.code FROM idx_reference r JOIN idx_token c "
             "ON c.rid = r.rid AND c.param = 'Observation.code' "
-            "WHERE r.rid = :rid AND r.param = 'Observation.patient' AND r.target_id IS NOT NULL "
+            "WHERE r.rid = :rid AND r.param = 'Observation.subject' AND r.target_type = 'Patient' "
+            "AND r.target_id IS NOT NULL "
             "AND c.system IS NOT NULL AND c.code IS NOT NULL"), {"rid": rid}).all()
         found = next(((p, s, c) for p, s, c in pairs if old(p, s, c) == key), None)
         if found is None:

@@ -67,8 +67,9 @@ def composite_key(patient_id: str, system: str, code: str) -> str:
 def composite_rows(resource: Mapping[str, Any], tokens: list[dict[str, Any]],
                    refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Extra ``idx_token`` rows for an Observation whose patient and code rows are given."""
-    pids = [r["target_id"] for r in refs
-            if r["param"] == "Observation.patient" and r["target_id"] is not None]
+    # the rows of the patient parameter: subject rows of a Patient (shared_rows.py)
+    pids = [r["target_id"] for r in refs if r["param"] == "Observation.subject"
+            and r["target_type"] == "Patient" and r["target_id"] is not None]
     if not pids:
         return []
     return [

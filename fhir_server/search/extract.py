@@ -230,6 +230,8 @@ def _handler(p: SearchParam) -> Handler:
 def _compile(resource_type: str) -> Extractor:
     plan: list[tuple[Getter, Handler, str, str]] = []
     for p in search_params(resource_type).values():
+        if p.rows_of:
+            continue  # answered from the broader parameter's rows (shared_rows.py)
         for path in p.paths:
             plan.append((_getter(path, p.type), _handler(p), p.key, p.table))
     kinds = tuple(sorted({t for *_, t in plan}))

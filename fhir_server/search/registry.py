@@ -13,7 +13,7 @@ columns (``id``, ``last_updated``), not from index rows, so they have no paths.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 __all__ = [
@@ -43,11 +43,17 @@ class SearchParam:
     paths: tuple[str, ...] = ()
     target_types: tuple[str, ...] = ()
     description: str = ""
+    rows_of: str = ""  # a broader parameter whose rows hold this one's (see ``shared_rows``)
 
     @property
     def key(self) -> str:
-        """The ``param`` column value of this parameter's index rows."""
+        """The parameter's own name in the index: ``"<ResourceType>.<name>"``."""
         return f"{self.resource_type}.{self.name}"
+
+    @property
+    def rows_key(self) -> str:
+        """The ``param`` column value of the index rows this parameter is answered from."""
+        return f"{self.resource_type}.{self.rows_of}" if self.rows_of else self.key
 
     @property
     def table(self) -> str:
@@ -206,8 +212,20 @@ def _build() -> dict[str, Mapping[str, SearchParam]]:
                 rtype, name, ptype, tuple(paths.split("|")),
                 tuple(targets.split("|")) if targets else (), desc,
             )
-        out[rtype] = MappingProxyType(params)
+        out[rtype] = MappingProxyType(_share_rows(params))
     return out
+
+
+def _share_rows(params: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """Point a reference parameter at a broader one on the same paths (``patient`` at
+    ``subject``): its rows are a subset of that one's, so they are not stored twice."""
+    refs = [p for p in params.values() if p.type == "reference" and p.target_types]
+    for p in refs:
+        broader = next((b for b in refs if b is not p and b.paths == p.paths
+                        and set(p.target_types) < set(b.target_types)), None)
+        if broader is not None:
+            params[p.name] = replace(p, rows_of=broader.name)
+    return params
 
 
 REGISTRY: Mapping[str, Mapping[str, SearchParam]] = MappingProxyType(_build())

@@ -28,6 +28,7 @@ from fhir_server.storage.schema import INDEX_TABLES, resource, resource_version
 from .composite import composite_key, end_param
 from .query import MAX_COUNT, SearchQuery, SortKey
 from .query_parts import Include
+from .shared_rows import param_rows
 from .sql_stream import streaming_plan
 from .sql_where import where_all
 from .values import TokenValue
@@ -67,7 +68,7 @@ def _sort_expr(k: SortKey) -> Any:
     else:
         c = t.c[_SORT_COLUMN[p.type]]
         col = func.max(c) if k.descending else func.min(c)
-    return select(col).where(t.c.rid == R.c.rid, t.c.param == p.key).scalar_subquery()
+    return select(col).where(t.c.rid == R.c.rid, param_rows(t, p)).scalar_subquery()
 
 
 def _order(q: SearchQuery) -> list[Any]:
@@ -117,7 +118,7 @@ def _include(inc: Include, rids: Sequence[int]) -> Select[Any]:
     ref = INDEX_TABLES["reference"]
     tgt = R.alias("tgt")
     on = and_(tgt.c.type == ref.c.target_type, tgt.c.id == ref.c.target_id)
-    conds = [ref.c.rid.in_(list(rids)), ref.c.param.in_([p.key for p in inc.params])]
+    conds = [ref.c.rid.in_(list(rids)), or_(*[param_rows(ref, p) for p in inc.params])]
     if inc.target_type is not None:
         conds.append(ref.c.target_type == inc.target_type)
     sub = select(tgt.c.rid).select_from(ref.join(tgt, on)).where(*conds)
@@ -130,7 +131,7 @@ def _revinclude(inc: Include, rids: Sequence[int]) -> Select[Any]:
     on = and_(m.c.type == ref.c.target_type, m.c.id == ref.c.target_id)
     sub = (
         select(ref.c.rid).select_from(ref.join(m, on))
-        .where(m.c.rid.in_(list(rids)), ref.c.param.in_([p.key for p in inc.params]))
+        .where(m.c.rid.in_(list(rids)), or_(*[param_rows(ref, p) for p in inc.params]))
     )
     return _page_columns().where(R.c.type == inc.source_type, R.c.rid.in_(sub)).order_by(R.c.rid)
 

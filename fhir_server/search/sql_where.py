@@ -35,6 +35,7 @@ from fhir_server.storage.schema import INDEX_TABLES, resource
 
 from .composite import COMPOSITE_PARAM, composite_keys
 from .query_parts import Clause
+from .shared_rows import param_rows
 from .values import (
     DateValue,
     NumberValue,
@@ -181,7 +182,7 @@ def index_rows(c: Clause, t: FromClause | None = None) -> tuple[FromClause, Colu
     cond = values[0] if len(values) == 1 else or_(*values)
     if c.modifier and c.param.type == "reference" and c.modifier[:1].isupper():
         cond = and_(cond, t.c.target_type == c.modifier)
-    return t, and_(t.c.param == c.param.key, cond)
+    return t, and_(param_rows(t, c.param), cond)
 
 
 def resource_columns(c: Clause, res: FromClause) -> ColumnElement[bool]:
@@ -201,7 +202,7 @@ def _chain(c: Clause, rid: Any) -> ColumnElement[bool]:
             select(ref.c.rid)
             .select_from(ref.join(tgt, and_(tgt.c.type == ref.c.target_type,
                                             tgt.c.id == ref.c.target_id)))
-            .where(ref.c.param == c.param.key, ref.c.target_type == ttype,
+            .where(param_rows(ref, c.param), ref.c.target_type == ttype,
                    tgt.c.deleted == false(), clause_condition(inner, tgt, drive=True))
         )
         alts.append(rid.in_(sub))
@@ -226,7 +227,7 @@ def clause_condition(c: Clause, res: FromClause, *, drive: bool, rid: Any = None
         return _chain(c, rid)
     if c.missing is not None:
         t = INDEX_TABLES[c.param.table].alias()
-        has = exists(select(true()).where(t.c.rid == rid, t.c.param == c.param.key))
+        has = exists(select(true()).where(t.c.rid == rid, param_rows(t, c.param)))
         return not_(has) if c.missing else has
     t, cond = index_rows(c)
     if c.negate:

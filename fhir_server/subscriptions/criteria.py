@@ -18,6 +18,7 @@ from fhir_server.errors import FhirError
 from fhir_server.search import extract_index
 from fhir_server.search.query_parts import Clause, parse_clause
 from fhir_server.search.registry import SearchParam
+from fhir_server.search.shared_rows import row_of
 from fhir_server.search.values import (
     DateValue,
     NumberValue,
@@ -167,6 +168,8 @@ def _clause(c: Clause, res: IndexedResource) -> bool:
         hit = any(isinstance(v, TokenValue) and v.code == res.id for v in c.values)
         return hit != c.negate
     rows = res.by_param.get(p.key, ())
+    if p.rows_of:  # patient: from the subject rows (fhir_server.search.shared_rows)
+        rows = [r for r in res.by_param.get(p.rows_key, ()) if row_of(p, r)]
     if c.missing is not None:
         return (len(rows) == 0) == c.missing
     hit = any(_value(v, row) for v in c.values for row in rows)

@@ -50,8 +50,8 @@ def test_vital_sign_observation_rows() -> None:
         {"param": "Observation.patient-code", "system": None,
          "code": f"{P1}| m|147842", "text": None},
     ]
+    # no Observation.patient rows: patient is answered from the subject rows (shared_rows.py)
     assert rows["reference"] == [
-        {"param": "Observation.patient", "target_type": "Patient", "target_id": "p1", "url": None},
         {"param": "Observation.subject", "target_type": "Patient", "target_id": "p1", "url": None},
         {"param": "Observation.device", "target_type": "Device", "target_id": "d1", "url": None},
         {"param": "Observation.encounter", "target_type": "Encounter", "target_id": "e1",
@@ -155,9 +155,7 @@ def test_references_absolute_history_canonical_and_numbers() -> None:
     }
     rows = extract_index("RiskAssessment", ra)
     url = "https://ehr.example.org/fhir/Patient/p9/_history/3"
-    assert rows["reference"] == [
-        {"param": "RiskAssessment.patient", "target_type": "Patient", "target_id": "p9",
-         "url": url},
+    assert rows["reference"] == [  # patient: from these subject rows (shared_rows.py)
         {"param": "RiskAssessment.subject", "target_type": "Patient", "target_id": "p9",
          "url": url},
         {"param": "RiskAssessment.performer", "target_type": "Device",
