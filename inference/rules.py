@@ -161,7 +161,8 @@ def evaluate_concordant(
     for rule in ruleset.concordant:
         if param is not None and param not in rule.params:
             continue
-        set_count = hold_count = 0
+        set_count = hold_count = 0.0
+        graded = rule.score == "sum"
         seen = False
         evidence: list[str] = []
         device: str | None = None
@@ -171,9 +172,10 @@ def evaluate_concordant(
                 continue
             seen = True
             change, sample = measured
-            set_count += change >= spec.set
-            if change > spec.clear:
-                hold_count += 1
+            set_count += _credit(change, spec.set, graded, strict=False)
+            held = _credit(change, spec.clear, graded, strict=True)
+            hold_count += held
+            if held > 0:
                 if sample.observation_id not in evidence:
                     evidence.append(sample.observation_id)
                 device = device or sample.device_id
@@ -183,6 +185,16 @@ def evaluate_concordant(
         out.append(ConditionResult(rule.condition, Evaluation(at, level, tuple(evidence), hold, device),
                                    policy_for(ruleset, rule)))
     return out
+
+
+def _credit(change: float, threshold: float, graded: bool, strict: bool) -> float:
+    """How much one change counts towards a concordant rule: 1 past its threshold (at it, unless
+    ``strict``); otherwise nothing, or with ``graded`` the fraction of the threshold reached."""
+    if change > threshold or (change == threshold and not strict):
+        return 1.0
+    if not graded or change <= 0 or threshold <= 0:
+        return 0.0
+    return change / threshold
 
 
 def _change(spec: ChangeSpec, window: PatientWindow, at: datetime, own: bool

@@ -138,12 +138,18 @@ class DeviationRule(ChangeSpec):
 class ConcordantRule(_Strict):
     """Several parameters changing together from baseline (``condition``, e.g. ``trend-multi``):
     fires when at least ``min_changes`` of ``change`` are past their ``set``, holds while at least
-    ``min_changes`` are past their ``clear``.  Smaller changes than a single-parameter deviation
+    ``min_changes`` are past their ``clear`` (with ``score = "sum"``, fractions of the thresholds
+    add up instead; see ``score``).  Smaller changes than a single-parameter deviation
     need, because concordant changes (heart rate up while pressure falls; breathing faster while
     saturation falls) are what deterioration looks like and what noise rarely does."""
 
     condition: str = Field(pattern=r"^trend-[a-z0-9-]+$")
     min_changes: int = Field(2, ge=2)
+    # "count": a change counts once it is past its threshold.  "sum": each change counts as the
+    # fraction of its threshold it has reached (0 to 1), so three parameters two thirds of the way
+    # add up to two full changes: the evidence of all of them, the way an aggregate score (NEWS2)
+    # adds sub-scores, instead of waiting for two to pass their thresholds alone.
+    score: Literal["count", "sum"] = "count"
     severity: Severity
     persistence_s: float | None = Field(None, ge=0)
     clear_s: float | None = Field(None, ge=0)

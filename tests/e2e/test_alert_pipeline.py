@@ -74,7 +74,7 @@ async def test_icu_desaturation_over_mllp_becomes_a_searchable_alert(tmp_path: P
         [issue] = await search_until(client, "DetectedIssue", {"patient": f"Patient/{pid}"})
         assert issue["status"] == "preliminary" and issue["severity"] == "high"
         assert issue["code"]["coding"][0]["code"] == "limit-spo2-low"
-        assert issue["author"] == {"reference": "Device/rules-icu-limits-1.1.0"}
+        assert issue["author"] == {"reference": "Device/rules-icu-limits-1.2.0"}
         [evidence] = issue["evidence"][0]["detail"]
         spo2 = (await client.get(evidence["reference"])).json()
         assert spo2["valueQuantity"]["value"] == 83 and spo2["subject"] == {"reference": f"Patient/{pid}"}

@@ -63,7 +63,7 @@ async def test_desaturation_raises_one_alert_committed_with_the_cursor(store):
         [issue] = await until(lambda: detected_issues(store))
         assert issue["status"] == "preliminary" and issue["severity"] == "moderate"
         assert issue["patient"] == {"reference": "Patient/p1"}
-        assert issue["author"] == {"reference": "Device/rules-icu-limits-1.1.0"}
+        assert issue["author"] == {"reference": "Device/rules-icu-limits-1.2.0"}
         assert {"reference": "Observation/p1-spo2-15"} in issue["evidence"][0]["detail"]
         assert await store.cursor(CONSUMER) >= 1
     finally:

@@ -52,7 +52,7 @@ def test_icu_desaturation_one_alert_then_resolved():
     assert (first["status"], first["severity"]) == ("preliminary", "moderate")
     assert first["identifiedPeriod"]["start"] == T0.isoformat()
     assert first["implicated"] == [{"reference": "Device/mon-1"}]
-    assert first["author"] == {"reference": "Device/rules-icu-limits-1.1.0"}
+    assert first["author"] == {"reference": "Device/rules-icu-limits-1.2.0"}
     out = feed(engine, [obs(f"s{t}", t, MDC, "150456", 95) for t in range(61, 92)])
     [final] = [r for r in out if r["resourceType"] == "DetectedIssue"]
     assert final["id"] == first["id"] and final["status"] == "final"

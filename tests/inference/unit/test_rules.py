@@ -164,7 +164,7 @@ def _pair(second, heart_rate, systolic):
 
 def test_concordant_changes_fire_where_each_alone_does_not():
     """HR +15 % with systolic -10 %: each under its own deviation limit (25 %, 20 %), together a
-    'trend-multi' early warning after 30 s; HR +15 % alone raises nothing."""
+    'trend-multi' early warning after 15 s; HR +15 % alone raises nothing."""
     window, tracker = PatientWindow(), AlarmTracker()
     base = [x for s in range(0, 900) for x in _pair(s, 80, 120)]
     assert run_conditions(window, tracker, base, evaluate_concordant) == []
@@ -175,10 +175,32 @@ def test_concordant_changes_fire_where_each_alone_does_not():
     both = [x for s in range(900, 940) for x in _pair(s, 92, 108)]
     opened = run_conditions(window, tracker, both, evaluate_concordant)
     assert [(type(a), a.key.condition, a.level) for a in opened] == [(Open, "trend-multi", Level.LOW)]
-    assert opened[0].time == T0 + timedelta(seconds=930)
+    assert opened[0].time == T0 + timedelta(seconds=915)
     assert set(opened[0].observation_ids) >= {"heart_rate-900", "systolic_bp-900"}
     assert ICU.deviation and all(d.condition.startswith("trend-") for d in ICU.deviation)
     assert not [d for d in ICU.deviation if d.condition == "trend-multi"]
+
+
+def _triple(second, heart_rate, systolic, resp_rate):
+    return [*_pair(second, heart_rate, systolic), vital(Param.RESP_RATE, second, resp_rate, "mdc:151562")]
+
+
+def test_concordant_sum_adds_partial_changes_and_count_does_not():
+    """Shipped rule (score "sum", thresholds HR +10 %, systolic -6 %, RR +15 %): HR +7.5 %, systolic
+    -5 % and RR +10 % are each short of their threshold but add up to 2.25 changes: an alert after
+    15 s.  The first two alone add up to 1.58: nothing.  The same rule with score "count" needs two
+    changes past their thresholds: nothing either."""
+    base = [x for s in range(0, 900) for x in _triple(s, 80, 120, 14)]
+    three = [x for s in range(900, 940) for x in _triple(s, 86, 114, 15.4)]
+    two = [x for s in range(900, 940) for x in _triple(s, 86, 114, 14)]
+    counting = ICU.model_copy(update={"concordant": (ICU.concordant[0].model_copy(update={"score": "count"}),)})
+    runs = {}
+    for name, ruleset, moves in (("sum, three", ICU, three), ("sum, two", ICU, two), ("count, three", counting, three)):
+        window, tracker = PatientWindow(), AlarmTracker()
+        run_conditions(window, tracker, base, evaluate_concordant, ruleset)
+        runs[name] = [(type(a), a.time) for a in run_conditions(window, tracker, moves, evaluate_concordant, ruleset)]
+    assert ICU.concordant[0].score == "sum"
+    assert runs == {"sum, three": [(Open, T0 + timedelta(seconds=915))], "sum, two": [], "count, three": []}
 
 
 def test_trend_rules_in_both_shipped_rulesets_through_the_engine():

@@ -95,6 +95,7 @@ def test_deviation_and_concordant_rules_parse():
     assert rs.deviation[0].condition == "trend-heart_rate-high"
     assert rs.deviation[0].change(100, 80) == 25.0 and rs.deviation[0].unit == "percent"
     assert rs.concordant[0].min_changes == 2 and rs.concordant[0].change[1].change(94, 97) == 3
+    assert rs.concordant[0].score == "count"  # the default: each change past its own threshold
     shipped = builtin_ruleset("icu-limits")
     assert {d.condition for d in shipped.deviation} >= {"trend-heart_rate-high", "trend-systolic_bp-low",
                                                         "trend-spo2-low", "trend-resp_rate-high"}
