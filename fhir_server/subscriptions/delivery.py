@@ -30,7 +30,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -69,8 +69,9 @@ class CursorSaver:
     upsert per subscription per event, 1,000 per probe in a 1,000-way fan-out.
     """
 
-    def __init__(self, store: Store, interval: float = 0.5) -> None:
+    def __init__(self, store: Store, settled: Callable[[], Awaitable[None]], interval: float = 0.5) -> None:
         self.store = store
+        self.settled = settled
         self.interval = interval
         self._dirty: dict[str, int] = {}
         self._wake = asyncio.Event()
@@ -91,9 +92,10 @@ class CursorSaver:
             await asyncio.sleep(self.interval)
 
     async def flush(self) -> None:
-        dirty, self._dirty = self._dirty, {}
-        if not dirty:
+        if not self._dirty:
             return
+        await self.settled()  # a position is saved after the events it counts (see Delivery)
+        dirty, self._dirty = self._dirty, {}
 
         async def job(tx: WriteTx) -> None:
             for name, n in dirty.items():
@@ -254,6 +256,7 @@ class Worker:
         if events:
             return events
         self._pending = {k: v for k, v in self._pending.items() if k > self.delivered}
+        await self.owner.settled()
         loaded = await load_events(self.owner.store, spec.id, self.delivered, self.last, spec.max_count,
                                    bodies=spec.content == "full-resource")
         if not loaded:
@@ -327,6 +330,10 @@ class Worker:
                 await self._changed.wait()
 
 
+async def _nothing_pending() -> None:
+    return None
+
+
 def _answered_2xx(fut: asyncio.Future[int]) -> bool:
     return not fut.cancelled() and fut.exception() is None and 200 <= fut.result() < 300
 
@@ -341,7 +348,11 @@ class Delivery:
         self.rest = rest
         self.hub = hub
         self.base = base
-        self.cursors = CursorSaver(store)
+        # Waits until the events handed over so far are committed (the matcher sets it): delivery
+        # gets events before their rows commit, so it waits before reading rows back and before
+        # saving a position.
+        self.settled: Callable[[], Awaitable[None]] = _nothing_pending
+        self.cursors = CursorSaver(store, lambda: self.settled())
         self.workers: dict[str, Worker] = {}
         self._fanouts: set[asyncio.Task[None]] = set()
         # Metrics hook: (subscription id, events, perf_counter when the endpoint took them).

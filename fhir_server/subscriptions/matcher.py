@@ -6,12 +6,17 @@ numbered events (``subscription_event``) together with its cursor in one transac
 Numbers are a pure function of the change log: the registry is rebuilt as of the cursor
 (``Registry.load``) and replays every later Subscription and SubscriptionTopic version in
 log order, so a replay after a crash assigns exactly the numbers assigned before it. That
-is what lets the events go to the delivery workers *while* their commit is in flight
-(enqueued first, so it commits before any delivery position that depends on it): a crash
-before that commit loses nothing, the replay re-creates the same numbered events, and the
-receivers see at worst a repeat. The matcher waits for the commit before its next batch
-and retries it with the same rows if it fails. It reads change-log entries and bodies in
-one query and never writes resources, so it cannot slow ingest beyond its own small commit.
+is what lets the events go to the delivery workers *before* they are committed: a crash
+before that commit loses nothing (the committed cursor is still before them), the replay
+re-creates the same numbered events, and the receivers see at worst a repeat.
+
+The commit is off the delivery path: the matcher hands the events over, then leaves their
+rows to one committer task and goes on with the next batch. The committer writes whatever
+has accumulated, with the cursor of the last batch it covers, one transaction at a time
+(so the durable cursor never passes a row that is not committed), retrying the same rows
+if a commit fails. Measured before: a 1,000-way fan-out's 1,000 rows were committed while
+the fan-out's answers were being read, and the matcher waited for them before the next
+change. It reads change-log entries and bodies in one query and never writes resources.
 """
 
 from __future__ import annotations
@@ -55,7 +60,11 @@ class Matcher:
         self.saved = 0
         self.numbers: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
-        self._inflight: asyncio.Future[None] | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._rows: list[dict[str, Any]] = []  # numbered and handed to delivery, not yet committed
+        self._upto = 0  # the cursor to commit with them
+        self._want = asyncio.Event()  # rows or a cursor wait for the committer
+        self._saved_now = asyncio.Event()  # replaced after each commit (``settled`` waits on it)
         self.tail = ChangeTail(store)
         self._poll = True  # the next read goes to the database (start-up, idle polls)
         self._last_save = time.monotonic()
@@ -72,13 +81,22 @@ class Matcher:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="subscriptions-matcher")
+        self._committer = asyncio.create_task(self._commit_loop(), name="subscriptions-event-commit")
 
     async def stop(self) -> None:
+        """Stop matching; what was numbered is committed first (a crash instead replays it)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await self.settled()
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+        self._task = self._committer = None
         await self.tail.close()
 
     async def _run(self) -> None:
@@ -99,11 +117,10 @@ class Matcher:
         changes, bodies = await self._read()
         if not changes:
             if self.saved < self.cursor and time.monotonic() - self._last_save > self.idle_save:
-                await self._commit([], self.cursor)
+                self._save(self.cursor)
             return False
         reg = self.registry
         numbers: dict[str, int] = {}
-        rows: list[dict[str, Any]] = []
         out: dict[str, list[Event]] = {}
         touched: dict[str, SubscriptionSpec | None] = {}
         for c in changes:
@@ -119,42 +136,52 @@ class Matcher:
                     numbers[spec.id] = n = n + 1
                     ev = Event(n, c.seq, c.type, c.id, c.version, c.vid, c.op, c.ts, body)
                     out.setdefault(spec.id, []).append(ev)
-                    rows.append({"sub_id": spec.id, "number": n, "seq": c.seq, "type": c.type, "res_id": c.id,
-                                 "version": c.version, "vid": c.vid, "op": c.op, "ts": c.ts})
         last = changes[-1].seq
-        commit = None
-        if rows or time.monotonic() - self._last_save > self.idle_save:
-            commit = asyncio.ensure_future(self._commit(rows, last))  # queued at the writer now
         self.cursor = last
         self.numbers.update(numbers)
         for sub_id, spec in touched.items():
             self.on_subscription(sub_id, spec)
         if out:
             self.on_events(out)
-        if commit is not None:
-            self._inflight = asyncio.ensure_future(self._durable(commit, rows, last))
-            await self._inflight
+            # the rows are built after the hand-over: not on the notifications' path
+            self._rows.extend({"sub_id": sub_id, "number": e.number, "seq": e.seq, "type": e.type,
+                               "res_id": e.res_id, "version": e.version, "vid": e.vid, "op": e.op, "ts": e.ts}
+                              for sub_id, evs in out.items() for e in evs)
+            self._save(last)
+        elif time.monotonic() - self._last_save > self.idle_save:
+            self._save(last)
         return True
+
+    def _save(self, seq: int) -> None:
+        self._upto = max(self._upto, seq)
+        self._want.set()
 
     async def settled(self) -> None:
         """Wait until every event handed to delivery so far is committed (for ``$events``)."""
-        inflight = self._inflight
-        if inflight is not None and not inflight.done():
-            await asyncio.shield(inflight)
+        target = self._upto
+        while self.saved < target and self._committer is not None and not self._committer.done():
+            await self._saved_now.wait()
 
     async def _read(self) -> tuple[list[Change], dict[int, bytes]]:
         poll, self._poll = self._poll, False
         return await self.tail.read(self.cursor, self.batch, memory=not poll)
 
-    async def _durable(self, commit: asyncio.Future[None], rows: list[dict[str, Any]], seq: int) -> None:
+    async def _commit_loop(self) -> None:
+        """One commit at a time, in order: what accumulated meanwhile goes in the next one."""
         while True:
-            try:
-                await commit
-                return
-            except StorageError:
-                log.exception("saving %d subscription events failed; retrying the same rows", len(rows))
-                await asyncio.sleep(0.2)
-                commit = asyncio.ensure_future(self._commit(rows, seq))
+            await self._want.wait()
+            self._want.clear()
+            rows, self._rows = self._rows, []
+            seq = self._upto
+            if not rows and seq <= self.saved:
+                continue
+            while True:
+                try:
+                    await self._commit(rows, seq)
+                    break
+                except StorageError:
+                    log.exception("saving %d subscription events failed; retrying the same rows", len(rows))
+                    await asyncio.sleep(0.2)
 
     async def _previous(self, c: Change) -> dict[str, Any] | None:
         if c.version <= 1 or (c.op != "delete" and not self.registry.needs_previous(c.type)):
@@ -171,3 +198,5 @@ class Matcher:
         await self.store.write(job)
         self.saved = seq
         self._last_save = time.monotonic()
+        done, self._saved_now = self._saved_now, asyncio.Event()
+        done.set()

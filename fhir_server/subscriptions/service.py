@@ -42,6 +42,7 @@ class SubscriptionService:
         self.delivery = Delivery(store, self.policy, RestHookSender(self.policy.connections_per_endpoint),
                                  self.hub, self.base)
         self.matcher = Matcher(store, self.registry, self.delivery.on_events, self._on_subscription)
+        self.delivery.settled = self.matcher.settled
 
     def register(self, ext: Extensions) -> None:
         register(ext, self)
