@@ -70,6 +70,29 @@ async def test_desaturation_raises_one_alert_committed_with_the_cursor(store):
         await consumer.stop()
 
 
+async def test_alerts_raised_while_a_commit_is_in_flight_all_commit_with_the_cursor(store):
+    """Deep desaturations (fire at once) of 30 patients, each in its own ingest commit: the
+    consumer does not wait for one alert's commit before evaluating the next, and every alert and
+    the final cursor still commit, once each."""
+    consumer = consumer_for(store)
+    await consumer.start()
+    try:
+        for n in range(30):
+            await put_all(store, [spo2(0, 80, patient=f"p{n}")])
+        issues = await until(lambda: _at_least(store, 30))
+        assert sorted(i["patient"]["reference"] for i in issues) == sorted(f"Patient/p{n}" for n in range(30))
+        assert all(i["severity"] == "high" for i in issues)
+    finally:
+        await consumer.stop()
+    assert consumer.stats.alerts_written == 30
+    assert await store.cursor(CONSUMER) == store.notifier.seq
+
+
+async def _at_least(store, count: int) -> list[dict]:
+    issues = await detected_issues(store)
+    return issues if len(issues) >= count else []
+
+
 async def test_restart_continues_the_episode_without_duplicates(store):
     first = consumer_for(store)
     await first.start()
