@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fhir_server.storage import Store, WriteTx, make_engine
+from fhir_server.subscriptions.events import last_number
 from fhir_server.subscriptions.receiver import Receiver, event_numbers
 
 from .conftest import Node
@@ -167,3 +168,37 @@ async def test_a_hanging_endpoint_does_not_delay_other_subscriptions(node, recei
         black_hole.close()
         for w in hung:
             w.close()
+
+
+async def test_events_sent_before_their_rows_commit_keep_their_numbers_after_a_crash(store, db_url, receiver):
+    """The matcher hands events to delivery before their ``subscription_event`` rows commit:
+    a process that dies in between has sent them, stored neither the rows nor the cursor past
+    them; the restart numbers the same changes the same way and ``$events`` can replay them."""
+    async with Node(store) as a:
+        sid = (await a.client.post("Subscription", json=subscription(endpoint=receiver.url, max_count=1))).json()["id"]
+        await _wait_status(a, sid, "active")
+        await caught_up(a)
+        a.svc.matcher._committer.cancel()  # the process dies before any later rows are written
+        for v in range(3):
+            await a.client.post("Observation", json=observation(value=v, id_=None))
+        await receiver.wait_for(lambda rs: 3 in _focus_ids(receiver.notifications()))
+    before = _focus_ids(receiver.notifications())
+    assert sorted(before) == [1, 2, 3] and await last_number(store, sid) == 0  # sent, none stored
+    await store.close()
+
+    fresh = Store(make_engine(db_url))
+    await fresh.start()
+    try:
+        async with Node(fresh) as b:
+            await caught_up(b)
+            st = (await b.client.get(f"Subscription/{sid}/$status")).json()["entry"][0]["resource"]
+            assert st["eventsSinceSubscriptionStart"] == "3"
+            replay = (await b.client.get(f"Subscription/{sid}/$events", params={"eventsSinceNumber": 1})).json()
+            assert _focus_ids([replay]) == before
+            await b.client.post("Observation", json=observation(value=99))
+            await receiver.wait_for(lambda rs: 4 in _focus_ids(receiver.notifications()))
+    finally:
+        await fresh.close()
+    after = _focus_ids(receiver.notifications())
+    assert sorted(after) == [1, 2, 3, 4]
+    assert all(after[n] == focus for n, focus in before.items())
