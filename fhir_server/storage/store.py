@@ -112,12 +112,15 @@ class Store:
             await self._queue.put((job, fut))
         return await fut
 
-    def prepare(self, type_: str, id_: str, resource: dict[str, Any]) -> Prepared | None:
+    def prepare(self, type_: str, id_: str, resource: dict[str, Any], *,
+                indexer: Indexer | None = None) -> Prepared | None:
         """Serialise and index ``resource`` now, outside the writer (``tx.put(..., prepared=)``):
         the writer's transaction is the one serial step, so a caller that maps many resources
         (the MLLP ingest) does this work while another group commits. ``resource`` must not
-        change afterwards. None for a resource with its own ``meta`` (done at flush time)."""
-        return prepare(type_, id_, resource, self.indexer)
+        change afterwards. None for a resource whose ``meta`` holds a version (done at flush
+        time). ``indexer``: one that returns exactly the store's rows, faster for what the
+        caller writes (the device feeds memoise the rows a series repeats)."""
+        return prepare(type_, id_, resource, indexer or self.indexer)
 
     async def put(self, type_: str, id_: str, resource: dict[str, Any], *,
                   method: Method = "PUT", if_match: int | None = None) -> Written:

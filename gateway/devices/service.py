@@ -54,7 +54,7 @@ from mappers.profiles import load_profile
 from mappers.waveform import WAVES, waveform_observation
 
 from .associations import Association, BedAssociations
-from .index_rows import prepare_device_resource
+from .index_rows import DeviceIndexer, prepare_device_resource
 from .intellivue_client import IntellivueClient, MonitorSession
 from .pb840_client import DeviceStatusEvent, Pb840Client
 from .pb840_waveforms import Pb840WaveformClient
@@ -173,6 +173,7 @@ class DeviceIngest:
         self._bed_device: dict[str | None, str] = {}  # bed -> ventilator device id (for the wave port)
         self._last_setting: dict[tuple[str, str], tuple[bytes, float]] = {}
         self._vent_slow: dict[str, tuple[Any, float]] = {}  # device -> (raw slow fields, unchanged until)
+        self._indexer: DeviceIndexer | None = None  # the series rows it keeps live as long as the node
         self._queue: asyncio.Queue[_Record] | None = None
         self._writer: asyncio.Task[None] | None = None
 
@@ -345,7 +346,9 @@ class DeviceIngest:
             for res in resources:
                 if res["resourceType"] == "Observation":
                     tag_unconfirmed(res)
-        prepared = [prepare_device_resource(self.store, res) for res in resources]
+        if self._indexer is None:
+            self._indexer = DeviceIndexer(self.store.indexer)
+        prepared = [prepare_device_resource(self.store, self._indexer, res) for res in resources]
         record = _Record(ep.label, resources, prepared, received, device_time)
         if self._queue is None:
             await self._store([record])

@@ -41,7 +41,8 @@ def trust(directory: Path, key: Ed25519PrivateKey) -> Path:
 
 
 def cli(*args: str):
-    return runner.invoke(app, ["model", *args])
+    # a wide terminal: rich wraps long messages (pytest's tmp paths) at 80 columns otherwise
+    return runner.invoke(app, ["model", *args], env={"COLUMNS": "400"})
 
 
 def test_install_list_refuse_older_and_roll_back(tmp_path: Path):
