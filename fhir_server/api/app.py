@@ -104,13 +104,16 @@ def create_app(store: Store, base_url: str | None = None, *, title: str = "Vital
 
     async def fhir(request: Request) -> Response:
         _check_format(request)
-        req = await _to_request(request, request.path_params["path"])
+        req = await _to_request(request, request.path_params.get("path", ""))
         return render(await handle(req, ctx_for(request)))
 
     # A plain Starlette route, not FastAPI's api_route: the FHIR handler takes the raw request,
     # so FastAPI's per-request dependency solving and response handling were pure overhead
     # (~10% of a request's CPU). Listed in the OpenAPI document by hand below.
     app.router.routes.append(Route("/fhir/{path:path}", fhir, methods=list(FHIR_METHODS)))
+    # the base itself (a transaction or batch is POSTed to it): served, not redirected to
+    # ``/fhir/``, which cost clients a second round trip and loses the body for some of them
+    app.router.routes.append(Route("/fhir", fhir, methods=list(FHIR_METHODS)))
     _document_fhir_route(app)
 
     @app.get("/healthz", include_in_schema=False)

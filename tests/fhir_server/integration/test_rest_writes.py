@@ -183,6 +183,14 @@ async def test_transaction_rewrites_urn_uuid_and_returns_in_entry_order(client):
     assert [e["resource"]["id"] for e in r.json()["entry"]] == [oid]
 
 
+async def test_transaction_posted_to_the_base_without_a_slash_is_served_not_redirected(client):
+    b = txn({"resource": patient("NS1"), "request": {"method": "POST", "url": "Patient"}})
+    r = await client.post(str(client.base_url).rstrip("/"), json=b, follow_redirects=False)
+    assert r.status_code == 200, (r.status_code, r.headers.get("location"))
+    assert r.json()["type"] == "transaction-response"
+    assert await count(client, "Patient?identifier=NS1") == 1
+
+
 async def test_transaction_is_all_or_nothing(client):
     await client.put("Patient/keep", json={**patient("K1"), "id": "keep"})
     await client.put("Patient/gone", json={**patient("K2"), "id": "gone"})
