@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -162,6 +163,7 @@ async def serve(url: str, port: int) -> None:
     await store.start()
     config = uvicorn.Config(create_app(store, f"http://127.0.0.1:{port}/fhir"), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="off", access_log=False)
+    gc.freeze()  # as ``gateway serve`` does once the app is built (gateway/app.py says why)
     try:
         await uvicorn.Server(config).serve()
     finally:

@@ -33,7 +33,11 @@ def _extensions() -> Extensions:
             raise unprocessable("a Device needs a status here")
         return {**res, "manufacturer": "stamped by hook"}
 
+    async def broken(call):
+        raise RuntimeError("a bug in an extension")
+
     ext.add_operation(Operation("echo", "system", echo))
+    ext.add_operation(Operation("broken", "system", broken))
     ext.add_operation(Operation("retire", "instance", retire, "Device", methods=("POST",), writes=True,
                                 definition="http://example.org/OperationDefinition/retire"))
     ext.add_write_hook("Device", devices_need_a_status)
@@ -78,4 +82,13 @@ async def test_instance_write_operation_commits_and_is_listed(client):
     cap = (await client.get("metadata")).json()
     device = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Device")
     assert {"name": "retire", "definition": "http://example.org/OperationDefinition/retire"} in device["operation"]
-    assert [o["name"] for o in cap["rest"][0]["operation"]] == ["echo"]
+    assert [o["name"] for o in cap["rest"][0]["operation"]] == ["broken", "echo"]
+
+
+async def test_an_unexpected_error_or_method_is_an_operation_outcome_and_the_server_goes_on(client):
+    r = await client.get("$broken")
+    assert r.status_code == 500 and r.json()["resourceType"] == "OperationOutcome"
+    assert "RuntimeError" in r.json()["issue"][0]["diagnostics"] and "a bug" not in r.text
+    r = await client.request("OPTIONS", "Patient")
+    assert r.status_code == 405 and r.json()["resourceType"] == "OperationOutcome"
+    assert (await client.get("$echo?a=1")).status_code == 200
