@@ -45,15 +45,15 @@ def error_response(status: int, code: str, msg: str) -> Response:
     return render(FhirResponse(status, outcome("error", code, msg)))
 
 
-def _check_format(request: Request) -> None:
-    fmt = request.query_params.get("_format")
+def _check_format(method: str, params: list[tuple[str, str]], headers: dict[str, str]) -> None:
+    fmt = next((v for k, v in params if k == "_format"), None)
     if fmt is not None and fmt not in FORMAT_OK:
         raise FhirError(406, "not-supported", f"_format {fmt!r} is not supported: this server speaks JSON")
-    accept = request.headers.get("accept", "")
+    accept = headers.get("accept", "")
     if accept and not any(x in accept for x in ("json", "*/*", "application/*")):
         raise FhirError(406, "not-supported", f"Cannot produce {accept}: this server speaks FHIR JSON")
-    ctype = request.headers.get("content-type", "").split(";")[0].strip()
-    if request.method in ("POST", "PUT", "PATCH") and ctype not in JSON_TYPES:
+    ctype = headers.get("content-type", "").split(";")[0].strip()
+    if method in ("POST", "PUT", "PATCH") and ctype not in JSON_TYPES:
         raise FhirError(415, "not-supported", f"Content-Type {ctype!r} is not supported: send application/fhir+json")
 
 
@@ -72,15 +72,22 @@ async def _body(request: Request) -> bytes:
 
 
 async def _to_request(request: Request, path: str) -> FhirRequest:
-    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]
-    body = await _body(request) if request.method in ("POST", "PUT", "PATCH") else b""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip()
-    if path.endswith("/_search") and request.method == "POST":
-        if ctype == "application/x-www-form-urlencoded":
+    """The request as the core sees it. Headers and query are read from the ASGI scope once
+    (Starlette's ``Headers``/``QueryParams`` objects, built twice a request, cost ~30 µs)."""
+    scope = request.scope
+    method = scope["method"]
+    # ASGI header names are lower-case; a repeated header keeps its last value
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    qs = scope["query_string"]
+    params = parse_qsl(qs.decode("latin-1"), keep_blank_values=True) if qs else []
+    _check_format(method, params, headers)
+    params = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+    body = await _body(request) if method in ("POST", "PUT", "PATCH") else b""
+    if path.endswith("/_search") and method == "POST":
+        if headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
             params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         body = b""
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    return FhirRequest(request.method, path, tuple(params), headers, body or None)
+    return FhirRequest(method, path, tuple(params), headers, body or None)
 
 
 class _FhirApp(FastAPI):
@@ -128,7 +135,6 @@ def create_app(store: Store, base_url: str | None = None, *, title: str = "Vital
     app.state.extensions = _ctx.extensions
 
     async def fhir(request: Request) -> Response:
-        _check_format(request)
         req = await _to_request(request, request.path_params.get("path", ""))
         return render(await handle(req, ctx_for(request)))
 
