@@ -6,7 +6,6 @@ several of them atomically and conditional operations see a consistent database.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import jsonpatch
@@ -26,6 +25,7 @@ from fhir_server.storage import StoredVersion, WriteTx, Written, loads
 from fhir_server.storage import schema as t
 
 from . import fastread
+from .ids import new_id
 from .request import FhirRequest
 from .resources import validate
 from .search_exec import match_ids
@@ -110,7 +110,7 @@ async def create(tx: WriteTx, req: FhirRequest, type_: str,
         if ids:
             return await read(tx, type_, ids[0]), False
     res = {k: v for k, v in res.items() if k != "id"}
-    return await _put(tx, type_, str(uuid.uuid4()), res, "POST", must_not_exist=True), True
+    return await _put(tx, type_, new_id(), res, "POST", must_not_exist=True), True
 
 
 async def update(tx: WriteTx, req: FhirRequest, type_: str, id_: str, res: dict[str, Any]) -> Written:
@@ -131,7 +131,7 @@ async def conditional_update(tx: WriteTx, req: FhirRequest, type_: str, query: s
             raise bad_request(f"Resource id {res.get('id')!r} differs from the matched {ids[0]}", ["id"])
         id_ = ids[0]
     else:
-        id_ = res.get("id") or str(uuid.uuid4())
+        id_ = res.get("id") or new_id()
     res = {**res, "id": id_}
     return await _put(tx, type_, id_, res, "PUT", if_match=parse_etag(req.header("if-match")))
 

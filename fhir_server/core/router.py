@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +13,7 @@ from .capability import capability_statement
 from .context import ServerContext
 from .extensions import OperationCall, operation_parameters
 from .history import history
+from .ids import new_id
 from .render import ok_outcome, stored, written
 from .request import FhirRequest, FhirResponse
 from .resources import check_type, parse_json, validate
@@ -53,7 +53,7 @@ async def _plain_create(req: FhirRequest, ctx: ServerContext, type_: str) -> Fhi
     transaction holds no per-resource work but the inserts."""
     res = validate(_resource(req), type_)
     body = {k: v for k, v in res.items() if k != "id"}
-    id_ = str(uuid.uuid4())
+    id_ = new_id()
     prepared = ctx.store.prepare(type_, id_, body)
 
     async def job(tx: WriteTx) -> PendingWrite:

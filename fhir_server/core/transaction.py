@@ -9,7 +9,6 @@ entry's outcome.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +20,7 @@ from fhir_server.storage import PendingWrite, WriteTx, dumps
 from fhir_server.storage.types import Prepared
 
 from .context import ServerContext
+from .ids import new_id
 from .render import written
 from .request import FhirRequest, FhirResponse
 from .resources import check_type, parse_json, validate
@@ -198,7 +198,7 @@ async def _assign_ids(tx: WriteTx | None, entries: list[dict[str, Any]], reqs: l
         full = entry.get("fullUrl")
         parts = r.parts
         if r.method == "POST" and len(parts) == 1:
-            target = f"{parts[0]}/{uuid.uuid4()}"
+            target = f"{parts[0]}/{new_id()}"
             cond = r.header("if-none-exist")
             if cond:
                 found = await match_ids(tx, parts[0], cond, limit=2)
@@ -214,7 +214,7 @@ async def _assign_ids(tx: WriteTx | None, entries: list[dict[str, Any]], reqs: l
             found = await match_ids(tx, parts[0], _qs(r), limit=2)
             if len(found) > 1:
                 raise precondition_failed(f"conditional update matched {len(found)} resources", "multiple-matches")
-            res_id = found[0] if found else (r.resource or {}).get("id") or str(uuid.uuid4())
+            res_id = found[0] if found else (r.resource or {}).get("id") or new_id()
             target = f"{parts[0]}/{res_id}"
             if full:
                 ids[full] = target
