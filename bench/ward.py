@@ -16,7 +16,9 @@ Per bed (all three vendors, real transports, real rates):
 
 The node (store, alerting, subscriptions, MLLP listener, device feeds: ``gateway.app.running_node``)
 runs in THIS process on a fresh SQLite database per step; the simulators run in a child
-process (``python -m gateway simulate``), so the CPU and memory figures are the node's alone.
+process (``python -m gateway simulate``), so the CPU and memory figures are the node's alone;
+the simulator's own CPU is reported beside them (``simulator_cpu_cores``): the two share the
+cores, and a step where the simulator costs as much as the node would measure the simulator.
 A step is *sustained* when, after a 10 s warm-up, the p99 of device ingest lag (receipt of a
 record to its commit; for an IntelliVue reply, from the arrival of its first datagram at the
 node's socket), of the monitor's source lag (the monitor's time stamp in a poll reply to its
@@ -101,6 +103,18 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -168,6 +182,7 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
     async with running_node(settings) as node:
         size0 = await db_size()  # the migrated, empty database
         ingest = node.services.get("devices")
+        children0 = _children_cpu_s()
         proc = await asyncio.create_subprocess_exec(*sim_cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                                     stderr=subprocess.PIPE)
         ticker = asyncio.create_task(_loop_lag(lag, stop))
@@ -176,8 +191,11 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         if ingest is not None:
             ingest.stats = IngestStats()
         cpu0, t0, rss0 = _cpu_s(), time.monotonic(), _rss_mib()
+        sim_cpu0 = _proc_cpu_s(proc.pid)
         out, err = await proc.communicate()
         cpu, wall = _cpu_s() - cpu0, time.monotonic() - t0
+        # the simulator shares the 2 cores: if it costs more than the node, it is what saturates
+        sim_cpu = _children_cpu_s() - children0 - sim_cpu0
         backlog, backlog_oldest_ms = ingest.backlog() if ingest is not None else (0, None)
         rss = _rss_mib()
         stop.set()
@@ -204,10 +222,12 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         "intellivue_polls_answered": sim.get("intellivue_polls_answered"),
         "pb840_polls_answered": sim.get("pb840_polls_answered"),
         "resources_per_s": round((dev.get("resources") or 0) / wall, 1),
-        "node_cpu_cores": round(cpu / wall, 3), "node_rss_mib": round(rss, 1),
+        "node_cpu_cores": round(cpu / wall, 3), "simulator_cpu_cores": round(sim_cpu / wall, 3),
+        "node_rss_mib": round(rss, 1),
         "node_rss_growth_mib": round(rss - rss0, 1),
         "db_growth_bytes": size, "db_mib_per_bed_hour": round(size / 2**20 / data_hours, 1) if data_hours else None,
         "node_cpu_s_per_bed_hour": round(cpu / hours, 1) if hours else None,
+        "simulator_cpu_s_per_bed_hour": round(sim_cpu / hours, 1) if hours else None,
         # other processes on the machine compete for the 2 cores: a load well above what the node
         # and the simulator use means the step measured contention, not the node
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
