@@ -136,6 +136,24 @@ def _sub(i: int, channel: str, endpoint: str | None) -> dict[str, Any]:
             "_criteria": {"extension": [{"url": FILTER_EXT, "valueString": "Observation?patient=Patient/probe"}]}}
 
 
+class _GcPauses:
+    """Collections of this (the node's) process during the measurement: how many, how long."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.ms[info["generation"]].append((time.perf_counter() - self.started) * 1000)
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        return {f"gen{g}": {"per_s": round(len(xs) / seconds, 1), "max_ms": round(max(xs, default=0.0), 2),
+                            "total_ms": round(sum(xs), 1)} for g, xs in self.ms.items()}
+
+
 def _pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -168,6 +186,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
 
     from fhir_server.storage import Store, WriteTx, make_engine, upgrade
     from fhir_server.subscriptions import SubscriptionService
+    from fhir_server.subscriptions.ws_protocol import NODE_WS_CONFIG
 
     tmp = tempfile.mkdtemp(prefix="vg-subs-")
     url = PG_URL if args.db == "postgresql" else f"sqlite+aiosqlite:///{tmp}/bench.db"
@@ -210,12 +229,19 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         from fastapi import FastAPI
         app = FastAPI()
         app.include_router(svc.router())
+        # node: the node's websocket settings (gateway/app.py), frames written straight to the
+        # transports, no per-message compression; asgi: uvicorn's defaults, every send through ASGI
+        ws_config = NODE_WS_CONFIG if args.ws == "node" else {}
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                               log_level="warning", ws_max_queue=1024))
+                                               log_level="warning", ws_max_queue=1024, **ws_config))
         server_task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.01)
         endpoint = None
+    if args.gc == "node":
+        # where ``vitalgate serve`` freezes (gateway/app.py): once the node is up, before clients
+        # create their subscriptions and connect, so those stay in the collector's sight
+        gc.freeze()
 
     async def create(tx: WriteTx) -> None:
         for i in range(count):
@@ -228,10 +254,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         proc.start()
         await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     await _wait_active(store, count)
-    if args.freeze_gc:
-        # what ``vitalgate serve`` does once the node is up (gateway/app.py): without it, a full
-        # collection of this process's heap landed inside a fan-out now and then (~180 ms)
-        gc.freeze()
+    pauses = _GcPauses()
 
     stop = asyncio.Event()
     ingested = [0]
@@ -280,9 +303,11 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
 
     t0 = time.perf_counter()
     loops = [asyncio.create_task(ingest()), asyncio.create_task(probe())]
+    gc.callbacks.append(pauses)
     await asyncio.sleep(args.seconds)
     stop.set()
     await asyncio.gather(*loops)
+    gc.callbacks.remove(pauses)
     elapsed = time.perf_counter() - t0
     await asyncio.sleep(min(10.0, 2.0 + count / 200))  # let the last probes arrive
     parent.send("dump")
@@ -314,7 +339,8 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
             "sender_side_ms": {"first_p50": _pct([min(v) for v in sent], .5),
                                "first_p99": _pct([min(v) for v in sent], .99),
                                "last_p50": _pct([max(v) for v in sent], .5),
-                               "last_p99": _pct([max(v) for v in sent], .99)}}
+                               "last_p99": _pct([max(v) for v in sent], .99)},
+            "gc_pauses": pauses.summary(args.seconds)}
 
 
 async def baseline(n: int = 300) -> dict[str, Any]:
@@ -363,13 +389,22 @@ async def main() -> None:
                     help="seconds between matching Observations (at least N/1000 s for N subscriptions)")
     ap.add_argument("--counts", default="1,100,1000")
     ap.add_argument("--channels", default="rest-hook,websocket")
-    ap.add_argument("--freeze-gc", action="store_true",
-                    help="gc.freeze() once set up, as the node's serve does (default: off, as measured before)")
+    ap.add_argument("--ws", choices=("node", "asgi"), default="node",
+                    help="node (default): uvicorn as vitalgate serve runs it (NODE_WS_CONFIG); asgi: uvicorn's "
+                         "defaults (permessage-deflate, every frame through the ASGI send)")
+    ap.add_argument("--gc", choices=("node", "off"), default="node",
+                    help="node (default): gc.freeze() once the node is up, as vitalgate serve does "
+                         "(gateway/app.py); off: no freeze (the figures before 29 November)")
     args = ap.parse_args()
     import logging
     logging.basicConfig(level=logging.ERROR)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "db": args.db,
-                           "note": "2-core VM; receivers in a child process", "freeze_gc": args.freeze_gc},
+                           "note": "2-core VM; receivers in a child process",
+                           "gc": ("frozen once the node is up, before subscriptions and sockets, as vitalgate "
+                                  "serve does" if args.gc == "node" else "not frozen (unlike the node)"),
+                           "gc_threshold": gc.get_threshold(),
+                           "websocket": ("uvicorn with NODE_WS_CONFIG, as vitalgate serve" if args.ws == "node"
+                                         else "uvicorn defaults (ASGI send, permessage-deflate)")},
                "targets": {"p99_ms_1_subscriber": 5, "p99_ms_last_of_1000": 50},
                "baseline": await baseline(), "cases": []}
     for channel in args.channels.split(","):

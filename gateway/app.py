@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI
 from fhir_server.api import create_app
 from fhir_server.core import Extensions
 from fhir_server.storage import Store, make_engine, upgrade
+from fhir_server.subscriptions.ws_protocol import NODE_WS_CONFIG
 
 from .settings import Settings
 
@@ -105,8 +106,10 @@ async def serve(settings: Settings, *, extra: Callable[[Node], Awaitable[None]] 
                 parts: list[tuple[str, Part]] | None = None) -> None:
     """Run the node until cancelled: HTTP (FHIR, health) plus every listener and consumer."""
     async with running_node(settings, parts) as node:
+        # NODE_WS_CONFIG: subscription fan-outs write websocket frames straight to the transports
         config = uvicorn.Config(build_app(node), host=settings.http_host, port=settings.http_port,
-                                log_level=settings.log_level.lower(), lifespan="off", access_log=False)
+                                log_level=settings.log_level.lower(), lifespan="off", access_log=False,
+                                **NODE_WS_CONFIG)
         server = uvicorn.Server(config)
         # Everything loaded so far (modules, models, the HTTP app) lives as long as the node: out of
         # the collector's sight, a full collection no longer scans it (a 250 ms loop stall at

@@ -4,7 +4,8 @@
   ``http1.Http1Client``: one bounded keep-alive pool per endpoint origin, so a slow or dead
   endpoint only ever holds its own connections.
 - ``WebSocketHub``: binding tokens (``$get-ws-binding-token``) and the sockets bound to each
-  subscription; a send writes the Bundle as one text frame to every bound socket.
+  subscription; a send writes the Bundle as one text frame to every bound socket, straight to
+  the transport when the connection allows it (``write_now``, see ``ws_protocol``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .http1 import Http1Client, HttpError
 from .model import SubscriptionSpec
+from .ws_protocol import text_frame
 
 
 class RestHookSender:
@@ -59,9 +62,15 @@ class RestHookSender:
 SendText = Callable[[str], Awaitable[None]]
 
 
+class FrameWriter(Protocol):  # ws_protocol.SubscriptionWebSocketProtocol
+    def can_write(self) -> bool: ...
+    def write_text(self, payload: bytes, frame: bytes) -> None: ...
+
+
 @dataclass
 class Binding:
     send: SendText
+    frames: FrameWriter | None = None  # writes a frame synchronously, when the server offers it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -101,11 +110,28 @@ class WebSocketHub:
     def is_bound(self, sub_id: str) -> bool:
         return bool(self._bound.get(sub_id))
 
+    def write_now(self, sub_id: str, body: bytes) -> bool:
+        """Write to every socket bound to ``sub_id`` without awaiting, if each of them can take a
+        frame at once (none paused, closing or in the middle of an awaited send); the frame is
+        built once for all of them. False when nothing was written: use ``send``."""
+        bindings = self._bound.get(sub_id)
+        if not bindings:
+            return False
+        for b in bindings:
+            if b.frames is None or b.lock.locked() or not b.frames.can_write():
+                return False
+        frame = text_frame(body)
+        for b in bindings:
+            b.frames.write_text(body, frame)  # type: ignore[union-attr] - checked above
+        return True
+
     async def send(self, sub_id: str, body: bytes) -> str | None:
         """Write to every socket bound to ``sub_id``; None if at least one write completed."""
         bindings = list(self._bound.get(sub_id, ()))
         if not bindings:
             return "no websocket bound"
+        if self.write_now(sub_id, body):
+            return None
         text = body.decode()
         ok = False
         for b in bindings:

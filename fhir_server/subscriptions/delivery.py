@@ -391,12 +391,25 @@ class Delivery:
             task.add_done_callback(self._fanouts.discard)
 
     async def _write_sockets(self, sockets: list[tuple[Worker, list[Event], bytes]]) -> None:
-        """One task writes a fan-out's websocket Bundles, socket after socket."""
-        for i, (w, events, body) in enumerate(sockets):
+        """One task writes a fan-out's websocket Bundles: first every one a socket takes at once,
+        straight to its transport in one synchronous pass (a frame ~5 us, against ~55 us
+        through the ASGI stack), then the rest socket after socket, awaiting each send."""
+        later = []
+        for w, events, body in sockets:
+            try:
+                written = self.hub.write_now(w.spec.id, body)
+            except Exception:  # noqa: BLE001 - the awaited path finds out and unbinds a broken socket
+                log.debug("websocket fan-out write failed", exc_info=True)
+                written = False
+            if written:
+                w.sent_now(True, events)
+            else:
+                later.append((w, events, body))
+        for i, (w, events, body) in enumerate(later):
             try:
                 err = await self.hub.send(w.spec.id, body)
             except asyncio.CancelledError:
-                for rest in sockets[i:]:
+                for rest in later[i:]:
                     rest[0].sent_now(False, rest[1])
                 raise
             except Exception:  # noqa: BLE001 - the worker retries and reports

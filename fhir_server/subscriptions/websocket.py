@@ -5,6 +5,8 @@ A client gets a token from ``$get-ws-binding-token``, connects to the returned U
 Bundle per subscription the token covers, then writes ``event-notification`` and
 ``heartbeat`` Bundles as text frames. ``unbind-with-token: <token>`` stops them. A bad
 command or token is answered with an OperationOutcome frame; the socket stays open.
+Under ``ws_protocol.SubscriptionWebSocketProtocol`` (the node's uvicorn) a fan-out writes
+its frames straight to the transports.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fhir_server.errors import outcome
 
 from .channels import Binding
 from .notifications import notification
+from .ws_protocol import FRAMES
 
 if TYPE_CHECKING:
     from .service import SubscriptionService
@@ -31,7 +34,7 @@ def websocket_router(svc: SubscriptionService) -> APIRouter:
     @router.websocket(WS_PATH)
     async def subscription_ws(websocket: WebSocket) -> None:
         await websocket.accept()
-        binding = Binding(websocket.send_text)
+        binding = Binding(websocket.send_text, websocket.scope.get("extensions", {}).get(FRAMES))
         bound: set[str] = set()
         try:
             while True:
