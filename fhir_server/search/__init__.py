@@ -7,7 +7,7 @@ PostgreSQL). Spec: https://hl7.org/fhir/R4B/search.html
 """
 
 from .dates import MAX_US, MIN_US, date_range, epoch_us
-from .extract import extract_index
+from .extract import extract_index, indexed_elements
 from .normalize import norm_text, parse_reference
 from .query import DEFAULT_COUNT, MAX_COUNT, SearchQuery, parse_search
 from .query_parts import Clause, Include, SortKey
@@ -64,6 +64,7 @@ __all__ = [
     "date_range",
     "epoch_us",
     "extract_index",
+    "indexed_elements",
     "include_names",
     "norm_text",
     "parse_reference",

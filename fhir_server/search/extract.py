@@ -21,7 +21,7 @@ from .normalize import norm_text, parse_reference
 from .registry import SearchParam, search_params
 from .ucum import UCUM_SYSTEM, canonical
 
-__all__ = ["extract_index"]
+__all__ = ["extract_index", "indexed_elements"]
 
 Row = dict[str, Any]
 Rows = list[Row]
@@ -268,3 +268,20 @@ def extract_index(resource_type: str, resource: Mapping[str, Any]) -> dict[str, 
     if ex is None:
         ex = _EXTRACTORS[resource_type] = _compile(resource_type)
     return ex(resource)
+
+
+_INDEXED: dict[str, frozenset[str]] = {}
+
+
+def indexed_elements(resource_type: str) -> frozenset[str]:
+    """The top-level element names (choice elements spelled out) that ``extract_index`` reads.
+    Each parameter reads one of them, so apart from an Observation's series rows (which need
+    its ``subject`` and ``code`` together) a resource's rows are the union of the rows of each
+    of these elements alone, and an element not named here never adds a row: a caller that
+    indexes many similar resources can memoise rows per element."""
+    names = _INDEXED.get(resource_type)
+    if names is None:
+        names = _INDEXED[resource_type] = frozenset(
+            key for p in search_params(resource_type).values() if not p.rows_of
+            for path in p.paths for key in _steps(path, p.type)[0])
+    return names

@@ -10,27 +10,35 @@ for codes nobody searches by (clients search the MDC or LOINC code). An Observat
 coding is the vendor's (ventilator settings, the alarm panel) keeps its rows: that code is the
 only way to find it.
 
-How. Rows are built by ``Store.prepare`` in the device client's task, before the record is
-queued: the ingest writer's transaction (the one serial step) only inserts them. A device
-repeats the same series every second (same code, category, status, patient, device, tag):
-only the time and the value change. ``DeviceIndexer`` extracts the rows of the series' fixed
-elements once and keeps them; per Observation it extracts only the elements that vary, and
-adds the series' end-time rows from the two (``composite_date_rows``). The rows are exactly
-the store's own extraction minus the vendor rows (``tests/gateway/unit/test_device_index_rows``
-checks it on every device mapping); building them costs about a third of a full extraction.
+How. Rows are built by ``DeviceIndexer.prepare`` (what ``Store.prepare`` gives, the store's
+own JSON) in the device client's task, before the record is queued: the ingest writer's
+transaction (the one serial step) only inserts them. A device repeats the same series every
+second (same code, category, status, patient, device, tag): only the time and the value
+change. ``DeviceIndexer`` extracts the rows of the series' fixed elements once and keeps them
+in the index tables' column order; per Observation it adds the rows of each varying element
+(``extract_index`` on that element alone, memoised by the element's JSON: a poll's numerics
+share one time stamp, a steady vital repeats its value; elements no parameter reads, such as
+a waveform's SampledData, are skipped: ``indexed_elements``) and the series' end-time rows
+from the two. The rows are exactly the store's own extraction minus the vendor rows
+(``tests/gateway/unit/test_device_index_rows`` checks it on every device mapping); building
+them costs about a third of what ``Store.prepare`` with the full extraction costs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.search import indexed_elements
 from fhir_server.search.composite import COMPOSITE_PARAM, composite_date_rows
-from fhir_server.storage import Store, dumps
+from fhir_server.storage import dumps
+from fhir_server.storage._plan import INDEX_COLS
+from fhir_server.storage._plan import prepare as store_prepare
 from fhir_server.storage.types import Prepared
 from mappers.terminology import VENDOR_CODE_PREFIX
 
-__all__ = ["DeviceIndexer", "prepare_device_resource"]
+__all__ = ["DeviceIndexer"]
 
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]
 Extract = Any  # the store's indexer: (type, resource) -> {table kind: [row, ...]}
@@ -54,33 +62,86 @@ def _vendor_code_row(row: Mapping[str, Any]) -> bool:
     return str(row.get("system") or "").startswith(VENDOR_CODE_PREFIX) or VENDOR_CODE_PREFIX in str(row.get("code"))
 
 
+Row = tuple[str, tuple[Any, ...]]  # (table kind, the row in the table's column order, without rid)
+
+
+def _as_tuples(rows: Rows) -> list[Row]:
+    out: list[Row] = []
+    for kind, entries in rows.items():
+        cols = INDEX_COLS[kind]
+        out.extend((kind, tuple([e.get(c) for c in cols])) for e in entries)
+    return out
+
+
+def _no_rows(type_: str, res: Mapping[str, Any]) -> Rows:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    rows: tuple[Row, ...]  # the fixed elements' rows, already in column order
+    end_params: tuple[str, ...]  # the series' end-time row params (one per series key)
+
+
 class DeviceIndexer:
-    """An indexer for ``Store.prepare`` giving the store's rows for device resources, minus the
-    vendor-coding rows, with each series' fixed rows extracted once."""
+    """``prepare`` gives what ``Store.prepare`` gives for device resources, with the store's
+    rows minus the vendor-coding rows, each series' fixed rows extracted once. ``extract``: the
+    store's indexer (the search registry's ``extract_index``)."""
 
     def __init__(self, extract: Extract) -> None:
         self._extract = extract
-        self._series: dict[bytes, Rows] = {}
+        self._series: dict[bytes, _Series] = {}
+        # a varying element's rows, by its JSON: a poll's numerics (and a ventilator record's
+        # values) share one time stamp, parsed once per poll, and a steady vital repeats its value
+        self._elements: dict[tuple[str, bytes], list[Row]] = {}
+        # elements no search parameter reads (a waveform's SampledData): never extracted
+        self._indexed = indexed_elements("Observation")
 
-    def __call__(self, type_: str, res: Mapping[str, Any]) -> Rows:
+    def prepare(self, res: dict[str, Any]) -> Prepared | None:
+        """``Store.prepare(res)`` with these rows, built as the store's column-order tuples
+        directly: a series' fixed rows are converted once; per Observation, each varying
+        element's rows come from a memo by its JSON (or are extracted alone), and elements no
+        parameter reads are skipped."""
+        type_ = res["resourceType"]
+        # the JSON of the resource is the store's own; only the rows are built here
+        base = store_prepare(type_, res["id"], res, _no_rows)
+        if base is None:
+            return None
         if type_ != "Observation":
-            return self._extract(type_, res)
+            return Prepared(base.tail, tuple(_as_tuples(self._extract(type_, res))), base.meta)
         fixed = {k: v for k, v in res.items() if k in _SERIES_ELEMENTS}
         key = dumps(fixed)
-        rows = self._series.get(key)
-        if rows is None:
+        series = self._series.get(key)
+        if series is None:
             if len(self._series) >= _MAX_SERIES:
                 self._series.clear()
-            rows = self._series[key] = self._fixed_rows(type_, fixed)
-        varying = {k: v for k, v in res.items() if k not in _SERIES_ELEMENTS}
-        varying["resourceType"] = type_
-        out = {kind: list(entries) for kind, entries in rows.items()}
-        for kind, entries in self._extract(type_, varying).items():
-            out.setdefault(kind, []).extend(entries)
-        series = [r for r in rows.get("token", ()) if r["param"] == COMPOSITE_PARAM]
-        if series:  # the series' end-time rows need its keys (fixed) and the time (varying)
-            out.setdefault("date", []).extend(composite_date_rows(series, out.get("date", [])))
-        return out
+            series = self._series[key] = self._new_series(type_, fixed)
+        rows = list(series.rows)
+        for k, v in res.items():
+            if k not in _SERIES_ELEMENTS and k in self._indexed:
+                rows += self._element_rows(type_, k, v)
+        if series.end_params:
+            ends = [r[_DATE_HI] for kind, r in rows if kind == "date" and r[_DATE_PARAM_AT] == _DATE_PARAM]
+            if ends:
+                end = max(ends)
+                rows += [("date", _date_row(p, end)) for p in series.end_params]
+        return Prepared(base.tail, tuple(rows), base.meta)
+
+    def _element_rows(self, type_: str, element: str, value: Any) -> list[Row]:
+        key = (element, dumps(value))
+        rows = self._elements.get(key)
+        if rows is None:
+            if len(self._elements) >= _MAX_ELEMENTS:
+                self._elements.clear()
+            rows = self._elements[key] = _as_tuples(self._extract(type_, {"resourceType": type_, element: value}))
+        return rows
+
+    def _new_series(self, type_: str, fixed: dict[str, Any]) -> _Series:
+        rows = self._fixed_rows(type_, fixed)
+        keys = [r for r in rows.get("token", ()) if r["param"] == COMPOSITE_PARAM]
+        # composite_date_rows gives one row per key at the latest end: its params, kept
+        probe = composite_date_rows(keys, [{"param": _DATE_PARAM, "hi": 0}])
+        return _Series(tuple(_as_tuples(rows)), tuple(r["param"] for r in probe))
 
     def _fixed_rows(self, type_: str, fixed: dict[str, Any]) -> Rows:
         rows = self._extract(type_, fixed)
@@ -89,6 +150,12 @@ class DeviceIndexer:
         return {kind: [r for r in entries if not _vendor_code_row(r)] for kind, entries in rows.items()}
 
 
-def prepare_device_resource(store: Store, indexer: DeviceIndexer, res: dict[str, Any]) -> Prepared | None:
-    """``store.prepare`` for a device feed's resource, with the feed's ``indexer``."""
-    return store.prepare(res["resourceType"], res["id"], res, indexer=indexer)
+_MAX_ELEMENTS = 50_000  # times and values of the last seconds of every bed; cleared when exceeded
+_DATE_PARAM = "Observation.date"
+_DATE_COLS = INDEX_COLS["date"]
+_DATE_HI, _DATE_PARAM_AT = _DATE_COLS.index("hi"), _DATE_COLS.index("param")
+
+
+def _date_row(param: str, end: Any) -> tuple[Any, ...]:
+    return tuple([{"param": param, "lo": end, "hi": end}.get(c) for c in _DATE_COLS])
+

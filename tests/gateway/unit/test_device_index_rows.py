@@ -63,5 +63,9 @@ def test_device_rows_are_the_stores_minus_redundant_vendor_codings() -> None:
             standard = any(not c["system"].startswith(VENDOR_CODE_PREFIX) for c in codings)
             expected = Counter({r: n for r, n in full.items() if not (standard and _names_vendor_code(r))})
             seen_dropped |= expected != full
-            assert _rows(copy.deepcopy(res), indexer) == expected, res["id"]
+            direct, store_made = indexer.prepare(copy.deepcopy(res)), prepare(
+                res["resourceType"], res["id"], copy.deepcopy(res), extract_index)
+            assert direct is not None and store_made is not None
+            assert Counter(direct.index) == expected, res["id"]
+            assert (direct.tail, direct.meta) == (store_made.tail, store_made.meta)
     assert seen_dropped  # the IntelliVue and PB840 measurements carry a vendor coding
