@@ -54,7 +54,7 @@ from mappers.profiles import load_profile
 from mappers.waveform import WAVES, waveform_observation
 
 from .associations import Association, BedAssociations
-from .index_rows import DeviceIndexer, prepare_device_resource
+from .index_rows import DeviceIndexer
 from .intellivue_client import IntellivueClient, MonitorSession
 from .pb840_client import DeviceStatusEvent, Pb840Client
 from .pb840_waveforms import Pb840WaveformClient
@@ -348,7 +348,7 @@ class DeviceIngest:
                     tag_unconfirmed(res)
         if self._indexer is None:
             self._indexer = DeviceIndexer(self.store.indexer)
-        prepared = [prepare_device_resource(self.store, self._indexer, res) for res in resources]
+        prepared = [self._indexer.prepare(res) for res in resources]
         record = _Record(ep.label, resources, prepared, received, device_time)
         if self._queue is None:
             await self._store([record])
