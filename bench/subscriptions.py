@@ -238,7 +238,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         while not server.started:
             await asyncio.sleep(0.01)
         endpoint = None
-    if args.gc == "node":
+    if args.gc in ("node", "disabled"):
         # where ``vitalgate serve`` freezes (gateway/app.py): once the node is up, before clients
         # create their subscriptions and connect, so those stay in the collector's sight
         gc.freeze()
@@ -304,10 +304,13 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     t0 = time.perf_counter()
     loops = [asyncio.create_task(ingest()), asyncio.create_task(probe())]
     gc.callbacks.append(pauses)
+    if args.gc == "disabled":
+        gc.disable()
     await asyncio.sleep(args.seconds)
     stop.set()
     await asyncio.gather(*loops)
     gc.callbacks.remove(pauses)
+    gc.enable()
     elapsed = time.perf_counter() - t0
     await asyncio.sleep(min(10.0, 2.0 + count / 200))  # let the last probes arrive
     parent.send("dump")
@@ -392,16 +395,20 @@ async def main() -> None:
     ap.add_argument("--ws", choices=("node", "asgi"), default="node",
                     help="node (default): uvicorn as vitalgate serve runs it (NODE_WS_CONFIG); asgi: uvicorn's "
                          "defaults (permessage-deflate, every frame through the ASGI send)")
-    ap.add_argument("--gc", choices=("node", "off"), default="node",
+    ap.add_argument("--gc", choices=("node", "off", "disabled"), default="node",
                     help="node (default): gc.freeze() once the node is up, as vitalgate serve does "
-                         "(gateway/app.py); off: no freeze (the figures before 29 November)")
+                         "(gateway/app.py); off: no freeze (the figures before 29 November); disabled: "
+                         "as node, then no collection at all while measuring (what the best thresholds "
+                         "could gain at most)")
     args = ap.parse_args()
     import logging
     logging.basicConfig(level=logging.ERROR)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "db": args.db,
                            "note": "2-core VM; receivers in a child process",
-                           "gc": ("frozen once the node is up, before subscriptions and sockets, as vitalgate "
-                                  "serve does" if args.gc == "node" else "not frozen (unlike the node)"),
+                           "gc": {"node": "frozen once the node is up, before subscriptions and sockets, as "
+                                          "vitalgate serve does",
+                                  "off": "not frozen (unlike the node)",
+                                  "disabled": "frozen as the node, then disabled while measuring"}[args.gc],
                            "gc_threshold": gc.get_threshold(),
                            "websocket": ("uvicorn with NODE_WS_CONFIG, as vitalgate serve" if args.ws == "node"
                                          else "uvicorn defaults (ASGI send, permessage-deflate)")},
