@@ -128,6 +128,7 @@ class IngestStats:
     resources: int = 0
     dead_letters: int = 0
     statuses: int = 0
+    commits: int = 0  # ingest-writer transactions (a batch retried record by record counts each)
     lags_ms: list[float] = field(default_factory=list)  # receipt -> commit, per record
     # device time stamp -> commit (IntelliVue poll replies carry the monitor's clock, 10 ms
     # resolution): includes socket and event-loop queueing that ``lags_ms`` cannot see; only
@@ -141,6 +142,7 @@ class IngestStats:
             return round(values[min(len(values) - 1, int(len(values) * 0.99))], 2) if values else None
 
         return {"records": self.records, "resources": self.resources, "dead_letters": self.dead_letters,
+                "commits": self.commits,
                 "statuses": self.statuses, "lag_ms_p99": p99(lags), "lag_ms_max": lags[-1] if lags else None,
                 "source_lag_ms_p99": p99(source)}
 
@@ -356,7 +358,13 @@ class DeviceIngest:
             await self._queue.put(record)
 
     async def _write_loop(self) -> None:
-        """Whatever every feed queued while the previous commit ran goes into the next one."""
+        """Whatever every feed queued while the previous commit ran goes into the next one.
+
+        No deliberate wait for a bigger group: holding the first record until it was 150 ms
+        old (groups up to 1,024) cut the commits at 100 beds from ~390 to ~150 per 30 s, but
+        node CPU by only ~2 % (26.4 -> 25.8 s per bed-hour) and not the p99 lag (0.60-0.63 s
+        -> 0.65-0.75 s), and it added 150 ms to every record at low load (1 bed: p50 4 ms ->
+        154 ms), which is 150 ms more before the alerting engine sees a value."""
         assert self._queue is not None
         queue = self._queue
         while True:
@@ -389,6 +397,7 @@ class DeviceIngest:
             return
         done, now = time.monotonic(), datetime.now(UTC)
         stats = self.stats
+        stats.commits += 1
         for record in batch:
             stats.records += 1
             stats.resources += len(record.resources)
