@@ -13,7 +13,8 @@ For each channel (rest-hook, websocket) and each subscription count (1, 100, 1,0
 sends a probe every ``--probe-interval`` s (at least N/1,000 s: one 1,000-way fan-out a
 second) and reports, per probe, the latency to the first and the last of the N notifications, p50/p99,
 as seen by the receiving process (``first_ms``/``last_ms``: includes the receivers' own
-speed) and as seen by the sender (``sender_side_ms``: the rest-hook's 2xx came back, or
+speed: one process reads all N sockets; it notes each message's arrival and parses after the
+run) and as seen by the sender (``sender_side_ms``: the rest-hook's 2xx came back, or
 the websocket frame was written to the socket).
 Baselines measured in the same run: one POST of a notification-sized Bundle to the same
 receiver with our HTTP/1.1 client and with httpx (the floor a notification can reach), and
@@ -66,11 +67,11 @@ def _rest_child(conn: Any) -> None:
     async def main() -> None:
         got: list[Any] = []
         r = Receiver(keep=False)
-        r.on_receive = lambda at, body: got.append(_arrival(at, body))
+        r.on_receive = lambda at, body: got.append((at, body))  # parsed after the run, as the websockets'
         await r.start()
         conn.send(r.url)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send([g for g in got if g is not None])
+        conn.send([a for a in (_arrival(at, body) for at, body in got) if a is not None])
         await r.stop()
 
     asyncio.run(main())
@@ -86,8 +87,9 @@ def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]]) -> None:
             bound[0] += 1
             if bound[0] == len(tokens):
                 ready.set()
-            async for msg in ws:
-                got.append(_arrival(time.perf_counter(), msg.encode() if isinstance(msg, str) else msg))
+            while True:  # the arrival instant only; bytes, not str, and parsed after the run
+                msg = await ws.recv(decode=False)
+                got.append((time.perf_counter(), msg))
 
     async def main() -> None:
         got: list[Any] = []
@@ -99,7 +101,7 @@ def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]]) -> None:
         await ready.wait()
         conn.send("bound")
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send([g for g in got if g is not None])
+        conn.send([a for a in (_arrival(at, msg) for at, msg in got) if a is not None])
         for t in tasks:
             t.cancel()
 
