@@ -93,7 +93,7 @@ class DeviceIndexer:
         self._series: dict[bytes, _Series] = {}
         # a varying element's rows, by its JSON: a poll's numerics (and a ventilator record's
         # values) share one time stamp, parsed once per poll, and a steady vital repeats its value
-        self._elements: dict[tuple[str, bytes], list[Row]] = {}
+        self._elements: dict[tuple[str, bytes], tuple[Row, ...]] = {}
         # elements no search parameter reads (a waveform's SampledData): never extracted
         self._indexed = indexed_elements("Observation")
 
@@ -127,13 +127,16 @@ class DeviceIndexer:
                 rows += [("date", _date_row(p, end)) for p in series.end_params]
         return Prepared(base.tail, tuple(rows), base.meta)
 
-    def _element_rows(self, type_: str, element: str, value: Any) -> list[Row]:
+    def _element_rows(self, type_: str, element: str, value: Any) -> tuple[Row, ...]:
         key = (element, dumps(value))
         rows = self._elements.get(key)
         if rows is None:
             if len(self._elements) >= _MAX_ELEMENTS:
                 self._elements.clear()
-            rows = self._elements[key] = _as_tuples(self._extract(type_, {"resourceType": type_, element: value}))
+            # tuples of plain values: the collector stops tracking them, a full collection
+            # does not scan the memo (a list per entry would be scanned every time)
+            alone = self._extract(type_, {"resourceType": type_, element: value})
+            rows = self._elements[key] = tuple(_as_tuples(alone))
         return rows
 
     def _new_series(self, type_: str, fixed: dict[str, Any]) -> _Series:
