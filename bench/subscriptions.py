@@ -69,6 +69,7 @@ def _rest_child(conn: Any) -> None:
         r = Receiver(keep=False)
         r.on_receive = lambda at, body: got.append((at, body))  # parsed after the run, as the websockets'
         await r.start()
+        gc.freeze()  # as the websocket clients' process
         conn.send(r.url)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         conn.send([a for a in (_arrival(at, body) for at, body in got) if a is not None])
@@ -99,6 +100,9 @@ def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]]) -> None:
             tasks += [asyncio.create_task(client(s, t, got, ready, bound)) for s, t in tokens[i:i + 50]]
             await asyncio.sleep(0.05)
         await ready.wait()
+        # the 1,000 clients stand for 1,000 machines: a full collection of this process (their
+        # coroutines and sockets) is not a delay of the node's
+        gc.freeze()
         conn.send("bound")
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         conn.send([a for a in (_arrival(at, msg) for at, msg in got) if a is not None])
@@ -402,7 +406,11 @@ async def main() -> None:
                          "(gateway/app.py); off: no freeze (the figures before 29 November); disabled: "
                          "as node, then no collection at all while measuring (what the best thresholds "
                          "could gain at most)")
+    ap.add_argument("--gc-threshold", default=None,
+                    help="e.g. 700,10,100: gc.set_threshold for this run (the node keeps Python's defaults)")
     args = ap.parse_args()
+    if args.gc_threshold:
+        gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
     import logging
     logging.basicConfig(level=logging.ERROR)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "db": args.db,
