@@ -154,6 +154,15 @@ async def stored_counts(db_url: str) -> tuple[int, int, int]:
         await store.engine.dispose()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -315,7 +324,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     latency: list[dict[str, Any]] = []
     acked_in_latency = 0
     try:
+        cpu0 = _cpu_s(proc.pid)
         sent, elapsed = await closed_loop(port, args.duration)
+        cpu_closed = _cpu_s(proc.pid) - cpu0
         for k, rate in enumerate(args.rates):
             t0 = time.perf_counter()
             latencies, scheduled = await open_loop(port, args.duration, rate, 10_000_000 * (k + 1))
@@ -340,6 +351,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": {
             "messages_acked": sent, "messages_per_s": round(sent / elapsed),
             "observations_per_s": round(sent * len(OBX) / elapsed),
+            # the listener process's user+system CPU over the closed loop: steadier than Obs/s
+            # when other jobs share the cores
+            "listener_cpu_us_per_message": round(cpu_closed / max(sent, 1) * 1e6),
         },
         "stored": {"accepted_messages": accepted, "observation_resources": observations,
                    "acked_total": total, "all_acked_stored": accepted >= total,
