@@ -19,7 +19,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from alembic import op
-from fhir_server.search.composite import COMPOSITE_PARAM, composite_key, end_param
+from fhir_server.search.composite import COMPOSITE_PARAM, END_PREFIX, composite_key
 
 revision = '0005'
 down_revision = '0004'
@@ -27,6 +27,12 @@ branch_labels = None
 depends_on = None
 
 KeyFn = Callable[[str, str, str], str]
+
+
+def end_param(key: str) -> str | None:
+    """The end-time row param as 0004 to 0006 wrote it: none for a key too long (0007 hashes those)."""
+    p = END_PREFIX + key
+    return p if len(p) <= 96 else None
 
 
 def _old_key(patient_id: str, system: str, code: str) -> str:

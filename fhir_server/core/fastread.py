@@ -35,7 +35,8 @@ from fhir_server.errors import StorageError
 from fhir_server.storage import Store
 from fhir_server.storage.engine import SQLITE_PRAGMAS
 
-__all__ = ["LASTN_SQL", "PREV", "READ_SQL", "SNAPSHOT_SQL", "fetch_many", "series_search_sql", "usable"]
+__all__ = ["LASTN_SQL", "PREV", "READ_SQL", "SERIES_OF_PATIENT_SQL", "SNAPSHOT_SQL", "bytewise_text", "fetch_many",
+           "lastn_of_series", "series_search_sql", "usable"]
 
 READ_THREADS = 4
 Stmt = tuple[str, Sequence[Any]]
@@ -117,6 +118,28 @@ async def fetch_many(store: Store, stmts: Sequence[Stmt]) -> list[list[Any]]:
         raise StorageError(f"database error: {type(exc).__name__}") from exc
 
 
+_bytewise: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+# PostgreSQL's default collation decides the order of a text index: only under these does a
+# range [prefix, prefix + "}") hold exactly the strings that start with the prefix
+_BYTEWISE_COLLATIONS = {"c", "posix", "c.utf-8", "c.utf8"}
+
+
+async def bytewise_text(store: Store) -> bool:
+    """True when text index ranges follow code point order (SQLite's BINARY, PostgreSQL "C")."""
+    engine = store.engine
+    known = _bytewise.get(engine)
+    if known is None:
+        known = True
+        if engine.dialect.name != "sqlite":
+            # datlocprovider exists from PostgreSQL 15 on ('i' = ICU, never byte order)
+            (row,) = (await fetch_many(store, [(
+                "SELECT datcollate, to_jsonb(d) ->> 'datlocprovider' FROM pg_database d "
+                "WHERE datname = current_database()", ())]))[0]
+            known = str(row[0]).lower() in _BYTEWISE_COLLATIONS and row[1] in (None, "c")
+        _bytewise[engine] = known
+    return known
+
+
 class Prev:
     """A parameter standing for the first value of the previous statement's first row."""
 
@@ -148,6 +171,48 @@ LASTN_SQL = (
     "ORDER BY (SELECT max(x.lo) FROM idx_date x WHERE x.rid = r.rid AND x.param = 'Observation.date') DESC, "
     "r.rid DESC"
 )
+# One patient's series, by skipping from one end-time row param to the next in ix_date_lo
+# (one index seek a series, however long each is). Parameters: the bounds of
+# composite.patient_series_bounds, then hi again.
+SERIES_OF_PATIENT_SQL = (
+    "WITH RECURSIVE s(p) AS ("
+    "SELECT (SELECT param FROM idx_date WHERE param > ? AND param < ? ORDER BY param LIMIT 1) "
+    "UNION ALL SELECT (SELECT param FROM idx_date WHERE param > s.p AND param < ? ORDER BY param LIMIT 1) "
+    "FROM s WHERE s.p IS NOT NULL) SELECT p FROM s WHERE p IS NOT NULL"
+)
+
+
+def lastn_of_series(series: Sequence[str], category: Sequence[tuple[str | None, str | None]], n: int) -> Stmt:
+    """``$lastn`` over the given series: the newest ``n`` live readings of each (of a category:
+    ``(system, code)`` alternatives, None matching any), ordered as ``build_lastn`` orders."""
+    alts = tuple((s is not None, c is not None) for s, c in category)
+    per_series: list[Any] = []
+    for s, c in category:
+        per_series += ([c] if c is not None else []) + ([s] if s is not None else [])
+    params: list[Any] = [False]
+    for p in series:
+        params += [p, False, *per_series, n]
+    return _lastn_of_series_sql(len(series), alts), params
+
+
+@cache
+def _lastn_of_series_sql(count: int, alts: tuple[tuple[bool, bool], ...]) -> str:
+    cat = ""
+    if alts:
+        ors = " OR ".join("(" + " AND ".join((["c.code = ?"] if has_code else []) + (["c.system = ?"] if has_system
+                                                                                      else [])) + ")"
+                          if has_code or has_system else "(1 = 1)" for has_system, has_code in alts)
+        cat = (" AND (SELECT c.rid FROM idx_token c WHERE c.rid = d.rid AND c.param = 'Observation.category' "
+               f"AND ({ors}) LIMIT 1) IS NOT NULL")
+    part = ("SELECT s{i}.rid FROM (SELECT d.rid AS rid FROM idx_date d WHERE d.param = ? AND "
+            f"{_LIVE}{cat} ORDER BY d.lo DESC, d.rid DESC LIMIT ?) s{{i}}")
+    union = " UNION ALL ".join(part.format(i=i) for i in range(count))
+    return (f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid "
+            f"WHERE r.deleted = ? AND r.rid IN ({union}) "
+            "ORDER BY (SELECT max(x.lo) FROM idx_date x WHERE x.rid = r.rid AND x.param = 'Observation.date') DESC, "
+            "r.rid DESC")
+
+
 _DATE_MATCH = {"ge": "(x.hi > ? OR x.lo >= ?)", "gt": "x.hi > ?"}
 _END_BOUND = {"ge": "d.lo >= ?", "gt": "d.lo > ?"}
 

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import bad_request
-from fhir_server.search.composite import composite_key, composite_keys, end_param
+from fhir_server.search.composite import composite_key, composite_keys, end_param, patient_series_bounds
 from fhir_server.search.query import parse_search
 from fhir_server.search.registry import search_params
 from fhir_server.search.sql import build_snapshot
@@ -115,7 +115,7 @@ def _series_search(db: Any, q: Any) -> tuple[str, DateValue] | None:
     if combo is None or len(combo[0]) != 1 or len(combo[1]) != 1:
         return None
     param, (c,) = end_param(combo[0][0]), combo[1]
-    if (param is None or c.param.key != "Observation.date" or c.modifier is not None or c.chain
+    if (c.param.key != "Observation.date" or c.modifier is not None or c.chain
             or c.missing is not None or c.negate or len(c.values) != 1):
         return None
     v = c.values[0]
@@ -169,6 +169,23 @@ def _lastn_series(db: Any, patient: tuple[str, str], category: list[TokenValue],
     return end_param(composite_key(patient[1], c.system, c.code)) if c.system and c.code else None
 
 
+LASTN_SERIES_MAX = 200  # one union term a series; beyond this the patient-wide plan is cheaper
+
+
+async def _every_series(db: Any, patient: tuple[str, str], codes: list[TokenValue]) -> list[str] | None:
+    """With no codes: the end-time row params of all of the patient's series, else None.
+
+    Every coded Observation of a Patient with a time has one such row per coding
+    (``composite.py``), so the series are the groups ``$lastn`` ranks; reading them costs one
+    seek a series instead of a pass over every observation of the patient.
+    """
+    if codes or patient[0] != "Patient" or not fastread.usable(db) or not await fastread.bytewise_text(db):
+        return None
+    lo, hi = patient_series_bounds(patient[1])
+    rows = (await fastread.fetch_many(db, [(fastread.SERIES_OF_PATIENT_SQL, (lo, hi, hi))]))[0]
+    return [r[0] for r in rows] if len(rows) <= LASTN_SERIES_MAX else None
+
+
 async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
     """``Observation/$lastn``: the latest ``max`` Observations per code for one patient.
 
@@ -201,6 +218,9 @@ async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
     series = _lastn_series(db, patient, category, codes)
     if series is not None:
         rows: Any = (await fastread.fetch_many(db, [(fastread.LASTN_SQL, (series, False, n, False))]))[0]
+    elif (every := await _every_series(db, patient, codes)) is not None:
+        stmt = fastread.lastn_of_series(every, [(c.system, c.code) for c in category], n)
+        rows = (await fastread.fetch_many(db, [stmt]))[0] if every else []
     else:
         rows = await db.fetch(build_lastn(patient, category, codes, n))
     entries = [search_entry(ctx.base_url, r[1], r[2], r[5]) for r in rows]

@@ -21,8 +21,13 @@ latest end (``max(hi)``) of the Observation's ``date`` rows. ``ix_date_lo (param
 then orders one patient's readings of one code by time: ``$lastn`` reads the newest ``n``
 entries of that index range, and ``date=ge|gt|sa|eq|ap`` searches start at the first entry
 that can match (every match ends at or after the value's start), instead of probing the
-whole series. Keys longer than the ``param`` column allows get no such row, and queries for
-them take the older plans.
+whole series. A key too long for the ``param`` column keeps its first characters and ends
+in a hash of the whole key, so every series has its rows.
+
+Every coding with a code has a key, a coding without a system too (system ``""``): all of a
+patient's series then sit in one range of ``ix_date_lo``, ``"Obs.pce|" + patient hash + "|"``,
+and ``$lastn`` by category walks that range series by series (``patient_series_bounds``)
+instead of reading every observation of the patient.
 
 The key is not a registered search parameter (clients cannot name it; it is not in the
 CapabilityStatement): ``extract.py`` writes it and ``sql_where.py`` uses it when a query has
@@ -42,7 +47,7 @@ from .query_parts import Clause
 from .values import ReferenceValue, TokenValue
 
 __all__ = ["COMPOSITE_PARAM", "composite_date_rows", "composite_key", "composite_keys", "composite_rows",
-           "end_param"]
+           "end_param", "patient_series_bounds"]
 
 COMPOSITE_PARAM = "Observation.patient-code"
 END_PREFIX = "Obs.pce|"
@@ -59,9 +64,15 @@ def _patient_hash(patient_id: str) -> str:
     return base64.urlsafe_b64encode(hashlib.blake2b(patient_id.encode(), digest_size=9).digest()).decode()
 
 
-def composite_key(patient_id: str, system: str, code: str) -> str:
+def composite_key(patient_id: str, system: str | None, code: str) -> str:
     """The series key of one patient's one coding (see the module docstring)."""
-    return f"{_patient_hash(patient_id)}|{_SHORT_SYSTEMS.get(system, system)}|{code}"
+    return f"{_patient_hash(patient_id)}|{_SHORT_SYSTEMS.get(system or '', system or '')}|{code}"
+
+
+def patient_series_bounds(patient_id: str) -> tuple[str, str]:
+    """``(lo, hi)``: every end-time row param of the patient's series lies strictly between."""
+    lo = f"{END_PREFIX}{_patient_hash(patient_id)}|"
+    return lo, lo[:-1] + "}"  # "}" follows "|"; hashes are URL-safe base64, below both
 
 
 def composite_rows(resource: Mapping[str, Any], tokens: list[dict[str, Any]],
@@ -76,15 +87,18 @@ def composite_rows(resource: Mapping[str, Any], tokens: list[dict[str, Any]],
         {"param": COMPOSITE_PARAM, "system": None, "code": composite_key(pid, t["system"], t["code"]),
          "text": None}
         for t in tokens
-        if t["param"] == "Observation.code" and t["system"] and t["code"]
+        if t["param"] == "Observation.code" and t["code"]
         for pid in pids
     ]
 
 
-def end_param(key: str) -> str | None:
-    """The ``idx_date`` param of a composite key's end-time row, None if it would not fit."""
+def end_param(key: str) -> str:
+    """The ``idx_date`` param of a composite key's end-time row."""
     p = END_PREFIX + key
-    return p if len(p) <= _PARAM_LEN else None
+    if len(p) <= _PARAM_LEN:
+        return p
+    digest = base64.urlsafe_b64encode(hashlib.blake2b(key.encode(), digest_size=12).digest()).decode()
+    return f"{p[:_PARAM_LEN - len(digest) - 1]}~{digest}"
 
 
 def composite_date_rows(composite: list[dict[str, Any]], dates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -94,7 +108,7 @@ def composite_date_rows(composite: list[dict[str, Any]], dates: list[dict[str, A
         return []
     end = max(ends)
     params = dict.fromkeys(end_param(r["code"]) for r in composite)
-    return [{"param": p, "lo": end, "hi": end} for p in params if p is not None]
+    return [{"param": p, "lo": end, "hi": end} for p in params]
 
 
 def _plain(c: Clause, name: str) -> bool:

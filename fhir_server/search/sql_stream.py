@@ -94,8 +94,6 @@ def _composite_by_date(indexed: list[Clause]) -> _Driver | None:
     if combo is None or len(combo[0]) != 1:
         return None
     param = end_param(combo[0][0])
-    if param is None:
-        return None
     t = INDEX_TABLES["date"].alias()
     bound = next((b for c in combo[1] if (b := _end_bound(c, t.c.lo)) is not None), None)
     if bound is None:
