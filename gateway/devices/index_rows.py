@@ -48,6 +48,8 @@ _CODE_PARAMS = frozenset({"Observation.code", COMPOSITE_PARAM})
 # components, identifier, interpretation, notes) are extracted per Observation
 _SERIES_ELEMENTS = frozenset({"resourceType", "status", "category", "code", "subject", "device", "meta",
                               "encounter"})
+# an HL7v2 Observation's identifier holds its effective time: unique, so not memoised
+_UNIQUE_ELEMENTS = frozenset({"identifier"})
 _MAX_SERIES = 50_000  # ~25 series a bed: far more than a node's beds; cleared when exceeded
 
 
@@ -86,10 +88,13 @@ class _Series:
 class DeviceIndexer:
     """``prepare`` gives what ``Store.prepare`` gives for device resources, with the store's
     rows minus the vendor-coding rows, each series' fixed rows extracted once. ``extract``: the
-    store's indexer (the search registry's ``extract_index``)."""
+    store's indexer (the search registry's ``extract_index``). ``vendor_rows``: keep the
+    vendor-coding rows too, so the rows are exactly the store's (the MLLP ingest: an HL7v2
+    sender's own code is searchable as the store would index it)."""
 
-    def __init__(self, extract: Extract) -> None:
+    def __init__(self, extract: Extract, *, vendor_rows: bool = False) -> None:
         self._extract = extract
+        self._vendor_rows = vendor_rows
         self._series: dict[bytes, _Series] = {}
         # a varying element's rows, by its JSON: a poll's numerics (and a ventilator record's
         # values) share one time stamp, parsed once per poll, and a steady vital repeats its value
@@ -118,7 +123,9 @@ class DeviceIndexer:
             series = self._series[key] = self._new_series(type_, fixed)
         rows = list(series.rows)
         for k, v in res.items():
-            if k not in _SERIES_ELEMENTS and k in self._indexed:
+            if k in _UNIQUE_ELEMENTS:  # one value per Observation: a memo entry never read again
+                rows += _as_tuples(self._extract(type_, {"resourceType": type_, k: v}))
+            elif k not in _SERIES_ELEMENTS and k in self._indexed:
                 rows += self._element_rows(type_, k, v)
         if series.end_params:
             ends = [r[_DATE_HI] for kind, r in rows if kind == "date" and r[_DATE_PARAM_AT] == _DATE_PARAM]
@@ -148,7 +155,7 @@ class DeviceIndexer:
 
     def _fixed_rows(self, type_: str, fixed: dict[str, Any]) -> Rows:
         rows = self._extract(type_, fixed)
-        if not _has_standard_coding(fixed):
+        if self._vendor_rows or not _has_standard_coding(fixed):
             return rows
         return {kind: [r for r in entries if not _vendor_code_row(r)] for kind, entries in rows.items()}
 

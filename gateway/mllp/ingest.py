@@ -32,6 +32,7 @@ from typing import Any, Literal
 from sqlalchemy import func, update
 
 from fhir_server.storage import Store, WriteTx
+from gateway.devices.index_rows import DeviceIndexer
 from gateway.inbox.records import (
     ACCEPTED,
     DEAD,
@@ -121,6 +122,9 @@ class Ingestor:
         self.allowed_senders = allowed_senders  # MSH-3 / MSH-4 rules; empty = any sender
         self._locks = _KeyLocks()
         self._lookups = TxLookups()
+        # the store's rows, an Observation series' fixed rows (patient, code, status, category)
+        # extracted once: a monitor sends the same series every few seconds
+        self._indexer = DeviceIndexer(store.indexer, vendor_rows=True)
 
     async def ingest(self, payload: bytes, peer: str = "", *, replay_of: int | None = None) -> IngestResult:
         """Run one frame through the pipeline; never raises for bad input."""
@@ -178,8 +182,7 @@ class Ingestor:
         # resources are usually skipped (if_absent), so they are left to the flush
         puts = [(res["resourceType"], res["id"], res, f"{res['resourceType']}/{res['id']}" in refs)
                 for res in resources]
-        prepared = [None if absent else self.store.prepare(type_, id_, res)
-                    for type_, id_, res, absent in puts]
+        prepared = [None if absent else self._indexer.prepare(res) for _, _, res, absent in puts]
 
         async def job(tx: WriteTx) -> tuple[str, bytes | None] | None:
             if replay_of is None:

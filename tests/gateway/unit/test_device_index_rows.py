@@ -51,7 +51,8 @@ def _names_vendor_code(row: tuple) -> bool:
 
 
 def test_device_rows_are_the_stores_minus_redundant_vendor_codings() -> None:
-    indexer = DeviceIndexer(extract_index)
+    """... and exactly the store's with ``vendor_rows=True``."""
+    indexer, keeping = DeviceIndexer(extract_index), DeviceIndexer(extract_index, vendor_rows=True)
     t0 = datetime.now(UTC)
     seen_dropped = False
     for second, patient in ((0, None), (1, "Patient/p1"), (2, "Patient/p1"), (3, "Patient/p2")):
@@ -68,4 +69,6 @@ def test_device_rows_are_the_stores_minus_redundant_vendor_codings() -> None:
             assert direct is not None and store_made is not None
             assert Counter(direct.index) == expected, res["id"]
             assert (direct.tail, direct.meta) == (store_made.tail, store_made.meta)
+            kept = keeping.prepare(copy.deepcopy(res))
+            assert kept is not None and Counter(kept.index) == full, res["id"]
     assert seen_dropped  # the IntelliVue and PB840 measurements carry a vendor coding
