@@ -128,8 +128,9 @@ def create_app(store: Store, base_url: str | None = None, *, title: str = "Vital
     app.state.store = store
 
     def ctx_for(request: Request) -> ServerContext:
-        base = base_url or str(request.base_url).rstrip("/") + "/fhir"
-        return replace(_ctx, base_url=base)
+        if base_url:
+            return _ctx
+        return replace(_ctx, base_url=str(request.base_url).rstrip("/") + "/fhir")
 
     _ctx = ServerContext(store=store, base_url=base_url or "", extensions=extensions or Extensions())
     app.state.extensions = _ctx.extensions

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 
 __all__ = ["new_id"]
 
@@ -49,4 +48,5 @@ def new_id() -> str:
             if _counter > 0xFFF:
                 _last_ms, _counter = _last_ms + 1, 0
         value = (_last_ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62) | _node
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"  # what str(uuid.UUID(int=value)) gives, without building the UUID
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

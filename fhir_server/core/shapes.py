@@ -42,22 +42,35 @@ class _Unknown(Exception):
     """The walk met something it does not model: leave the shape to full validation."""
 
 
-def shape(value: Any, leaves: list[Any]) -> Any:
-    """A hashable shape of ``value``; its primitive values (and lists of them) go to ``leaves``."""
-    kind = type(value)
-    if kind is dict:
-        return tuple([(k, v if k == "resourceType" else shape(v, leaves)) for k, v in value.items()])
-    if kind is list and _objects(value):
-        return ("items", tuple([shape(x, leaves) for x in value]))
-    leaves.append(value)
-    if kind is list:
-        return ("list", tuple([type(x) for x in value]))
-    return kind
+def shape(value: dict[str, Any], leaves: list[Any]) -> Any:
+    """A hashable shape of the object ``value``; its primitive values (and lists of them) go
+    to ``leaves``. Primitive members are handled in the loop, not by a call each: they are
+    most of a resource's members, and the calls were ~40% of the walk."""
+    out = []
+    for k, v in value.items():
+        kind = type(v)
+        if kind is dict:
+            out.append((k, shape(v, leaves)))
+        elif kind is list:
+            out.append((k, _list_shape(v, leaves)))
+        elif k == "resourceType":  # a nested resource's type picks its model
+            out.append((k, v if kind is str else kind))
+        else:
+            leaves.append(v)
+            out.append((k, kind))
+    return tuple(out)
+
+
+def _list_shape(items: list[Any], leaves: list[Any]) -> Any:
+    if _objects(items):
+        return ("items", tuple([shape(x, leaves) for x in items]))
+    leaves.append(items)
+    return ("list", tuple([type(x) for x in items]))
 
 
 def _objects(items: list[Any]) -> bool:
     """A list of JSON objects (walked item by item), not a list of primitives (one value)."""
-    return bool(items) and all(type(x) is dict for x in items)
+    return bool(items) and all([type(x) is dict for x in items])
 
 
 def passes(resource_type: str, sig: Any, leaves: list[Any]) -> bool:

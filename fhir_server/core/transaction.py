@@ -9,6 +9,7 @@ entry's outcome.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +28,9 @@ from .resources import check_type, parse_json, validate
 from .search_exec import match_ids
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+# an entry URL that ``urlsplit`` would return whole as its path (no scheme, query, fragment
+# or characters it strips): the common case skips it and ``parse_qsl`` (~5 us an entry)
+_PLAIN_URL = re.compile(r"[A-Za-z0-9_.$/-]+")
 
 
 def _entry_request(entry: dict[str, Any], index: int) -> FhirRequest:
@@ -36,7 +40,12 @@ def _entry_request(entry: dict[str, Any], index: int) -> FhirRequest:
     method = str(request["method"]).upper()
     if method not in ORDER:
         raise bad_request(f"Bundle.entry[{index}]: unsupported method {method}")
-    parts = urlsplit(str(request["url"]))
+    url = str(request["url"])
+    if _PLAIN_URL.fullmatch(url) and not url.startswith("//"):  # "Observation", "Patient/1": no query
+        path, params = url.lstrip("/"), ()
+    else:
+        parts = urlsplit(url)
+        path, params = parts.path.lstrip("/"), tuple(parse_qsl(parts.query))
     headers = {}
     for src, dst in (("ifMatch", "if-match"), ("ifNoneExist", "if-none-exist"), ("ifNoneMatch", "if-none-match")):
         if request.get(src):
@@ -49,7 +58,7 @@ def _entry_request(entry: dict[str, Any], index: int) -> FhirRequest:
         body = base64.b64decode(resource.get("data", ""))
         headers["content-type"] = resource.get("contentType", "application/json-patch+json")
         resource = None
-    return FhirRequest(method, parts.path.lstrip("/"), tuple(parse_qsl(parts.query)), headers, body, resource)
+    return FhirRequest(method, path, params, headers, body, resource)
 
 
 def _validate_shell(b: Any) -> list[dict[str, Any]]:

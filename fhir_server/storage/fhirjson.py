@@ -12,9 +12,21 @@ from typing import Any
 
 import orjson
 
+# one decoder for every call: ``json.loads(data, parse_float=...)`` builds a new decoder and
+# scanner each time, about half the cost of parsing a resource (~12 of ~25 us)
+_DECODER = json.JSONDecoder(parse_float=Decimal)
 
-def loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_float=Decimal)
+
+def loads(data: bytes | bytearray | str) -> Any:
+    """``json.loads(data, parse_float=Decimal)``: the same text handling, errors included."""
+    if isinstance(data, str):
+        if data.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+    elif isinstance(data, bytes | bytearray):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    else:
+        raise TypeError(f"the JSON object must be str, bytes or bytearray, not {type(data).__name__}")
+    return _DECODER.decode(data)
 
 
 def _default(obj: Any) -> Any:
