@@ -153,6 +153,7 @@ from inference.vitals import (
 from inference.window import (
     SOURCE_PRIORITY,
     PatientWindow,
+    Reading,
     WindowStore,
     slope_per_minute,
 )
@@ -209,6 +210,7 @@ __all__ = [
     "Param",
     "PatientOverride",
     "PatientWindow",
+    "Reading",
     "PolicyDefaults",
     "RegistryError",
     "Resolve",

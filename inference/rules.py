@@ -19,8 +19,8 @@ from typing import TypeVar
 from inference.alarms import AlarmPolicy, Evaluation, Level
 from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
 from inference.ruleset import ChangeSpec, ConcordantRule, DeviationRule, LimitRule, RuleSet
-from inference.vitals import Param, VitalSample
-from inference.window import PatientWindow
+from inference.vitals import Param
+from inference.window import PatientWindow, Reading
 
 __all__ = [
     "NEWS2_CONDITION",
@@ -45,7 +45,7 @@ _BAND_LEVEL = {
 }
 _R = TypeVar("_R", LimitRule, DeviationRule)
 # crossed its set threshold, crossed its clear threshold, the sample measured
-_Crossing = tuple[bool, bool, VitalSample]
+_Crossing = tuple[bool, bool, Reading]
 _BAND_ORDER = [RiskBand.LOW, RiskBand.LOW_MEDIUM, RiskBand.MEDIUM, RiskBand.HIGH]
 
 
@@ -198,7 +198,7 @@ def _credit(change: float, threshold: float, graded: bool, strict: bool) -> floa
 
 
 def _change(spec: ChangeSpec, window: PatientWindow, at: datetime, own: bool
-            ) -> tuple[float, VitalSample] | None:
+            ) -> tuple[float, Reading] | None:
     """The latest fresh value's change from the patient's baseline, or None (no value or baseline).
 
     Memoised per patient: the (sample, baseline) found for a parameter is reused by every rule

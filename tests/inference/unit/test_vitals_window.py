@@ -177,3 +177,90 @@ def test_baseline_recomputed_every_refresh_and_on_replay():
     assert w.baseline(Param.HEART_RATE, at(105), span) == 80.0  # cached: within 10 s
     assert w.baseline(Param.HEART_RATE, at(199), span) == 120.0  # recomputed
     assert w.baseline(Param.HEART_RATE, at(99), span) == 80.0  # an earlier end recomputes
+
+
+# -- the columnar window at its boundaries ------------------------------------------------------
+
+def test_expiry_keeps_a_sample_exactly_at_the_horizon():
+    w = PatientWindow(horizon=timedelta(seconds=60))
+    for second in (0, 30, 60):
+        w.add(hr(second, 60 + second))
+    assert [s.value for s in w.samples(Param.HEART_RATE)] == [60, 90, 120]  # age 60 s: still in
+    w.add(hr(60.000001, 121))
+    assert [s.value for s in w.samples(Param.HEART_RATE)] == [90, 120, 121]
+
+
+def test_late_sample_older_than_the_horizon_is_dropped_and_one_inside_is_placed():
+    w = PatientWindow(horizon=timedelta(seconds=60))
+    for second in range(0, 200, 10):
+        w.add(hr(second, second))
+    w.add(hr(100, -1))  # older than the horizon behind 190 s: gone at once
+    w.add(hr(175, 175.5))
+    assert [s.value for s in w.samples(Param.HEART_RATE)] == [130, 140, 150, 160, 170, 175.5, 180, 190]
+    assert w.at_time(Param.HEART_RATE, T0 + timedelta(seconds=176)).observation_id == "hr-175-mdc:147842"
+
+
+def test_equal_times_keep_arrival_order_and_a_resend_replaces_in_place():
+    w = PatientWindow()
+    w.add(hr(5, 70, oid="a"))
+    w.add(hr(5, 71, oid="b"))
+    w.add(hr(5, 72, oid="a"))  # the same reading again, corrected
+    got = [(s.observation_id, s.value) for s in w.samples(Param.HEART_RATE)]
+    assert got == [("a", 72), ("b", 71)]
+
+
+def test_long_run_keeps_ids_devices_and_times_exact_through_compaction():
+    w = PatientWindow(horizon=timedelta(minutes=2), max_per_param=1024)
+    for second in range(5000):
+        w.add(VitalSample("p1", Param.SPO2, 90 + second % 7, "%", T0 + timedelta(seconds=second, microseconds=7),
+                          "mdc:150456", f"spo2-{second}-ü", f"mon-{second // 1000}"))
+    rows = w.samples(Param.SPO2)
+    assert len(rows) == 121 and rows[0].observation_id == "spo2-4879-ü" and rows[-1].device_id == "mon-4"
+    assert rows[-1].time == T0 + timedelta(seconds=4999, microseconds=7)
+    latest = w.latest(Param.SPO2, T0 + timedelta(seconds=4999, microseconds=7), timedelta(0))
+    assert latest is not None and latest.observation_id == "spo2-4999-ü"
+
+
+def test_count_bound_applies_before_the_horizon():
+    w = PatientWindow(horizon=timedelta(hours=1), max_per_param=3)
+    for second in range(10):
+        w.add(hr(second, second))
+    w.add(hr(0.5, 99))  # late and beyond the count bound: the oldest row goes, which is this one
+    assert [s.value for s in w.samples(Param.HEART_RATE)] == [7, 8, 9]
+
+
+def test_rebuild_in_log_order_gives_the_same_answers_as_arrival_in_time_order():
+    samples = [hr(s, 60 + (s * 7) % 23, source=("mdc:147842", "mdc:149530")[s % 2]) for s in range(0, 900, 3)]
+    in_order, rebuilt = PatientWindow(), PatientWindow()
+    for s in samples:
+        in_order.add(s)
+    for s in samples[1::2] + samples[::2]:  # a restart reads the log, which need not be in time order
+        rebuilt.add(s)
+    at = T0 + timedelta(seconds=899)
+    for w in (in_order, rebuilt):
+        assert w.latest(Param.HEART_RATE, at).observation_id == "hr-894-mdc:147842"  # ECG first
+        assert w.latest(Param.HEART_RATE, at, timedelta(seconds=4)).observation_id == "hr-897-mdc:149530"
+    assert in_order.trend(Param.HEART_RATE, timedelta(minutes=15), at) == rebuilt.trend(
+        Param.HEART_RATE, timedelta(minutes=15), at)
+    assert in_order.baseline(Param.HEART_RATE, at, timedelta(minutes=10)) == rebuilt.baseline(
+        Param.HEART_RATE, at, timedelta(minutes=10))
+
+
+def test_trend_is_the_datetime_slope_to_the_bit():
+    w = PatientWindow()
+    points = [(T0 + timedelta(seconds=s * 1.37, microseconds=s * 11), 80 + (s * 13) % 9 / 3) for s in range(300)]
+    for t, v in points:
+        w.add(VitalSample("p1", Param.HEART_RATE, v, "/min", t, "mdc:147842", f"{t}", None))
+    at = points[-1][0]
+    assert w.trend(Param.HEART_RATE, timedelta(minutes=15), at) == slope_per_minute(points)
+
+
+def test_window_holds_no_objects_per_sample_for_the_collector():
+    import gc
+
+    w = PatientWindow()
+    w.add(hr(0, 60))
+    before = len(gc.get_objects())
+    for second in range(1, 2001):
+        w.add(hr(second, 60, source=("mdc:147842", "mdc:149530")[second % 2]))
+    assert len(gc.get_objects()) - before < 50  # a few small tables, not a row each
