@@ -10,8 +10,9 @@ under the writer's lock, so every insert is a plain ``executemany``.
   SQLite's write lock before the keys are read, so another process writing the same file
   (``vitalgate inbox replay``) can never be handed the same keys.
 - PostgreSQL: the same plan, one ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per
-  table (column arrays as parameters: one round trip whatever the row count); the store
-  already holds a transaction-scoped advisory lock when the keys are read.
+  table (column arrays as parameters: one round trip whatever the row count), all of them
+  in one statement (``WITH`` items); the store already holds a transaction-scoped advisory
+  lock when the keys are read.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, delete, text
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -131,29 +133,43 @@ def _write_sqlite(db: sqlite3.Connection, p: Plan) -> None:
         db.executemany(_SQL_LOG, p.log)
 
 
-# -- PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) per table ---------------------------
+# -- PostgreSQL: the inserts of all tables as ONE statement of INSERT ... SELECT FROM unnest(arrays) ----
 def _pg_type(table: Table, col: str) -> str:
     # no length in the cast: ``::VARCHAR(64)`` would truncate silently, the column refuses
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     return re.sub(r"\(\d+\)", "", table.c[col].type.compile(dialect=dialect))
 
 
-def _pg_insert(table: Table, cols: Sequence[str]) -> str:
+def _pg_insert(table: Table, cols: Sequence[str], first: int = 1) -> str:
     """Column arrays in, rows out: one statement and one round trip for any number of rows
-    (asyncpg's executemany still pays a protocol message and an executor call per row)."""
-    arrays = ", ".join(f"${i}::{_pg_type(table, c)}[]" for i, c in enumerate(cols, 1))
+    (asyncpg's executemany still pays a protocol message and an executor call per row).
+    ``first``: the number of the first parameter."""
+    arrays = ", ".join(f"${i}::{_pg_type(table, c)}[]" for i, c in enumerate(cols, first))
     return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
+
+
+@lru_cache(maxsize=64)
+def _pg_inserts(parts: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """The inserts into several tables (name, columns) as one statement: each but the last in
+    a data-modifying ``WITH`` item (which PostgreSQL runs to completion whether or not the
+    main statement reads it). One round trip for a flush instead of one per table: a group of
+    creates wrote 7 tables, each a statement the writer (and the server) handled in turn."""
+    stmts, n = [], 1
+    for name, cols in parts:
+        stmts.append(_pg_insert(_TABLES[name], cols, n))
+        n += len(cols)
+    if len(stmts) == 1:
+        return stmts[0]
+    return "WITH " + ", ".join(f"w{i} AS ({x})" for i, x in enumerate(stmts[:-1])) + " " + stmts[-1]
 
 
 def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     return tuple(list(col) for col in zip(*rows, strict=True))
 
 
-_PG_RESOURCE = _pg_insert(t.resource, RESOURCE_COLS)
-_PG_VERSION = _pg_insert(t.resource_version, VERSION_COLS)
-_PG_LOG = _pg_insert(t.change_log, LOG_COLS)
+_TABLES = {table.name: table for table in (t.resource, t.resource_version, t.change_log, *t.INDEX_TABLES.values())}
 _PG_UPDATE = "UPDATE resource SET version = $1, vid = $2, deleted = $3, last_updated = $4 WHERE rid = $5"
-_PG_INDEX = {kind: _pg_insert(t.INDEX_TABLES[kind], ("rid", *cols)) for kind, cols in INDEX_COLS.items()}
+_PG_INDEX_COLS = {kind: ("rid", *cols) for kind, cols in INDEX_COLS.items()}
 _PG_LOOKUP = "SELECT rid, id, version, deleted, vid FROM resource WHERE type = $1 AND id = ANY($2::varchar[])"
 
 
@@ -166,7 +182,7 @@ async def flush_core(
     to the driver's ``executemany``: SQLAlchemy's per-row parameter processing would cost
     more than the database does."""
     if keys is None:
-        rid, vid, seq = (await conn.execute(text(_MAX_KEYS))).one()
+        rid, vid, seq = (await conn.exec_driver_sql(_MAX_KEYS)).one()
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
     if writes:
@@ -192,19 +208,20 @@ async def _lookup_core(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dic
 
 
 async def _write_pg(conn: AsyncConnection, p: Plan) -> None:
-    if p.new_resources:
-        await conn.exec_driver_sql(_PG_RESOURCE, _columns(p.new_resources))
+    """Updates and the deletion of replaced index rows first, then every insert at once (no
+    insert depends on another: the tables have no foreign keys)."""
     if p.updates:
         await conn.exec_driver_sql(_PG_UPDATE, p.updates)
-    if p.versions:
-        await conn.exec_driver_sql(_PG_VERSION, _columns(p.versions))
     for table in t.INDEX_TABLES.values():
         for i in range(0, len(p.stale), _CHUNK):
             await conn.execute(delete(table).where(table.c.rid.in_(p.stale[i : i + _CHUNK])))
-    for kind, rows in p.index.items():
-        await conn.exec_driver_sql(_PG_INDEX[kind], _columns(rows))
-    if p.log:
-        await conn.exec_driver_sql(_PG_LOG, _columns(p.log))
+    inserts = [("resource", RESOURCE_COLS, p.new_resources), ("resource_version", VERSION_COLS, p.versions)]
+    inserts += [(t.INDEX_TABLES[kind].name, _PG_INDEX_COLS[kind], rows) for kind, rows in p.index.items()]
+    inserts.append(("change_log", LOG_COLS, p.log))
+    inserts = [x for x in inserts if x[2]]
+    if inserts:
+        sql = _pg_inserts(tuple((name, cols) for name, cols, _ in inserts))
+        await conn.exec_driver_sql(sql, tuple(a for _, _, rows in inserts for a in _columns(rows)))
 
 
 async def _save_cursors(conn: AsyncConnection, cursors: Mapping[str, int], now: int) -> None:

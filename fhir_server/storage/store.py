@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -198,7 +198,7 @@ class Store:
         conn = await self._writer_conn()
         try:
             if self.is_postgres:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_WRITE_LOCK})
+                await conn.exec_driver_sql("SELECT pg_advisory_xact_lock($1)", (_PG_WRITE_LOCK,))
             tx = WriteTx(conn, self.indexer)
             results: list[Any] = []
             for job, fut in group:
