@@ -85,3 +85,13 @@ async def test_same_key_other_message_type_at_once_is_still_a_duplicate_key(stor
     a, b = await asyncio.gather(ing.ingest(oru("kt")), ing.ingest(r40))
     assert [msa(a.ack)[0], msa(b.ack)[0]] == ["AA", "AE"]
     assert b"205" in (b.ack or b"")
+
+
+async def test_ack_control_ids_are_distinct_across_listeners(store) -> None:
+    """MSH-10 of our ACKs: 20 characters, never repeated within a process or by a restart."""
+    first, restarted = Ingestor(store, MappingContext()), Ingestor(store, MappingContext())
+    acks = [await ing.ingest(oru(f"c{k}-{n}"), "p") for k, ing in enumerate((first, restarted))
+            for n in range(3)]
+    ids = [next(s for s in (a.ack or b"").decode().split("\r") if s.startswith("MSH")).split("|")[9]
+           for a in acks]
+    assert all(len(i) == 20 for i in ids) and len(set(ids)) == len(ids)
