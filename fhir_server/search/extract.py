@@ -228,19 +228,26 @@ def _handler(p: SearchParam) -> Handler:
 
 
 def _compile(resource_type: str) -> Extractor:
-    plan: list[tuple[Getter, Handler, str, str]] = []
+    plan: list[tuple[tuple[str, ...], Getter, Handler, str, str]] = []
     for p in search_params(resource_type).values():
         if p.rows_of:
             continue  # answered from the broader parameter's rows (shared_rows.py)
         for path in p.paths:
-            plan.append((_getter(path, p.type), _handler(p), p.key, p.table))
+            plan.append((_steps(path, p.type)[0], _getter(path, p.type), _handler(p), p.key, p.table))
     kinds = tuple(sorted({t for *_, t in plan}))
     steps = tuple(plan)
     combo = resource_type == "Observation"
 
     def extract(res: Mapping[str, Any]) -> dict[str, Rows]:
         out: dict[str, Rows] = {k: [] for k in kinds}
-        for get, handle, key, table in steps:
+        for firsts, get, handle, key, table in steps:
+            # most paths start at an element the resource does not have (an Observation
+            # has ~7 of the ~14 its parameters read): skip them without calling the getter
+            for first in firsts:
+                if first in res:
+                    break
+            else:
+                continue
             vals = get(res)
             if vals:
                 rows = out[table]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from fhir_server.errors import VersionConflict
@@ -27,6 +28,17 @@ LOG_COLS = ("seq", "rid", "vid", "type", "id", "version", "op", "ts")
 UPDATE_COLS = ("version", "vid", "deleted", "last_updated", "rid")  # SET ..., WHERE rid = ?
 INDEX_COLS = {kind: tuple(c.name for c in table.columns if c.name not in ("pk", "rid"))
               for kind, table in t.INDEX_TABLES.items()}
+_ROW_VALUES = {kind: itemgetter(*cols) for kind, cols in INDEX_COLS.items()}
+
+
+def _values(kind: str, entries: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Index rows (dicts) as tuples in ``INDEX_COLS[kind]`` order, a missing key as None.
+    ``itemgetter`` takes a row's values in one call (~0.2 us, ~1 us by comprehension)."""
+    try:
+        return list(map(_ROW_VALUES[kind], entries))
+    except KeyError:
+        cols = INDEX_COLS[kind]
+        return [tuple([e.get(c) for c in cols]) for e in entries]
 
 
 @dataclass(slots=True)
@@ -88,8 +100,7 @@ def prepare(type_: str, id_: str, resource: dict[str, Any], indexer: Indexer) ->
     tail = dumps(rest)[1:]
     rows: list[tuple[str, tuple[Any, ...]]] = []
     for kind, entries in indexer(type_, resource).items():
-        cols = INDEX_COLS[kind]
-        rows.extend((kind, tuple([e.get(c) for c in cols])) for e in entries)
+        rows.extend([(kind, values) for values in _values(kind, entries)])
     return Prepared(tail, tuple(rows), dumps(meta)[1:-1] if meta else b"")
 
 
@@ -170,9 +181,5 @@ def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], 
 def _index_rows(into: dict[str, list[tuple[Any, ...]]], rid: int,
                 extracted: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
     for kind, entries in extracted.items():
-        if not entries:
-            continue
-        cols = INDEX_COLS[kind]
-        bucket = into.setdefault(kind, [])
-        for e in entries:
-            bucket.append((rid, *[e.get(c) for c in cols]))
+        if entries:
+            into.setdefault(kind, []).extend([(rid, *values) for values in _values(kind, entries)])
