@@ -12,6 +12,9 @@ concurrent connections here, so it would measure the client, not the server):
 - search p50/p99: ``Observation?patient=&code=&date=ge<end - 1 h>&_count=20``, one at a time;
 - ``$lastn`` p50/p99 (max=1): by one code, and by category (every code of the patient).
 
+The server's CPU per created resource (single creates and transaction entries) comes from
+``/proc`` (all its threads): on this shared machine the rates follow the load, that much less.
+
 Baselines measured in the same run: ``GET /healthz`` (the HTTP + client ceiling), and the
 same read, search and ``$lastn`` run in-process through the store without HTTP. Targets
 (issue 2, this 2-core machine): creates >= 1,500/s, transactions >= 5,000 resources/s,
@@ -176,6 +179,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (all its threads: the SQLite writer's too)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def server_process(url: str) -> Any:
     port = free_port()
@@ -192,7 +202,7 @@ def server_process(url: str) -> Any:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("benchmark server did not start")
             time.sleep(0.1)
-        yield base
+        yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -238,7 +248,7 @@ class Client:
             return json.loads(raw) if raw and r.content_type.endswith("json") else None
 
 
-async def drive(base: str, args: argparse.Namespace, end_us: int) -> dict[str, Any]:
+async def drive(base: str, pid: int, args: argparse.Namespace, end_us: int) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=args.clients)
     headers = {"content-type": "application/fhir+json"}
     out: dict[str, Any] = {}
@@ -287,9 +297,15 @@ async def drive(base: str, args: argparse.Namespace, end_us: int) -> dict[str, A
         await concurrently(200, args.clients, read)
         out["baseline_healthz_per_s"] = round(await concurrently(args.reads, args.clients, health))
         out["baseline_healthz"] = latency(await sequential(args.samples, health))
+        # the server's CPU per resource: a load-robust figure beside the rates (this machine is shared)
+        cpu0 = cpu_seconds(pid)
         out["creates_per_s"] = round(await concurrently(args.creates, args.clients, create))
+        cpu1 = cpu_seconds(pid)
         tx_rate = await concurrently(args.transactions, args.tx_clients, transaction)
+        cpu2 = cpu_seconds(pid)
         out["transaction_resources_per_s"] = round(tx_rate * args.tx_size)
+        out["server_cpu_us_per_create"] = round((cpu1 - cpu0) / args.creates * 1e6)
+        out["server_cpu_us_per_transaction_resource"] = round((cpu2 - cpu1) / (args.transactions * args.tx_size) * 1e6)
         out["reads_per_s"] = round(await concurrently(args.reads, args.clients, read))
         out["search"] = latency(await sequential(args.samples, search))
         out["lastn_code"] = latency(await sequential(args.samples, lastn_code))
@@ -314,8 +330,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         end_us = BASE_US + (args.observations // (args.patients * args.codes)) * 60_000_000
         baseline = await in_process_baseline(store, args, end_us)
         await store.close()
-        with server_process(url) as base:
-            http = await drive(base, args, end_us)
+        with server_process(url) as (base, pid):
+            http = await drive(base, pid, args, end_us)
     targets = {
         "creates_per_s>=1500": http["creates_per_s"] >= 1500,
         "transaction_resources_per_s>=5000": http["transaction_resources_per_s"] >= 5000,
