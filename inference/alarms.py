@@ -17,7 +17,10 @@ States and transitions (times are the evaluations' times; nothing here reads the
     OPEN ──effective level 0 for clear_s──▶ IDLE (Resolve: auto-resolution after a stable clear)
     OPEN ──dismiss (false alarm)──▶ SUPPRESSED ──effective level 0──▶ IDLE
 
-``effective = max(level, min(hold_level, open level))``.  Episode ids are UUID-5 of patient,
+``effective = max(level, min(hold_level, open level))``.  An open alert's evidence is what opened it
+plus the latest ``EVIDENCE_RECENT`` Observations since: every value of a long episode was kept
+before (an ICU alert open 30 minutes carried 1,800 references, each Update re-sent them all and
+each step scanned the list).  Episode ids are UUID-5 of patient,
 condition and opening time, so replaying the same evaluations after a restart gives the same ids.
 """
 
@@ -44,6 +47,7 @@ __all__ = [
     "episode_id",
 ]
 
+EVIDENCE_RECENT = 64
 EPISODE_NAMESPACE = uuid.UUID("5b0e8f6e-2f4a-4c1e-9d59-7a1f0c3e6b21")
 
 
@@ -136,8 +140,9 @@ class _Open:
     episode: str
     level: Level
     last_emit: datetime
-    evidence: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)  # what opened it
     devices: list[str] = field(default_factory=list)
+    recent: dict[str, None] = field(default_factory=dict)  # the latest evidence since, oldest first
     clear_since: datetime | None = None
     lower_since: datetime | None = None
     suppressed: bool = False
@@ -147,6 +152,15 @@ def _collect(into: list[str], items: Sequence[str | None]) -> None:
     for item in items:
         if item is not None and item not in into:
             into.append(item)
+
+
+def _collect_recent(state: _Open, items: Sequence[str]) -> None:
+    for item in items:
+        if item in state.recent or item in state.evidence:
+            continue
+        state.recent[item] = None
+        if len(state.recent) > EVIDENCE_RECENT:
+            del state.recent[next(iter(state.recent))]
 
 
 class AlarmTracker:
@@ -223,7 +237,7 @@ class AlarmTracker:
         if effective == Level.NONE:
             return self._clearing(key, state, ev, policy)
         state.clear_since = None
-        _collect(state.evidence, ev.observation_ids)
+        _collect_recent(state, ev.observation_ids)
         _collect(state.devices, (ev.device_id,))
         if effective > state.level:
             previous = state.level
@@ -245,7 +259,7 @@ class AlarmTracker:
         if _elapsed(state.clear_since, ev.time) < policy.clear_s:
             return []
         del self._open[key]
-        return [Resolve(key, state.episode, ev.time, state.level, tuple(state.evidence),
+        return [Resolve(key, state.episode, ev.time, state.level, _evidence(state),
                         tuple(state.devices))]
 
     def _lowering(
@@ -263,7 +277,11 @@ class AlarmTracker:
     def _mark(state: _Open, time: datetime, level: Level) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         """Record an emitted change; returns the episode, evidence and devices for the action."""
         state.level, state.last_emit, state.lower_since = level, time, None
-        return state.episode, tuple(state.evidence), tuple(state.devices)
+        return state.episode, _evidence(state), tuple(state.devices)
+
+
+def _evidence(state: _Open) -> tuple[str, ...]:
+    return (*state.evidence, *state.recent)
 
 
 def _elapsed(since: datetime, now: datetime) -> float:

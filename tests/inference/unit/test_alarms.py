@@ -155,3 +155,18 @@ def test_gap_in_data_restarts_persistence():
     assert run(tracker, [ev(0, 2), ev(20, 2), ev(30, 2)], policy) == []
     [opened] = run(tracker, [ev(35, 2)], policy)
     assert opened.started == T0 + timedelta(seconds=20)
+
+
+def test_long_episode_keeps_opening_evidence_and_only_the_latest_since():
+    from inference.alarms import EVIDENCE_RECENT
+
+    tracker = AlarmTracker()
+    actions = run(tracker, [ev(s, 2) for s in range(0, 3600)])
+    opened, *later = actions
+    assert opened.observation_ids == tuple(f"o{s}" for s in range(16))
+    last = [a for a in later if isinstance(a, Update)][-1]
+    at = int((last.time - T0).total_seconds())
+    recent = tuple(f"o{s}" for s in range(at - EVIDENCE_RECENT + 1, at + 1))
+    assert last.observation_ids == opened.observation_ids + recent
+    [resolved] = run(tracker, [ev(3600 + s, 0) for s in range(0, 61)])
+    assert isinstance(resolved, Resolve) and len(resolved.observation_ids) == 16 + EVIDENCE_RECENT
