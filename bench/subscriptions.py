@@ -142,24 +142,6 @@ def _sub(i: int, channel: str, endpoint: str | None) -> dict[str, Any]:
             "_criteria": {"extension": [{"url": FILTER_EXT, "valueString": "Observation?patient=Patient/probe"}]}}
 
 
-class _GcPauses:
-    """Collections of this (the node's) process during the measurement: how many, how long."""
-
-    def __init__(self) -> None:
-        self.started = 0.0
-        self.ms: dict[int, list[float]] = {0: [], 1: [], 2: []}
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self.started = time.perf_counter()
-        else:
-            self.ms[info["generation"]].append((time.perf_counter() - self.started) * 1000)
-
-    def summary(self, seconds: float) -> dict[str, Any]:
-        return {f"gen{g}": {"per_s": round(len(xs) / seconds, 1), "max_ms": round(max(xs, default=0.0), 2),
-                            "total_ms": round(sum(xs), 1)} for g, xs in self.ms.items()}
-
-
 def _pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -187,12 +169,22 @@ async def _wait_active(store: Any, n: int, timeout: float = 120) -> None:
     raise TimeoutError("subscriptions did not become active")
 
 
+def _gc_settings(args: argparse.Namespace) -> Any:
+    from gateway.settings import Settings
+
+    values: dict[str, Any] = {"gc_freeze": args.gc != "off"}
+    if args.gc_threshold:
+        values["gc_thresholds"] = args.gc_threshold
+    return Settings(**values)
+
+
 async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[str, Any]:
     import uvicorn
 
     from fhir_server.storage import Store, WriteTx, make_engine, upgrade
     from fhir_server.subscriptions import SubscriptionService
     from fhir_server.subscriptions.ws_protocol import NODE_WS_CONFIG
+    from gateway.gc_policy import GcPauses, apply_gc_policy, sample_loop
 
     tmp = tempfile.mkdtemp(prefix="vg-subs-")
     url = PG_URL if args.db == "postgresql" else f"sqlite+aiosqlite:///{tmp}/bench.db"
@@ -244,10 +236,9 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         while not server.started:
             await asyncio.sleep(0.01)
         endpoint = None
-    if args.gc in ("node", "disabled"):
-        # where ``vitalgate serve`` freezes (gateway/app.py): once the node is up, before clients
-        # create their subscriptions and connect, so those stay in the collector's sight
-        gc.freeze()
+    # where ``vitalgate serve`` applies its collector policy (gateway/app.py): once the node is up,
+    # before clients create their subscriptions and connect, so those stay in the collector's sight
+    apply_gc_policy(_gc_settings(args))
 
     async def create(tx: WriteTx) -> None:
         for i in range(count):
@@ -260,7 +251,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         proc.start()
         await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     await _wait_active(store, count)
-    pauses = _GcPauses()
+    pauses = GcPauses()
 
     stop = asyncio.Event()
     ingested = [0]
@@ -307,16 +298,19 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
             w = await store.write(job)
             probes[pid] = w.written().seq
 
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    loops = [asyncio.create_task(ingest()), asyncio.create_task(probe())]
-    gc.callbacks.append(pauses)
-    if args.gc == "disabled":
-        gc.disable()
-    await asyncio.sleep(args.seconds)
-    stop.set()
-    await asyncio.gather(*loops)
-    gc.callbacks.remove(pauses)
-    gc.enable()
+    rss: list[tuple[float, float, int]] = []
+    lag: list[float] = []
+    loops = [asyncio.create_task(ingest()), asyncio.create_task(probe()),
+             asyncio.create_task(sample_loop(stop, lag, rss, 0.01, max(1.0, args.seconds / 20)))]
+    with pauses:
+        if args.gc == "disabled":
+            gc.disable()
+        await asyncio.sleep(args.seconds)
+        stop.set()
+        await asyncio.gather(*loops)
+        gc.enable()
     elapsed = time.perf_counter() - t0
     await asyncio.sleep(min(10.0, 2.0 + count / 200))  # let the last probes arrive
     parent.send("dump")
@@ -349,7 +343,12 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
                                "first_p99": _pct([min(v) for v in sent], .99),
                                "last_p50": _pct([max(v) for v in sent], .5),
                                "last_p99": _pct([max(v) for v in sent], .99)},
-            "gc_pauses": pauses.summary(args.seconds)}
+            "loop_lag_ms": {"p50": _pct(lag, .5), "p99": _pct(lag, .99), "max": _pct(lag, 1.0)},
+            "gc_pauses": pauses.summary(args.seconds),
+            "rss_mib": {"start": rss[0][1], "end": rss[-1][1], "max": max(r[1] for r in rss),
+                        # [s, RSS MiB, Python's allocated blocks in thousands: the heap without SQLite's cache]
+                        "timeline": rss},
+            "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
 async def baseline(n: int = 300) -> dict[str, Any]:
@@ -402,24 +401,22 @@ async def main() -> None:
                     help="node (default): uvicorn as vitalgate serve runs it (NODE_WS_CONFIG); asgi: uvicorn's "
                          "defaults (permessage-deflate, every frame through the ASGI send)")
     ap.add_argument("--gc", choices=("node", "off", "disabled"), default="node",
-                    help="node (default): gc.freeze() once the node is up, as vitalgate serve does "
-                         "(gateway/app.py); off: no freeze (the figures before 29 November); disabled: "
-                         "as node, then no collection at all while measuring (what the best thresholds "
-                         "could gain at most)")
+                    help="node (default): the collector policy of vitalgate serve (gateway/gc_policy.py, "
+                         "VITALGATE_GC_* settings) once the node is up; off: no freeze (the figures before "
+                         "29 November); disabled: as node, then no collection at all while measuring (what "
+                         "the best thresholds could gain at most)")
     ap.add_argument("--gc-threshold", default=None,
-                    help="e.g. 700,10,100: gc.set_threshold for this run (the node keeps Python's defaults)")
+                    help="e.g. 700,10,100: instead of the node's VITALGATE_GC_THRESHOLDS")
     args = ap.parse_args()
-    if args.gc_threshold:
-        gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
     import logging
     logging.basicConfig(level=logging.ERROR)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "db": args.db,
                            "note": "2-core VM; receivers in a child process",
-                           "gc": {"node": "frozen once the node is up, before subscriptions and sockets, as "
-                                          "vitalgate serve does",
+                           "gc": {"node": "vitalgate serve's policy (gateway/gc_policy.py) once the node is up, "
+                                          "before subscriptions and sockets",
                                   "off": "not frozen (unlike the node)",
                                   "disabled": "frozen as the node, then disabled while measuring"}[args.gc],
-                           "gc_threshold": gc.get_threshold(),
+                           "gc_threshold": _gc_settings(args).gc_thresholds,
                            "websocket": ("uvicorn with NODE_WS_CONFIG, as vitalgate serve" if args.ws == "node"
                                          else "uvicorn defaults (ASGI send, permessage-deflate)")},
                "targets": {"p99_ms_1_subscriber": 5, "p99_ms_last_of_1000": 50},

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -55,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.app import running_node  # noqa: E402
 from gateway.devices.service import IngestStats  # noqa: E402
+from gateway.gc_policy import GcPauses, apply_gc_policy, rss_mib, sample_loop  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 WARMUP_S = 10.0
@@ -94,11 +94,6 @@ def _devices_setting(beds: int, pb_base: int, iv_base: int) -> str:
     return ",".join(items)
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -121,28 +116,6 @@ def _pct(values: list[float], p: float) -> float | None:
         return None
     s = sorted(values)
     return round(s[min(len(s) - 1, int(len(s) * p))], 2)
-
-
-class _GcPauses:
-    """Time the node spends in the cyclic collector (it stops the event loop) while attached."""
-
-    def __init__(self) -> None:
-        self.total_s, self.max_s, self.count, self._t = 0.0, 0.0, 0, 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._t = time.perf_counter()
-            return
-        d = time.perf_counter() - self._t
-        self.total_s, self.max_s, self.count = self.total_s + d, max(self.max_s, d), self.count + 1
-
-
-async def _loop_lag(samples: list[float], stop: asyncio.Event) -> None:
-    """Event-loop scheduling delay of the node, sampled every 100 ms."""
-    while not stop.is_set():
-        t = time.monotonic()
-        await asyncio.sleep(0.1)
-        samples.append((time.monotonic() - t - 0.1) * 1000)
 
 
 class _Postgres:
@@ -195,30 +168,29 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         return sum(p.stat().st_size for p in tmp.glob(f"ward-{beds}.db*"))
 
     async with running_node(settings) as node:
-        # as ``vitalgate serve`` does once started (gateway/app.py): the start-up heap out of the
-        # collector's sight, or every full collection scans it (pauses of 0.7 s at 75 beds)
-        gc.freeze()
+        # the collector policy ``vitalgate serve`` applies once started (gateway/app.py): without the
+        # start-up heap frozen every full collection scanned it (pauses of 0.7 s at 75 beds)
+        apply_gc_policy(settings)
         size0 = await db_size()  # the migrated, empty database
         ingest = node.services.get("devices")
         children0 = _children_cpu_s()
         proc = await asyncio.create_subprocess_exec(*sim_cmd, cwd=ROOT, stdout=subprocess.PIPE,
                                                     stderr=subprocess.PIPE)
-        ticker = asyncio.create_task(_loop_lag(lag, stop))
+        rss_timeline: list[tuple[float, float, int]] = []
+        ticker = asyncio.create_task(sample_loop(stop, lag, rss_timeline, 0.1, max(1.0, (seconds + WARMUP_S) / 20)))
         await asyncio.sleep(WARMUP_S)
         lag.clear()
         if ingest is not None:
             ingest.stats = IngestStats()
-        cpu0, t0, rss0 = _cpu_s(), time.monotonic(), _rss_mib()
-        pauses = _GcPauses()
-        gc.callbacks.append(pauses)
+        cpu0, t0, rss0 = _cpu_s(), time.monotonic(), rss_mib()
         sim_cpu0 = _proc_cpu_s(proc.pid)
-        out, err = await proc.communicate()
+        with GcPauses() as pauses:
+            out, err = await proc.communicate()
         cpu, wall = _cpu_s() - cpu0, time.monotonic() - t0
         # the simulator shares the 2 cores: if it costs more than the node, it is what saturates
         sim_cpu = _children_cpu_s() - children0 - sim_cpu0
-        gc.callbacks.remove(pauses)
         backlog, backlog_oldest_ms = ingest.backlog() if ingest is not None else (0, None)
-        rss = _rss_mib()
+        rss = rss_mib()
         stop.set()
         await ticker
         dev = ingest.stats.as_dict() if ingest is not None else {}
@@ -228,6 +200,7 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
     size = await db_size() - size0
     if postgres:
         await postgres.drop(pg_name)
+    gcs = pauses.summary(wall)
     hours = beds * seconds / 3600  # CPU is measured after the warm-up
     data_hours = beds * (seconds + WARMUP_S) / 3600  # the database grows from the first message
     expected_iv_polls = beds * (seconds + WARMUP_S - 3) * 2  # numerics + waves each second, minus start-up
@@ -243,10 +216,16 @@ async def run_step(beds: int, seconds: float, tmp: Path, monitor_waves: str = "s
         "intellivue_polls_answered": sim.get("intellivue_polls_answered"),
         "pb840_polls_answered": sim.get("pb840_polls_answered"),
         "resources_per_s": round((dev.get("resources") or 0) / wall, 1),
-        "gc_pauses": pauses.count, "gc_s": round(pauses.total_s, 2), "gc_pause_ms_max": round(pauses.max_s * 1000, 1),
+        "gc_pauses": gcs["all"]["count"], "gc_s": round(gcs["all"]["total_ms"] / 1000, 2),
+        "gc_pause_ms_max": gcs["all"]["max_ms"], "gc_pause_ms_p99": gcs["all"]["p99_ms"],
+        "gc_by_generation": {g: gcs[g] for g in ("gen0", "gen1", "gen2")},
+        "gc_thresholds": list(settings.gc_thresholds),
         "node_cpu_cores": round(cpu / wall, 3), "simulator_cpu_cores": round(sim_cpu / wall, 3),
         "node_rss_mib": round(rss, 1),
         "node_rss_growth_mib": round(rss - rss0, 1),
+        # [s since the node was up, RSS MiB, Python's allocated blocks in thousands (the heap without
+        # SQLite's page cache, up to 256 MiB a connection)], warm-up included
+        "node_rss_mib_timeline": rss_timeline,
         "db_growth_bytes": size, "db_mib_per_bed_hour": round(size / 2**20 / data_hours, 1) if data_hours else None,
         "node_cpu_s_per_bed_hour": round(cpu / hours, 1) if hours else None,
         "simulator_cpu_s_per_bed_hour": round(sim_cpu / hours, 1) if hours else None,

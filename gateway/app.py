@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from fhir_server.core import Extensions
 from fhir_server.storage import Store, make_engine, upgrade
 from fhir_server.subscriptions.ws_protocol import NODE_WS_CONFIG
 
+from .gc_policy import apply_gc_policy
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,10 @@ async def serve(settings: Settings, *, extra: Callable[[Node], Awaitable[None]] 
                                 log_level=settings.log_level.lower(), lifespan="off", access_log=False,
                                 **NODE_WS_CONFIG)
         server = uvicorn.Server(config)
-        # Everything loaded so far (modules, models, the HTTP app) lives as long as the node: out of
-        # the collector's sight, a full collection no longer scans it (a 250 ms loop stall at
-        # 1,000 Obs/s, straight into alert latency and MLLP ACKs; docs/alerting.md section 8).
-        gc.freeze()
+        # Everything loaded so far (modules, models, the HTTP app) lives as long as the node: frozen
+        # out of the collector's sight (a full collection scanning it stalled the loop 250 ms at
+        # 1,000 Obs/s; docs/alerting.md section 8), then the node's thresholds (gateway/gc_policy.py)
+        apply_gc_policy(settings)
         if settings.http_host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("binding to %s: authorization is not implemented yet, anyone on the network can read data",
                         settings.http_host)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .gc_policy import parse_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,21 @@ class Settings(BaseSettings):
     alert_unit_rulesets: str = "ICU=icu-limits"  # per care unit: "ICU=icu-limits,CCU=icu-limits" (PV1-3.1)
     model_dir: Path = Path("./var/models")
     trusted_keys_dir: Path | None = None  # None: the keys shipped in models/trusted_keys
+    # cyclic collector, applied once the node is up (gateway.gc_policy): freeze the start-up heap,
+    # then these gc.set_threshold values, "gen0,gen1,gen2"; a full collection after 1,000 young
+    # ones instead of Python's 10 (measured: docs/subscriptions.md, "Fourth round")
+    gc_freeze: bool = True
+    gc_thresholds: Annotated[tuple[int, int, int], NoDecode] = (700, 10, 1000)
 
     @field_validator("database_url")
     @classmethod
     def _driver(cls, v: str) -> str:
         return normalise_db_url(v)
+
+    @field_validator("gc_thresholds", mode="before")
+    @classmethod
+    def _gc_thresholds(cls, v: object) -> tuple[int, int, int]:
+        return parse_thresholds(v)
 
     @model_validator(mode="after")
     def _warn(self) -> Settings:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from zoneinfo import ZoneInfo
 
 from fhir_server.storage import Store, make_engine, upgrade
+from gateway.gc_policy import apply_gc_policy
 from gateway.settings import Settings
 from mappers.hl7v2 import MappingContext
 
@@ -61,9 +61,9 @@ async def run_listener(settings: Settings, config: ListenerConfig,
     await store.start()
     try:
         async with mllp_service(settings, store, config) as server:
-            # As `vitalgate serve` does: the start-up heap (modules, mapping tables) lives as long
-            # as the process, so keep it out of the cyclic collector's full scans.
-            gc.freeze()
+            # The collector policy of `vitalgate serve` (gateway/gc_policy.py): the start-up heap
+            # (modules, mapping tables) frozen out of the full scans, the node's thresholds.
+            apply_gc_policy(settings)
             print(f"mllp listening on {config.host}:{server.port}", flush=True)
             if ready is not None:
                 ready.set()
