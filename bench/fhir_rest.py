@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -161,12 +160,14 @@ async def serve(url: str, port: int) -> None:
     import uvicorn
 
     from fhir_server.api import create_app
+    from gateway.gc_policy import apply_gc_policy
+    from gateway.settings import Settings
 
     store = Store(make_engine(url))
     await store.start()
     config = uvicorn.Config(create_app(store, f"http://127.0.0.1:{port}/fhir"), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="off", access_log=False)
-    gc.freeze()  # as ``gateway serve`` does once the app is built (gateway/app.py says why)
+    apply_gc_policy(Settings())  # the collector policy ``gateway serve`` applies once the app is built
     try:
         await uvicorn.Server(config).serve()
     finally:

@@ -35,7 +35,7 @@ from fhir_server.errors import StorageError
 from fhir_server.storage import Store
 from fhir_server.storage.engine import SQLITE_PRAGMAS
 
-__all__ = ["LASTN_SQL", "PREV", "READ_SQL", "SERIES_OF_PATIENT_SQL", "SNAPSHOT_SQL", "bytewise_text", "fetch_many",
+__all__ = ["PREV", "READ_SQL", "SERIES_OF_PATIENT_SQL", "SNAPSHOT_SQL", "bytewise_text", "fetch_many",
            "lastn_of_series", "series_search_sql", "usable"]
 
 READ_THREADS = 4
@@ -163,14 +163,6 @@ READ_SQL = (
 SNAPSHOT_SQL = "SELECT coalesce(max(rid), 0) FROM resource"
 _PAGE = "r.rid, r.type, r.id, r.version, r.last_updated, v.body"
 _LIVE = "(SELECT l.rid FROM resource l WHERE l.rid = d.rid AND l.deleted = ? LIMIT 1) IS NOT NULL"
-# newest first by the Observation's own latest date start, as build_lastn orders
-LASTN_SQL = (
-    f"SELECT {_PAGE} FROM (SELECT d.rid AS rid FROM idx_date d WHERE d.param = ? AND {_LIVE} "
-    "ORDER BY d.lo DESC, d.rid DESC LIMIT ?) s JOIN resource r ON r.rid = s.rid "
-    "JOIN resource_version v ON v.vid = r.vid WHERE r.deleted = ? "
-    "ORDER BY (SELECT max(x.lo) FROM idx_date x WHERE x.rid = r.rid AND x.param = 'Observation.date') DESC, "
-    "r.rid DESC"
-)
 # One patient's series, by skipping from one end-time row param to the next in ix_date_lo
 # (one index seek a series, however long each is). Parameters: the bounds of
 # composite.patient_series_bounds, then hi again.
@@ -184,7 +176,9 @@ SERIES_OF_PATIENT_SQL = (
 
 def lastn_of_series(series: Sequence[str], category: Sequence[tuple[str | None, str | None]], n: int) -> Stmt:
     """``$lastn`` over the given series: the newest ``n`` live readings of each (of a category:
-    ``(system, code)`` alternatives, None matching any), ordered as ``build_lastn`` orders."""
+    ``(system, code)`` alternatives, None matching any), newest first by the Observation's own
+    latest date start, as ``build_lastn`` orders. One series and no category is the dashboard's
+    ``$lastn`` by code."""
     alts = tuple((s is not None, c is not None) for s, c in category)
     per_series: list[Any] = []
     for s, c in category:

@@ -217,7 +217,7 @@ async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
         min(int(raw_max), LASTN_MAX)
     series = _lastn_series(db, patient, category, codes)
     if series is not None:
-        rows: Any = (await fastread.fetch_many(db, [(fastread.LASTN_SQL, (series, False, n, False))]))[0]
+        rows: Any = (await fastread.fetch_many(db, [fastread.lastn_of_series([series], [], n)]))[0]
     elif (every := await _every_series(db, patient, codes)) is not None:
         stmt = fastread.lastn_of_series(every, [(c.system, c.code) for c in category], n)
         rows = (await fastread.fetch_many(db, [stmt]))[0] if every else []
