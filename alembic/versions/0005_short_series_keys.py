@@ -19,12 +19,14 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from alembic import op
-from fhir_server.search.composite import COMPOSITE_PARAM, END_PREFIX, composite_key
+from fhir_server.search.composite import END_PREFIX, composite_key
 
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
+
+COMPOSITE_PARAM = "Observation.patient-code"  # the series key token rows, until 0008
 
 KeyFn = Callable[[str, str, str], str]
 

@@ -12,12 +12,14 @@ Revises: 0006
 import sqlalchemy as sa
 
 from alembic import op
-from fhir_server.search.composite import COMPOSITE_PARAM, END_PREFIX, composite_key, end_param
+from fhir_server.search.composite import END_PREFIX, composite_key, end_param
 
 revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
+
+COMPOSITE_PARAM = "Observation.patient-code"  # the series key token rows, until 0008
 
 _FITS = 96 - len(END_PREFIX)  # the longest key whose end-time row param is the key itself
 _HASH_CHARS = 12  # composite._patient_hash: 9 bytes of base64

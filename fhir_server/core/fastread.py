@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_server.errors import StorageError
+from fhir_server.search.composite import UNDATED
 from fhir_server.storage import Store
 from fhir_server.storage.engine import SQLITE_PRAGMAS
 
@@ -185,7 +186,7 @@ def lastn_of_series(series: Sequence[str], category: Sequence[tuple[str | None, 
         per_series += ([c] if c is not None else []) + ([s] if s is not None else [])
     params: list[Any] = [False]
     for p in series:
-        params += [p, False, *per_series, n]
+        params += [p, UNDATED, False, *per_series, n]
     return _lastn_of_series_sql(len(series), alts), params
 
 
@@ -198,7 +199,7 @@ def _lastn_of_series_sql(count: int, alts: tuple[tuple[bool, bool], ...]) -> str
                           if has_code or has_system else "(1 = 1)" for has_system, has_code in alts)
         cat = (" AND (SELECT c.rid FROM idx_token c WHERE c.rid = d.rid AND c.param = 'Observation.category' "
                f"AND ({ors}) LIMIT 1) IS NOT NULL")
-    part = ("SELECT s{i}.rid FROM (SELECT d.rid AS rid FROM idx_date d WHERE d.param = ? AND "
+    part = ("SELECT s{i}.rid FROM (SELECT d.rid AS rid FROM idx_date d WHERE d.param = ? AND d.lo > ? AND "
             f"{_LIVE}{cat} ORDER BY d.lo DESC, d.rid DESC LIMIT ?) s{{i}}")
     union = " UNION ALL ".join(part.format(i=i) for i in range(count))
     return (f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid "

@@ -1,44 +1,48 @@
-"""A hidden composite index key: Observation ``patient`` + ``code`` in one ``idx_token`` row.
+"""Hidden series rows: one ``idx_date`` row per Observation and patient+code series.
 
-Why: the ICU's most frequent search is ``Observation?patient=X&code=sys|c&date=...``. With
-one index row per parameter, any plan must visit every observation of the patient (or every
-observation of the code) and probe the others: ~10,000 probes (~7 ms on SQLite) for a
-patient with 10 series of 1,000 readings. One extra token row per coding, keyed
-``composite_key(patient id, system, code)`` under the param ``Observation.patient-code``, lets
-that pair be a single index range (one series), so the date check runs on that series only.
+Why: the ICU's most frequent searches are ``Observation?patient=X&code=sys|c&date=...`` and
+``$lastn``. With one index row per parameter, any plan must visit every observation of the
+patient (or every observation of the code) and probe the others: ~10,000 probes (~7 ms on
+SQLite) for a patient with 10 series of 1,000 readings. One extra ``idx_date`` row per coding
+makes one patient's one code a single index range: its ``param`` is ``"Obs.pce|" + key``
+(``end_param``), the key ``composite_key(patient id, system, code)``, and its ``lo`` and ``hi``
+both hold the latest end (``max(hi)``) of the Observation's ``date`` rows. ``ix_date_lo
+(param, lo, rid)`` then holds each series in time order: a patient+code search reads the
+series' range (``sql_where``), ``$lastn`` the newest ``n`` entries of it, and
+``date=ge|gt|sa|eq|ap`` starts at the first entry that can match (every match ends at or after
+the value's start) instead of probing the whole series (``sql_stream``, ``fastread``). An
+Observation without a time has its row too, at ``UNDATED`` (below every real time): a
+patient+code search finds it, ``$lastn`` and date bounds never do.
+
+One row, not two: until migration 0008 a series also had a token row (``Observation.patient-code``
+with the key as its code) for the patient+code search. The end-time row's param range answers
+the same question, and the token rows were ~32 % of the index pages an ingest commit writes
+(docs/mllp-ingest-performance.md).
 
 The key is short because every ingest commit appends to the tail leaf of each series it
-touches, in two indexes: shorter keys mean fuller leaves and fewer page splits, ~12 % fewer
-pages a commit in the MLLP bench (docs/mllp-ingest-performance.md). It is a 72-bit hash of the
+touches: shorter keys mean fuller leaves and fewer page splits. It is a 72-bit hash of the
 patient id (a collision between two patients is about as likely as between two uuid5 ids),
 then the system, two characters for LOINC, MDC and SNOMED CT (a space first: a FHIR uri holds
-no whitespace, so no real system reads the same), then the code. Systems and codes stay
-readable, as the device feeds' row filter needs (``gateway/devices/index_rows.py``).
-
-A second hidden row per key puts the series on the *date* index: an ``idx_date`` row whose
-``param`` is ``"Obs.pce|" + key`` (``end_param``) and whose ``lo`` and ``hi`` both hold the
-latest end (``max(hi)``) of the Observation's ``date`` rows. ``ix_date_lo (param, lo, rid)``
-then orders one patient's readings of one code by time: ``$lastn`` reads the newest ``n``
-entries of that index range, and ``date=ge|gt|sa|eq|ap`` searches start at the first entry
-that can match (every match ends at or after the value's start), instead of probing the
-whole series. A key too long for the ``param`` column keeps its first characters and ends
-in a hash of the whole key, so every series has its rows.
+no whitespace, so no real system reads the same), then the code. A key too long for the
+``param`` column keeps its first characters and ends in a hash of the whole key, so every
+series has its rows.
 
 Every coding with a code has a key, a coding without a system too (system ``""``): all of a
 patient's series then sit in one range of ``ix_date_lo``, ``"Obs.pce|" + patient hash + "|"``,
 and ``$lastn`` by category walks that range series by series (``patient_series_bounds``)
 instead of reading every observation of the patient.
 
-The key is not a registered search parameter (clients cannot name it; it is not in the
-CapabilityStatement): ``extract.py`` writes it and ``sql_where.py`` uses it when a query has
-a plain ``patient`` clause (or ``subject=Patient/...``) and a plain ``code`` clause whose values all carry a system.
+The rows are not a registered search parameter (clients cannot name them; they are not in the
+CapabilityStatement): ``extract.py`` writes them and the search plans use them when a query has
+a plain ``patient`` clause (or ``subject=Patient/...``) and a plain ``code`` clause whose values
+all carry a system.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import product
 from typing import Any
@@ -46,11 +50,11 @@ from typing import Any
 from .query_parts import Clause
 from .values import ReferenceValue, TokenValue
 
-__all__ = ["COMPOSITE_PARAM", "composite_date_rows", "composite_key", "composite_keys", "composite_rows",
-           "end_param", "patient_series_bounds"]
+__all__ = ["END_PREFIX", "UNDATED", "composite_key", "composite_keys", "end_param", "patient_series_bounds",
+           "series_date_rows", "series_params"]
 
-COMPOSITE_PARAM = "Observation.patient-code"
 END_PREFIX = "Obs.pce|"
+UNDATED = -(2**63)  # the end-time row of an Observation without a time: below every real time
 _PARAM_LEN = 96  # idx_date.param is VARCHAR(96)
 _MAX_KEYS = 100  # beyond this many OR combinations the separate clauses are cheaper
 
@@ -75,21 +79,19 @@ def patient_series_bounds(patient_id: str) -> tuple[str, str]:
     return lo, lo[:-1] + "}"  # "}" follows "|"; hashes are URL-safe base64, below both
 
 
-def composite_rows(resource: Mapping[str, Any], tokens: list[dict[str, Any]],
-                   refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Extra ``idx_token`` rows for an Observation whose patient and code rows are given."""
+def series_params(tokens: Sequence[Mapping[str, Any]], refs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The end-time row params of an Observation whose code and subject rows are given."""
     # the rows of the patient parameter: subject rows of a Patient (shared_rows.py)
     pids = [r["target_id"] for r in refs if r["param"] == "Observation.subject"
             and r["target_type"] == "Patient" and r["target_id"] is not None]
     if not pids:
         return []
-    return [
-        {"param": COMPOSITE_PARAM, "system": None, "code": composite_key(pid, t["system"], t["code"]),
-         "text": None}
+    return list(dict.fromkeys(
+        end_param(composite_key(pid, t["system"], t["code"]))
         for t in tokens
         if t["param"] == "Observation.code" and t["code"]
         for pid in pids
-    ]
+    ))
 
 
 def end_param(key: str) -> str:
@@ -101,13 +103,12 @@ def end_param(key: str) -> str:
     return f"{p[:_PARAM_LEN - len(digest) - 1]}~{digest}"
 
 
-def composite_date_rows(composite: list[dict[str, Any]], dates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Extra ``idx_date`` rows: one per composite key, at the Observation's latest end time."""
-    ends = [d["hi"] for d in dates if d["param"] == "Observation.date"]
-    if not ends or not composite:
+def series_date_rows(params: list[str], dates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``idx_date`` rows of ``params``: at the Observation's latest end time, else ``UNDATED``."""
+    if not params:
         return []
-    end = max(ends)
-    params = dict.fromkeys(end_param(r["code"]) for r in composite)
+    ends = [d["hi"] for d in dates if d["param"] == "Observation.date"]
+    end = max(ends) if ends else UNDATED
     return [{"param": p, "lo": end, "hi": end} for p in params]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .composite import composite_date_rows, composite_rows
+from .composite import series_date_rows, series_params
 from .dates import MAX_US, MIN_US, date_range
 from .normalize import norm_text, parse_reference
 from .registry import SearchParam, search_params
@@ -254,9 +254,7 @@ def _compile(resource_type: str) -> Extractor:
                 for v in vals:
                     handle(v, key, rows)
         if combo:
-            extra = composite_rows(res, out["token"], out["reference"])
-            out["token"] += extra
-            out["date"] += composite_date_rows(extra, out["date"])
+            out["date"] += series_date_rows(series_params(out["token"], out["reference"]), out["date"])
         return out
 
     return extract

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, un
 from fhir_server.errors import bad_request
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_version
 
-from .composite import composite_key, end_param
+from .composite import UNDATED, composite_key, end_param
 from .query import MAX_COUNT, SearchQuery, SortKey
 from .query_parts import Include
 from .shared_rows import param_rows
@@ -89,19 +89,19 @@ def _streaming_select(q: SearchQuery) -> Select[Any] | None:
     plan = None if q.sort else streaming_plan(q.clauses, R, q.snapshot)
     if plan is None:
         return None
-    t, conds = plan
+    t, conds, order = plan
     return (
         select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
         .select_from(t.join(R, R.c.rid == t.c.rid).join(V, R.c.vid == V.c.vid))
         .where(R.c.deleted == false(), R.c.type == q.resource_type, *conds)
-        .order_by(t.c.rid)
+        .order_by(*order)
     )
 
 
 def build_select(q: SearchQuery) -> Select[Any]:
     """One page of matches, ordered per ``_sort`` then rid, ``LIMIT count+1 OFFSET offset``.
 
-    Without ``_sort``, a single-key driving clause streams in rid order (``sql_stream.py``).
+    Without ``_sort``, a single-key driving clause streams in its index's order (``sql_stream.py``).
     """
     stmt = _streaming_select(q)
     if stmt is None:
@@ -196,7 +196,7 @@ def _latest_of_code(
     if series is not None:
         # The series' end-time rows (composite.py) in ix_date_lo: its newest n entries, each
         # checked live (and of the category); no other patient's or code's rows are read.
-        conds = [d.c.param == series, _probe(_live_row(d.c.rid))]
+        conds = [d.c.param == series, d.c.lo > UNDATED, _probe(_live_row(d.c.rid))]
         if category:
             conds.append(_probe(_token_rows(d.c.rid, "Observation.category", category)))
         inner = select(d.c.rid).where(*conds).order_by(d.c.lo.desc(), d.c.rid.desc()).limit(n)

@@ -33,7 +33,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from fhir_server.storage.schema import INDEX_TABLES, resource
 
-from .composite import COMPOSITE_PARAM, composite_keys
+from .composite import composite_keys, end_param
 from .query_parts import Clause
 from .shared_rows import param_rows
 from .values import (
@@ -259,8 +259,10 @@ def where_all(
         return outer + [clause_condition(c, res, drive=False) for c in indexed]
     combo = composite_keys(indexed)
     if combo is not None:
-        t = INDEX_TABLES["token"].alias()
-        cond = and_(t.c.param == COMPOSITE_PARAM, t.c.code.in_(combo[0]))
+        # the series' end-time rows: one per Observation and key, undated ones included
+        t = INDEX_TABLES["date"].alias()
+        params = [end_param(k) for k in combo[0]]
+        cond = t.c.param == params[0] if len(params) == 1 else t.c.param.in_(params)
         return [*outer, _driven(t, cond, combo[1], res, snapshot)]
     first = indexed[0]
     if first.chain or first.missing is not None or first.negate:

@@ -4,8 +4,8 @@ What is indexed. A device Observation's ``code`` carries the standard coding (LO
 as a third or second coding, the device's own code (``urn:vitalgate:vendor-code:*``: a PB840
 field id, an IntelliVue NOM id). The vendor coding stays in the stored resource (nothing the
 device sent is lost, and a reader sees exactly what the profile mapped), but when a standard
-coding is present it is not indexed: each indexed coding costs three index rows (the ``code``
-token, the patient+code series key and its end-time row), about a fifth of a ward's index rows,
+coding is present it is not indexed: each indexed coding costs two index rows (the ``code``
+token and the patient+code series' end-time row), a large share of a ward's index rows,
 for codes nobody searches by (clients search the MDC or LOINC code). An Observation whose only
 coding is the vendor's (ventilator settings, the alarm panel) keeps its rows: that code is the
 only way to find it.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.search import indexed_elements
-from fhir_server.search.composite import COMPOSITE_PARAM, composite_date_rows
+from fhir_server.search.composite import END_PREFIX, UNDATED, series_params
 from fhir_server.storage import dumps
 from fhir_server.storage._plan import INDEX_COLS
 from fhir_server.storage._plan import prepare as store_prepare
@@ -43,7 +43,6 @@ __all__ = ["DeviceIndexer"]
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]
 Extract = Any  # the store's indexer: (type, resource) -> {table kind: [row, ...]}
 
-_CODE_PARAMS = frozenset({"Observation.code", COMPOSITE_PARAM})
 # Observation elements that stay the same across a device's series; all others (time, value,
 # components, identifier, interpretation, notes) are extracted per Observation
 _SERIES_ELEMENTS = frozenset({"resourceType", "status", "category", "code", "subject", "device", "meta",
@@ -59,9 +58,7 @@ def _has_standard_coding(res: Mapping[str, Any]) -> bool:
 
 
 def _vendor_code_row(row: Mapping[str, Any]) -> bool:
-    if row["param"] not in _CODE_PARAMS:
-        return False
-    return str(row.get("system") or "").startswith(VENDOR_CODE_PREFIX) or VENDOR_CODE_PREFIX in str(row.get("code"))
+    return row["param"] == "Observation.code" and str(row.get("system") or "").startswith(VENDOR_CODE_PREFIX)
 
 
 Row = tuple[str, tuple[Any, ...]]  # (table kind, the row in the table's column order, without rid)
@@ -129,9 +126,8 @@ class DeviceIndexer:
                 rows += self._element_rows(type_, k, v)
         if series.end_params:
             ends = [r[_DATE_HI] for kind, r in rows if kind == "date" and r[_DATE_PARAM_AT] == _DATE_PARAM]
-            if ends:
-                end = max(ends)
-                rows += [("date", _date_row(p, end)) for p in series.end_params]
+            end = max(ends) if ends else UNDATED  # composite.series_date_rows
+            rows += [("date", _date_row(p, end)) for p in series.end_params]
         return Prepared(base.tail, tuple(rows), base.meta)
 
     def _element_rows(self, type_: str, element: str, value: Any) -> tuple[Row, ...]:
@@ -148,13 +144,14 @@ class DeviceIndexer:
 
     def _new_series(self, type_: str, fixed: dict[str, Any]) -> _Series:
         rows = self._fixed_rows(type_, fixed)
-        keys = [r for r in rows.get("token", ()) if r["param"] == COMPOSITE_PARAM]
-        # composite_date_rows gives one row per key at the latest end: its params, kept
-        probe = composite_date_rows(keys, [{"param": _DATE_PARAM, "hi": 0}])
-        return _Series(tuple(_as_tuples(rows)), tuple(r["param"] for r in probe))
+        # the fixed rows hold no date: the series' end-time rows are added per Observation
+        params = series_params(rows.get("token", ()), rows.get("reference", ()))
+        return _Series(tuple(_as_tuples(rows)), tuple(params))
 
     def _fixed_rows(self, type_: str, fixed: dict[str, Any]) -> Rows:
-        rows = self._extract(type_, fixed)
+        rows = dict(self._extract(type_, fixed))
+        # without a time the extraction gives the series' rows at UNDATED: they are per Observation
+        rows["date"] = [r for r in rows.get("date", ()) if not r["param"].startswith(END_PREFIX)]
         if self._vendor_rows or not _has_standard_coding(fixed):
             return rows
         return {kind: [r for r in entries if not _vendor_code_row(r)] for kind, entries in rows.items()}

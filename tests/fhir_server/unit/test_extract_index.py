@@ -44,11 +44,6 @@ def test_vital_sign_observation_rows() -> None:
         {"param": "Observation.status", "system": None, "code": "final", "text": None},
         {"param": "Observation.identifier", "system": "urn:vitalgate:obs",
          "code": "bed1-147842-20240501T100000", "text": None},
-        # the hidden patient+code key (composite.py), one per coding
-        {"param": "Observation.patient-code", "system": None,
-         "code": f"{P1}| l|8867-4", "text": None},
-        {"param": "Observation.patient-code", "system": None,
-         "code": f"{P1}| m|147842", "text": None},
     ]
     # no Observation.patient rows: patient is answered from the subject rows (shared_rows.py)
     assert rows["reference"] == [
@@ -99,8 +94,8 @@ def test_blood_pressure_components_and_fahrenheit() -> None:
     assert comp[1]["canon_value"] == 16000.0
     codes = [r["code"] for r in rows["token"] if r["param"] == "Observation.component-code"]
     assert codes == ["8480-6", "8462-4"]
-    # no patient (the subject is a Group): no composite key
-    assert not [r for r in rows["token"] if r["param"] == "Observation.patient-code"]
+    # no patient (the subject is a Group): no series rows
+    assert not [r for r in rows["date"] if r["param"].startswith("Obs.pce|")]
 
     temp = {"resourceType": "Observation",
             "valueQuantity": {"value": Decimal("98.6"), "system": UCUM, "code": "[degF]"}}

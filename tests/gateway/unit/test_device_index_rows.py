@@ -45,7 +45,7 @@ def _rows(res: dict, indexer) -> Counter:
 
 def _names_vendor_code(row: tuple) -> bool:
     kind, values = row
-    return ((kind == "token" and values[0] in ("Observation.code", "Observation.patient-code"))
+    return ((kind == "token" and values[0] == "Observation.code")
             or (kind == "date" and values[0].startswith("Obs.pce|"))) and any(
         isinstance(v, str) and VENDOR_CODE_PREFIX in v for v in values)
 
