@@ -89,8 +89,9 @@ def _write_error(exc: VersionConflict, type_: str, id_: str) -> FhirError:
 
 
 async def _put(tx: WriteTx, type_: str, id_: str, res: dict[str, Any], method: str,
-               if_match: int | None = None, must_not_exist: bool = False) -> Written:
-    w = tx.put(type_, id_, res, method=method, if_match=if_match, must_not_exist=must_not_exist)  # type: ignore[arg-type]
+               if_match: int | None = None, must_not_exist: bool = False, minted: bool = False) -> Written:
+    w = tx.put(type_, id_, res, method=method, if_match=if_match, must_not_exist=must_not_exist,  # type: ignore[arg-type]
+               minted=minted)
     try:
         await tx.flush()
     except VersionConflict as exc:
@@ -110,7 +111,7 @@ async def create(tx: WriteTx, req: FhirRequest, type_: str,
         if ids:
             return await read(tx, type_, ids[0]), False
     res = {k: v for k, v in res.items() if k != "id"}
-    return await _put(tx, type_, new_id(), res, "POST", must_not_exist=True), True
+    return await _put(tx, type_, new_id(), res, "POST", must_not_exist=True, minted=True), True
 
 
 async def update(tx: WriteTx, req: FhirRequest, type_: str, id_: str, res: dict[str, Any]) -> Written:

@@ -57,7 +57,7 @@ async def _plain_create(req: FhirRequest, ctx: ServerContext, type_: str) -> Fhi
     prepared = ctx.store.prepare(type_, id_, body)
 
     async def job(tx: WriteTx) -> PendingWrite:
-        return tx.put(type_, id_, body, method="POST", must_not_exist=True, prepared=prepared)
+        return tx.put(type_, id_, body, method="POST", must_not_exist=True, prepared=prepared, minted=True)
 
     w = await ctx.store.write(job)
     return written(req, ctx.base_url, w.written())

@@ -164,7 +164,7 @@ async def _transaction(entries: list[dict[str, Any]], ctx: ServerContext) -> dic
                     if i in ready:
                         r, (type_, id_, body, prepared) = reqs[i], ready[i]
                         out[i] = _Deferred(r, tx.put(type_, id_, body, method="POST", must_not_exist=True,
-                                                     prepared=prepared))
+                                                     prepared=prepared, minted=True))
                         continue
                     out[i] = await _run_entry(tx, reqs[i], ids, entries[i], ctx, i in valid)
                 except FhirError as exc:
@@ -312,7 +312,7 @@ async def _run_entry(tx: WriteTx, r: FhirRequest, ids: dict[str, str], entry: di
         checked: dict[str, Any] = res if validated and isinstance(res, dict) else validate(res, type_)
         res = await ctx.extensions.before_write(tx, r, type_, checked)
         body = {k: v for k, v in res.items() if k != "id"}
-        return _Deferred(r, tx.put(type_, id_, body, method="POST", must_not_exist=True))
+        return _Deferred(r, tx.put(type_, id_, body, method="POST", must_not_exist=True, minted=True))
     if r.method == "PUT" and (assigned or len(r.parts) == 2):
         type_, id_ = (assigned or r.path).split("/", 1)
         if assigned:

@@ -66,6 +66,11 @@ _SQL_CURSOR = (
 )
 
 
+def _stored_keys(writes: Sequence[PendingWrite]) -> set[tuple[str, str]]:
+    """The keys whose stored state the plan needs: all but freshly minted ids."""
+    return {(w.type, w.id) for w in writes if not w.minted}
+
+
 def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for type_, id_ in keys:
@@ -91,7 +96,7 @@ def flush_sqlite(
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
     if writes:
-        p = plan(writes, _lookup_sqlite(db, {(w.type, w.id) for w in writes}), keys, indexer, now)
+        p = plan(writes, _lookup_sqlite(db, _stored_keys(writes)), keys, indexer, now)
         _write_sqlite(db, p)
         max_seq = p.max_seq
     for table, rows in extra:
@@ -186,7 +191,7 @@ async def flush_core(
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
     if writes:
-        p = plan(writes, await _lookup_core(conn, {(w.type, w.id) for w in writes}), keys, indexer, now)
+        p = plan(writes, await _lookup_core(conn, _stored_keys(writes)), keys, indexer, now)
         await _write_pg(conn, p)
         max_seq = p.max_seq
     for table, rows in extra:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -345,4 +346,6 @@ def _change(w: PendingWrite) -> Change:
 def _translate(exc: BaseException) -> BaseException:
     if isinstance(exc, SQLAlchemyError):
         return StorageError(f"database error: {type(exc.__cause__ or exc).__name__}")
+    if isinstance(exc, sqlite3.Error):  # the SQLite flush runs on the driver's raw connection
+        return StorageError(f"database error: {type(exc).__name__}")
     return exc

@@ -50,6 +50,7 @@ class WriteTx:
         must_not_exist: bool = False,
         if_absent: bool = False,
         prepared: Prepared | None = None,
+        minted: bool = False,
     ) -> PendingWrite:
         """Create or update ``type_/id_`` (``resource`` without id/meta is fine).
 
@@ -57,9 +58,11 @@ class WriteTx:
         the store and the earlier writes of this transaction; otherwise the write is dropped
         and marked ``skipped`` (an ORU's sparse Patient must not clobber what ADT wrote).
         ``prepared``: ``Store.prepare(type_, id_, resource)``, done before the transaction.
+        ``minted``: ``id_`` comes from ``fhir_server.core.ids.new_id`` (a create): it is not
+        looked up in the store (one query less a commit).
         """
         w = PendingWrite(type_, id_, resource, method, if_match, must_not_exist, if_absent=if_absent,
-                         prepared=prepared)
+                         prepared=prepared, minted=minted)
         self._writes.append(w)
         return w
 

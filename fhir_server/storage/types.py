@@ -92,6 +92,9 @@ class PendingWrite:
     if_absent: bool = False  # write only if no live version exists (else ``skipped``)
     skipped: bool = False
     prepared: Prepared | None = None
+    # the id was just minted (``new_id``): no stored resource has it, so the flush does not
+    # look it up (a clash, which uuid7 makes as unlikely as a uuid4 one, fails on uq(type, id))
+    minted: bool = False
 
     def written(self) -> Written:
         if self.skipped:

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 
-from fhir_server.errors import VersionConflict
+from fhir_server.errors import StorageError, VersionConflict
 from fhir_server.storage import WriteTx, loads
 
 
@@ -180,6 +180,27 @@ async def test_put_if_absent_never_overwrites(store):
     assert orjson.loads((await store.read("Patient", "p1")).body)["gender"] == "female"
     assert orjson.loads((await store.read("Patient", "p2")).body)["gender"] == "male"
     assert len(await store.changes(0)) == 2
+
+
+async def test_a_minted_id_is_not_looked_up_but_never_overwrites(store):
+    """Creates with a server-minted id skip the lookup of stored state; were the id ever taken,
+    the unique (type, id) key fails that job alone and the stored resource stays as it was."""
+    await store.put("Observation", "taken", obs("2.0"))
+
+    async def clash(tx: WriteTx):
+        tx.put("Observation", "taken", obs("9.0"), method="POST", must_not_exist=True, minted=True)
+
+    async def fine(tx: WriteTx, i: int):
+        tx.put("Observation", f"m{i}", obs(), method="POST", must_not_exist=True, minted=True)
+
+    jobs = [store.write(clash)] + [store.write(lambda tx, i=i: fine(tx, i)) for i in range(4)]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(results[0], StorageError) and results[1:] == [None] * 4
+    kept = await store.read("Observation", "taken")
+    assert kept.version == 1 and orjson.loads(kept.body)["valueQuantity"]["value"] == 2.0
+    assert [(await store.read("Observation", f"m{i}")).version for i in range(4)] == [1] * 4
+    changes = await store.changes(0)
+    assert [c.id for c in changes].count("taken") == 1 and len(changes) == 5
 
 
 async def test_migration_0002_indexes(store):
