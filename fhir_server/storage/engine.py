@@ -21,8 +21,9 @@ SQLITE_PRAGMAS = (
     # a group commit of MLLP messages dirties ~300-500 pages (index leaves spread over
     # many keys): at the default 1000-page threshold every 2nd or 3rd commit paid a
     # checkpoint; at 10000 (~40 MB of WAL) pages rewritten by many commits are copied
-    # back once. Measured +25-30% sustained ingest (bench/mllp_ingest.py), at the cost
-    # of a longer pause on the commit that runs the checkpoint
+    # back once. Measured +25-30% sustained ingest (bench/mllp_ingest.py). A Store on a
+    # file checkpoints on a connection of its own in a worker thread (storage/checkpoint.py),
+    # so this threshold is the backstop, reached only when that falls behind
     "wal_autocheckpoint=10000",
 )
 

@@ -50,6 +50,7 @@ from fhir_server.errors import StorageError
 from . import schema as t
 from ._flush import Indexer
 from ._plan import prepare
+from .checkpoint import WalCheckpointer
 from .notify import ChangeNotifier
 from .tx import WriteTx
 from .types import Buffered, Change, Method, PendingWrite, Prepared, StoredVersion, Written
@@ -70,7 +71,7 @@ class Store:
     """Async FHIR storage over SQLite or PostgreSQL. ``start()`` before use, ``close()`` after."""
 
     def __init__(self, engine: AsyncEngine, indexer: Indexer | None = None, *, max_group: int = 512,
-                 group_commit_ms: float = 0.0):
+                 group_commit_ms: float = 0.0, checkpoint_every_s: float | None = 0.25):
         self.engine = engine
         self.indexer = indexer or _default_indexer()
         self.max_group = max_group
@@ -84,6 +85,10 @@ class Store:
         self._wconn: AsyncConnection | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
         self.commits = 0
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        self.checkpointer = (WalCheckpointer(path, every_s=checkpoint_every_s)
+                             if path and path != ":memory:" and checkpoint_every_s is not None
+                             and not engine.url.query.get("uri") else None)
 
     async def start(self) -> None:
         self.notifier.seq = await self.last_seq()
@@ -96,6 +101,8 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
         if self._wconn is not None:
             conn, self._wconn = self._wconn, None
             await conn.close()
@@ -157,6 +164,8 @@ class Store:
                 for _, fut in group:
                     if not fut.done():
                         fut.set_exception(StorageError("write failed"))
+            if self.checkpointer is not None:
+                self.checkpointer.after_commit()
             # The commit woke this process's consumers (subscription matcher, alerting): let them run
             # before the next group's jobs, which would otherwise hold this turn of the loop
             # (one-subscriber notification p50 ~1.6-2.1 -> 0.7-1.0 ms at 1,000 Obs/s under load)
