@@ -25,7 +25,10 @@ call, at most every 10 s per patient, one intra-op thread) is cheap enough to st
 
 Before writing a DetectedIssue it reads the stored one inside the writer transaction, so a
 clinician's action that committed meanwhile is kept (``inference.merge_people``) and an alert a
-clinician closed is never reopened.
+clinician closed is never reopened.  A new episode's first version (an id neither stored, restored
+nor seen in the log) is written without that read, ``if_absent``: the flush checks that nothing is
+stored, in the same thread hop as the commit; if something is (a replay after a crash), the write
+is skipped and goes again the merging way.
 
 What the engine reads (``is_engine_input``): Observations with category ``vital-signs``, plus the
 clinician-entered ACVPU (LOINC 67775-7) and oxygen-therapy (3151-8) Observations.  Waveforms,
@@ -49,7 +52,7 @@ import orjson
 
 from fhir_server.core.crud import read_version
 from fhir_server.core.search_exec import match_ids
-from fhir_server.storage import Change, Store, WriteTx, loads
+from fhir_server.storage import Change, PendingWrite, Store, WriteTx, loads
 from inference import (
     ALERT_IDENTIFIER_SYSTEM,
     AlertState,
@@ -143,6 +146,7 @@ class AlertingConsumer:
         self._model_polled = 0.0
         self._wait_after = 0
         self._poll = True  # the next read goes to the database (start-up, idle polls)
+        self._issues: set[str] = set()  # DetectedIssue ids stored or seen in the log: written after a read
         self.reader = ChangeReader(store, TYPES)
 
     # -- life cycle -----------------------------------------------------------------------
@@ -315,6 +319,7 @@ class AlertingConsumer:
             elif change.type == "Observation" and (status := device_status(resource)) is not None:
                 items.append((change.seq, "status", status))
             elif change.type == "DetectedIssue" and _is_ours(resource):
+                self._issues.add(change.id)
                 with contextlib.suppress(ValueError):
                     items.append((change.seq, "issue", alert_from_detected_issue(resource)))
         return items
@@ -336,26 +341,40 @@ class AlertingConsumer:
         return out
 
     async def _commit(self, resources: list[dict[str, Any]], upto: int) -> None:
-        async def job(tx: WriteTx) -> list[AlertState]:
+        async def job(tx: WriteTx) -> tuple[list[AlertState], list[tuple[int, PendingWrite]]]:
             closed: list[AlertState] = []
-            for resource in resources:
+            fresh: list[tuple[int, PendingWrite]] = []
+            for i, resource in enumerate(resources):
                 if resource["resourceType"] == "DetectedIssue":
+                    if resource["id"] not in self._issues:
+                        # a new episode has nothing stored to merge with: no read (a thread hop that
+                        # waits its turn on the loop, 1-8 ms under load); the flush checks it is absent
+                        self._issues.add(resource["id"])
+                        fresh.append((i, tx.put("DetectedIssue", resource["id"], resource, if_absent=True)))
+                        continue
                     kept = await _keep_people(tx, resource, closed)
                     if kept is None:
                         continue
                     resource = kept
                 tx.put(resource["resourceType"], resource["id"], resource, method="PUT")
             tx.advance_cursor(self.name, upto)
-            return closed
+            return closed, fresh
 
         # ahead of queued ingest (a small group of its own right after the commit in progress): it
         # carries the alerts, and the consumer waits for it
-        closed = await self.store.write(job, urgent=True)
+        closed, fresh = await self.store.write(job, urgent=True)
         self._durable, self._durable_at = upto, time.monotonic()
         for state in closed:  # a clinician closed it meanwhile: the engine stops updating it
             self.engine.apply_stored(state)
-        self.stats.written += len(resources)
-        self.stats.alerts_written += sum(r["resourceType"] == "DetectedIssue" for r in resources)
+        skipped = [i for i, w in fresh if w.skipped]
+        self.stats.written += len(resources) - len(skipped)
+        self.stats.alerts_written += sum(r["resourceType"] == "DetectedIssue" for r in resources) - len(skipped)
+        # It was stored after all (a replay after a crash): the engine's version goes again, merged with
+        # what people did to it, unless a later version in this batch already went that way.
+        last = {r["id"]: i for i, r in enumerate(resources)}
+        stored = [resources[i] for i in skipped if last[resources[i]["id"]] == i]
+        if stored:
+            await self._commit(stored, upto)
 
     async def _maybe_persist_cursor(self) -> None:
         if (self._fx or self._inflight is not None or self._seen <= self._durable
@@ -414,6 +433,7 @@ class AlertingConsumer:
                 state = alert_from_detected_issue(resource)
             except ValueError:
                 continue
+            self._issues.add(id_)
             key = (state.patient_id, state.condition)
             if key not in latest or latest[key].started < state.started:
                 latest[key] = state

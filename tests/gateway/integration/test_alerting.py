@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from fhir_server.storage import loads
 from gateway.alerting import CONSUMER, AlertingConsumer, is_engine_input
-from inference import Engine, builtin_ruleset
+from inference import Engine, Mitigation, alert_from_detected_issue, builtin_ruleset
+from inference.fhir import detected_issue
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 MDC = "urn:iso:std:iso:11073:10101"
@@ -130,6 +132,33 @@ async def test_replaying_changes_after_a_lost_commit_writes_the_same_alert(store
         await store.advance_cursor("probe", 0)
     assert run.stats.alerts_written == 1
     assert len(await detected_issues(store)) == 1
+
+
+async def test_replay_over_an_acknowledged_alert_keeps_the_acknowledgement(store):
+    """A new episode's DetectedIssue is written without reading the stored one first (nothing can be
+    stored yet); on a replay after a crash it is there, maybe acted on: the write is skipped and the
+    engine's version goes again merged with it. Here the replay also escalates the same episode in
+    its batch: the escalation, not the older opening version, must end up stored, acknowledged."""
+    await put_all(store, [spo2(s, 88) for s in range(0, 20)])
+    first = AlertingConsumer(store, Engine(builtin_ruleset("icu-limits")), name="probe", restore_days=0)
+    await first.start()
+    [opened] = await until(lambda: detected_issues(store))
+    await first.stop()
+    acked = replace(alert_from_detected_issue(opened),
+                    mitigations=(Mitigation("acknowledged", T0 + timedelta(seconds=30), "Practitioner/n1"),))
+    await store.put("DetectedIssue", opened["id"], detected_issue(acked))
+    await store.advance_cursor("probe", 0)
+    await put_all(store, [spo2(s, 80) for s in range(20, 25)])
+    head = await store.last_seq()
+    second = AlertingConsumer(store, Engine(builtin_ruleset("icu-limits")), name="probe", restore_days=0)
+    await second.start()
+    try:
+        await until(lambda: _reached(second, head))
+    finally:
+        await second.stop()
+    [issue] = await detected_issues(store)
+    assert issue["id"] == opened["id"] and issue["severity"] == "high"
+    assert [m["author"] for m in issue["mitigation"]] == [{"reference": "Practitioner/n1"}]
 
 
 async def _reached(consumer: AlertingConsumer, seq: int) -> bool:
