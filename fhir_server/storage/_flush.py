@@ -66,6 +66,27 @@ _SQL_CURSOR = (
 )
 
 
+# rows of one table: (table, columns, rows)
+_Insert = tuple[Table, tuple[str, ...], list[tuple[Any, ...]]]
+
+
+def _extra_runs(extra: Extra) -> list[_Insert]:
+    """The extra rows as inserts: consecutive entries of one table with the same columns share
+    one (a group's inbox rows, one entry a message: one statement on PostgreSQL, not one each).
+    An entry's columns are those of any of its rows; a row without one inserts NULL."""
+    runs: list[_Insert] = []
+    for table, rows in extra:
+        if not rows:
+            continue
+        cols = tuple(dict.fromkeys(c for r in rows for c in r))
+        values = [tuple(r.get(c) for c in cols) for r in rows]
+        if runs and runs[-1][0] is table and runs[-1][1] == cols:
+            runs[-1][2].extend(values)
+        else:
+            runs.append((table, cols, values))
+    return runs
+
+
 def _stored_keys(writes: Sequence[PendingWrite]) -> set[tuple[str, str]]:
     """The keys whose stored state the plan needs: all but freshly minted ids."""
     return {(w.type, w.id) for w in writes if not w.minted}
@@ -99,10 +120,8 @@ def flush_sqlite(
         p = plan(writes, _lookup_sqlite(db, _stored_keys(writes)), keys, indexer, now)
         _write_sqlite(db, p)
         max_seq = p.max_seq
-    for table, rows in extra:
-        if rows:
-            cols = list(dict.fromkeys(c for r in rows for c in r))
-            db.executemany(_insert_sql(table.name, cols), [tuple(r.get(c) for c in cols) for r in rows])
+    for table, cols, values in _extra_runs(extra):
+        db.executemany(_insert_sql(table.name, cols), values)
     if cursors:
         db.executemany(_SQL_CURSOR, [(name, seq, now) for name, seq in cursors.items()])
     if commit:
@@ -154,14 +173,14 @@ def _pg_insert(table: Table, cols: Sequence[str], first: int = 1) -> str:
 
 
 @lru_cache(maxsize=64)
-def _pg_inserts(parts: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+def _pg_inserts(parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
     """The inserts into several tables (name, columns) as one statement: each but the last in
     a data-modifying ``WITH`` item (which PostgreSQL runs to completion whether or not the
     main statement reads it). One round trip for a flush instead of one per table: a group of
     creates wrote 7 tables, each a statement the writer (and the server) handled in turn."""
     stmts, n = [], 1
-    for name, cols in parts:
-        stmts.append(_pg_insert(_TABLES[name], cols, n))
+    for table, cols in parts:
+        stmts.append(_pg_insert(table, cols, n))
         n += len(cols)
     if len(stmts) == 1:
         return stmts[0]
@@ -172,7 +191,6 @@ def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     return tuple(list(col) for col in zip(*rows, strict=True))
 
 
-_TABLES = {table.name: table for table in (t.resource, t.resource_version, t.change_log, *t.INDEX_TABLES.values())}
 _PG_UPDATE = "UPDATE resource SET version = $1, vid = $2, deleted = $3, last_updated = $4 WHERE rid = $5"
 _PG_INDEX_COLS = {kind: ("rid", *cols) for kind, cols in INDEX_COLS.items()}
 _PG_LOOKUP = "SELECT rid, id, version, deleted, vid FROM resource WHERE type = $1 AND id = ANY($2::varchar[])"
@@ -190,14 +208,22 @@ async def flush_core(
         rid, vid, seq = (await conn.exec_driver_sql(_MAX_KEYS)).one()
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
+    inserts: list[_Insert] = []
     if writes:
         p = plan(writes, await _lookup_core(conn, _stored_keys(writes)), keys, indexer, now)
-        await _write_pg(conn, p)
+        inserts = await _write_pg(conn, p)
         max_seq = p.max_seq
-    for table, rows in extra:
-        if rows:
-            cols = list(dict.fromkeys(c for r in rows for c in r))
-            await conn.exec_driver_sql(_pg_insert(table, cols), _columns([tuple(r.get(c) for c in cols) for r in rows]))
+    runs = _extra_runs(extra)
+    if len(runs) == 1:  # a group's inbox rows ride in the same statement
+        inserts += runs
+        runs = []
+    if inserts:
+        sql = _pg_inserts(tuple((table, cols) for table, cols, _ in inserts))
+        await conn.exec_driver_sql(sql, tuple(a for _, _, rows in inserts for a in _columns(rows)))
+    # several runs: one statement each, in order (the items of one statement run in no set
+    # order, and the order of serial keys such as the inbox's pk must follow the jobs)
+    for table, cols, values in runs:
+        await conn.exec_driver_sql(_pg_insert(table, cols), _columns(values))
     if cursors:
         await _save_cursors(conn, cursors, now)
     return keys, max_seq
@@ -212,21 +238,19 @@ async def _lookup_core(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dic
     return found
 
 
-async def _write_pg(conn: AsyncConnection, p: Plan) -> None:
-    """Updates and the deletion of replaced index rows first, then every insert at once (no
-    insert depends on another: the tables have no foreign keys)."""
+async def _write_pg(conn: AsyncConnection, p: Plan) -> list[_Insert]:
+    """Updates and the deletion of replaced index rows; returns the inserts, which the flush
+    runs at once (no insert depends on another: the tables have no foreign keys)."""
     if p.updates:
         await conn.exec_driver_sql(_PG_UPDATE, p.updates)
     for table in t.INDEX_TABLES.values():
         for i in range(0, len(p.stale), _CHUNK):
             await conn.execute(delete(table).where(table.c.rid.in_(p.stale[i : i + _CHUNK])))
-    inserts = [("resource", RESOURCE_COLS, p.new_resources), ("resource_version", VERSION_COLS, p.versions)]
-    inserts += [(t.INDEX_TABLES[kind].name, _PG_INDEX_COLS[kind], rows) for kind, rows in p.index.items()]
-    inserts.append(("change_log", LOG_COLS, p.log))
-    inserts = [x for x in inserts if x[2]]
-    if inserts:
-        sql = _pg_inserts(tuple((name, cols) for name, cols, _ in inserts))
-        await conn.exec_driver_sql(sql, tuple(a for _, _, rows in inserts for a in _columns(rows)))
+    inserts: list[_Insert] = [(t.resource, RESOURCE_COLS, p.new_resources),
+                              (t.resource_version, VERSION_COLS, p.versions)]
+    inserts += [(t.INDEX_TABLES[kind], _PG_INDEX_COLS[kind], rows) for kind, rows in p.index.items()]
+    inserts.append((t.change_log, LOG_COLS, p.log))
+    return [x for x in inserts if x[2]]
 
 
 async def _save_cursors(conn: AsyncConnection, cursors: Mapping[str, int], now: int) -> None:

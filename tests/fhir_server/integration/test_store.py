@@ -203,6 +203,30 @@ async def test_a_minted_id_is_not_looked_up_but_never_overwrites(store):
     assert [c.id for c in changes].count("taken") == 1 and len(changes) == 5
 
 
+async def test_extra_rows_of_a_group_keep_their_order_and_columns(store):
+    """Consecutive jobs' rows of one table share one insert (one statement on PostgreSQL): the
+    rows keep the jobs' order, and a column one entry lacks is NULL, as when written alone."""
+    from sqlalchemy import select
+
+    from gateway.inbox.schema import inbox
+
+    def row(i: int, **more) -> dict:
+        return {"received_at": i, "peer": "", "sending_app": "a", "sending_facility": "f", "control_id": str(i),
+                "message_type": "ORU^R01", "payload_hash": f"h{i}", "status": "accepted", "payload": b"x", **more}
+
+    async def job(tx: WriteTx, i: int):
+        tx.insert(inbox, [row(i, ack=b"a")] if i % 3 else [row(i, reason="r"), row(i + 100, reason=None)])
+        tx.put("Observation", f"x{i}", obs())
+
+    await asyncio.gather(*(store.write(lambda tx, i=i: job(tx, i)) for i in range(7)))
+    c = inbox.c
+    got = [tuple(r) for r in await store.fetch(select(c.received_at, c.reason, c.ack).order_by(c.pk))]
+    expected = []
+    for i in range(7):
+        expected += [(i, None, b"a")] if i % 3 else [(i, "r", None), (i + 100, None, None)]
+    assert got == expected
+
+
 async def test_migration_0002_indexes(store):
     from sqlalchemy import inspect
 
