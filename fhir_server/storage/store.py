@@ -26,6 +26,12 @@ Urgent jobs (``write(job, urgent=True)``: alerts) skip the queue: they commit to
 group of their own, right after the transaction in progress, so an alert never waits behind
 queued ingest or a gathering window.
 
+Bulk jobs (``write(job, bulk=True)``: the device feeds' batches, which nobody waits on) commit
+in groups of their own, taking turns with the other jobs: when both wait, a bulk group follows
+each group of the others and the others' group follows each bulk group. So an MLLP sender
+waiting for its ACK waits for the group in progress and its own, never for a device batch
+that was queued beside it in the same transaction, and the bulk jobs are not starved.
+
 After each commit the writer yields to the event loop once, so the consumers the commit woke
 run before it starts on the next group.
 """
@@ -81,6 +87,8 @@ class Store:
         self._queue: asyncio.Queue[tuple[Job[Any], asyncio.Future[Any]] | None] = asyncio.Queue()
         self._urgent: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()
         self._held: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()  # taken, then passed by urgent jobs
+        self._bulk: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()
+        self._bulk_turn = False  # a group of the other jobs committed since the last bulk group
         self._writer: asyncio.Task[None] | None = None
         self._wconn: AsyncConnection | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
@@ -109,15 +117,16 @@ class Store:
         await self.engine.dispose()
 
     # -- writes ---------------------------------------------------------------------------
-    async def write(self, job: Job[T], *, urgent: bool = False) -> T:
+    async def write(self, job: Job[T], *, urgent: bool = False, bulk: bool = False) -> T:
         """Run ``job`` in the writer's transaction; return its result once committed.
 
-        ``urgent``: commit before the jobs already queued, in a group of urgent jobs only."""
+        ``urgent``: commit before the jobs already queued, in a group of urgent jobs only.
+        ``bulk``: in a group of bulk jobs only, taking turns with the other jobs."""
         if self._writer is None:
             raise StorageError("store not started")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if urgent:
-            self._urgent.append((job, fut))
+        if urgent or bulk:
+            (self._urgent if urgent else self._bulk).append((job, fut))
             self._queue.put_nowait(None)  # wakes an idle writer; skipped otherwise
         else:
             await self._queue.put((job, fut))
@@ -147,6 +156,9 @@ class Store:
             if self._urgent:
                 group = list(self._urgent)
                 self._urgent.clear()
+            elif self._bulk and (self._bulk_turn or (self._queue.empty() and not self._held)):
+                group = [self._bulk.popleft() for _ in range(min(len(self._bulk), self.max_group))]
+                self._bulk_turn = False
             else:
                 first = self._held.popleft() if self._held else await self._queue.get()
                 if first is None:
@@ -157,6 +169,7 @@ class Store:
                     self._held.extendleft(reversed(group))
                     continue
                 self._last_group = len(group)
+                self._bulk_turn = True
             try:
                 await self._commit_group(group)
             except Exception:  # never let the writer die: fail the group's jobs instead

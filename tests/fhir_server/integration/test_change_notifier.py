@@ -79,3 +79,51 @@ async def test_an_urgent_write_commits_before_the_queued_ones(store):
     await first
     seqs = await asyncio.gather(*queued)
     assert await alert < min(seqs)
+
+
+async def test_bulk_writes_commit_alone_and_take_turns(store):
+    """A device batch (bulk) never shares a transaction with the jobs an MLLP sender waits on,
+    and when both kinds wait they alternate: neither waits for more than one group of the other."""
+    import asyncio
+
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def busy(tx: WriteTx):
+        tx.put("Observation", "busy", obs("0"))
+        holding.set()
+        await release.wait()
+
+    async def put(id_: str, bulk: bool = False) -> int:
+        async def job(tx: WriteTx):
+            return tx.put("Observation", id_, obs("1"))
+
+        return (await store.write(job, bulk=bulk)).written().seq
+
+    first = asyncio.create_task(store.write(busy))
+    await holding.wait()
+    bulk = [asyncio.create_task(put(f"device-{i}", bulk=True)) for i in range(2)]
+    await asyncio.sleep(0.01)
+    acked = [asyncio.create_task(put(f"mllp-{i}")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    commits = store.commits
+    release.set()
+    await first
+    bulk_seqs, acked_seqs = await asyncio.gather(*bulk), await asyncio.gather(*acked)
+    # the busy group was a group of the others: the queued bulk jobs go next, together, alone;
+    # then the jobs queued behind them, in a group of their own
+    assert store.commits == commits + 3
+    assert max(bulk_seqs) < min(acked_seqs)
+    assert sorted(bulk_seqs) == list(range(min(bulk_seqs), min(bulk_seqs) + 2))
+
+    holding.clear()
+    release.clear()
+    first = asyncio.create_task(store.write(busy))
+    await holding.wait()
+    acked = [asyncio.create_task(put(f"mllp-b{i}")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    bulk = [asyncio.create_task(put("device-b", bulk=True))]
+    await asyncio.sleep(0.01)
+    release.set()
+    await first
+    # the others had their group (busy) last: now the bulk job's turn, even though it came last
+    assert await bulk[0] < min(await asyncio.gather(*acked))

@@ -191,3 +191,38 @@ async def test_unchanged_ventilator_settings_are_not_rebuilt_but_a_change_is_sto
     settings = await _search(store, "Observation", ("category", "urn:vitalgate:observation-category|device-setting"))
     rates = [o["valueQuantity"]["value"] for o in settings if o["code"]["coding"][-1]["code"] == "MISCF-13"]
     assert sorted(rates) == [14, 16]  # MISCF field 13: set respiratory rate
+
+
+async def test_a_burst_commits_in_bulk_batches_bounded_in_resources(store: Store) -> None:
+    """The ingest writer's batches hold at most MAX_BATCH_RESOURCES resources (a record is never
+    split), each committed alone as a bulk write: an MLLP ACK waits for at most one of them."""
+    import time
+
+    from gateway.devices.associations import Association
+    from gateway.devices.service import MAX_BATCH_RESOURCES, DeviceEndpoint
+
+    ingest = DeviceIngest(store)
+    ingest.start()
+    ep = DeviceEndpoint("pb840", "127.0.0.1", 1)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def busy(tx) -> None:  # the writer's transaction in progress while the burst arrives
+        holding.set()
+        await release.wait()
+
+    def obs(record: int, i: int) -> dict:
+        return {"resourceType": "Observation", "id": f"burst-{record}-{i}", "status": "final",
+                "code": {"coding": [{"system": "urn:test", "code": str(i)}]},
+                "effectiveDateTime": "2026-11-29T06:00:00Z", "valueQuantity": {"value": i}}
+
+    first = asyncio.create_task(store.write(busy))
+    await holding.wait()
+    per_record = MAX_BATCH_RESOURCES // 2 + 1  # two such records never fit one batch
+    for record in range(3):
+        await ingest._write([obs(record, i) for i in range(per_record)], ep, Association(None, False),
+                            time.monotonic())
+    release.set()
+    await first
+    await ingest.close()  # stores what is queued
+    assert (ingest.stats.commits, ingest.stats.records, ingest.stats.resources) == (3, 3, 3 * per_record)
+    assert len(await _search(store, "Observation", ("code", "urn:test|0"))) == 3
