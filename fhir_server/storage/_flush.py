@@ -10,9 +10,9 @@ under the writer's lock, so every insert is a plain ``executemany``.
   SQLite's write lock before the keys are read, so another process writing the same file
   (``vitalgate inbox replay``) can never be handed the same keys.
 - PostgreSQL: the same plan, one ``INSERT ... SELECT FROM unnest($1::type[], ...)`` per
-  table (column arrays as parameters: one round trip whatever the row count), all of them
-  in one statement (``WITH`` items); the store already holds a transaction-scoped advisory
-  lock when the keys are read.
+  table (column arrays as parameters: one round trip whatever the row count), all of them,
+  with the updates and the deletion of replaced index rows, in one statement (``WITH``
+  items); the store already holds a transaction-scoped advisory lock when the keys are read.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -172,13 +172,28 @@ def _pg_insert(table: Table, cols: Sequence[str], first: int = 1) -> str:
     return f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({arrays})"
 
 
-@lru_cache(maxsize=64)
-def _pg_inserts(parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
-    """The inserts into several tables (name, columns) as one statement: each but the last in
-    a data-modifying ``WITH`` item (which PostgreSQL runs to completion whether or not the
-    main statement reads it). One round trip for a flush instead of one per table: a group of
-    creates wrote 7 tables, each a statement the writer (and the server) handled in turn."""
+_UPDATE_COLS = ("version", "vid", "deleted", "last_updated", "rid")  # Plan.updates' order
+
+
+@lru_cache(maxsize=128)
+def _pg_flush_sql(stale: bool, updates: bool, parts: tuple[tuple[Table, tuple[str, ...]], ...]) -> str:
+    """A whole flush as one statement, each part but the last a data-modifying ``WITH`` item
+    (which PostgreSQL runs to completion whether or not the main statement reads it): the
+    deletion of replaced index rows (``stale``: parameter 1, their rids), the updates of
+    resource rows (``updates``: one array a column), then the inserts into several tables
+    (name, columns). One round trip for a flush instead of one per table and step. The items
+    share one snapshot, so a delete never sees the rows the same statement inserts."""
     stmts, n = [], 1
+    if stale:
+        rid_type = _pg_type(t.resource, "rid")
+        stmts += [f"DELETE FROM {table.name} WHERE rid = ANY($1::{rid_type}[])" for table in t.INDEX_TABLES.values()]
+        n = 2
+    if updates:
+        arrays = ", ".join(f"${n + i}::{_pg_type(t.resource, c)}[]" for i, c in enumerate(_UPDATE_COLS))
+        sets = ", ".join(f"{c} = u.{c}" for c in _UPDATE_COLS if c != "rid")
+        stmts.append(f"UPDATE resource AS r SET {sets} FROM unnest({arrays}) AS u({', '.join(_UPDATE_COLS)}) "
+                     "WHERE r.rid = u.rid")
+        n += len(_UPDATE_COLS)
     for table, cols in parts:
         stmts.append(_pg_insert(table, cols, n))
         n += len(cols)
@@ -191,7 +206,6 @@ def _columns(rows: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
     return tuple(list(col) for col in zip(*rows, strict=True))
 
 
-_PG_UPDATE = "UPDATE resource SET version = $1, vid = $2, deleted = $3, last_updated = $4 WHERE rid = $5"
 _PG_INDEX_COLS = {kind: ("rid", *cols) for kind, cols in INDEX_COLS.items()}
 _PG_LOOKUP = "SELECT rid, id, version, deleted, vid FROM resource WHERE type = $1 AND id = ANY($2::varchar[])"
 
@@ -208,18 +222,22 @@ async def flush_core(
         rid, vid, seq = (await conn.exec_driver_sql(_MAX_KEYS)).one()
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
-    inserts: list[_Insert] = []
+    p = Plan()
     if writes:
         p = plan(writes, await _lookup_core(conn, _stored_keys(writes)), keys, indexer, now)
-        inserts = await _write_pg(conn, p)
         max_seq = p.max_seq
+    inserts = _pg_plan_inserts(p)
     runs = _extra_runs(extra)
     if len(runs) == 1:  # a group's inbox rows ride in the same statement
         inserts += runs
         runs = []
-    if inserts:
-        sql = _pg_inserts(tuple((table, cols) for table, cols, _ in inserts))
-        await conn.exec_driver_sql(sql, tuple(a for _, _, rows in inserts for a in _columns(rows)))
+    if inserts or p.stale or p.updates:
+        sql = _pg_flush_sql(bool(p.stale), bool(p.updates), tuple((table, cols) for table, cols, _ in inserts))
+        args: list[Any] = [p.stale] if p.stale else []
+        if p.updates:
+            args += _columns(p.updates)
+        args += [a for _, _, rows in inserts for a in _columns(rows)]
+        await conn.exec_driver_sql(sql, tuple(args))
     # several runs: one statement each, in order (the items of one statement run in no set
     # order, and the order of serial keys such as the inbox's pk must follow the jobs)
     for table, cols, values in runs:
@@ -238,14 +256,8 @@ async def _lookup_core(conn: AsyncConnection, keys: set[tuple[str, str]]) -> dic
     return found
 
 
-async def _write_pg(conn: AsyncConnection, p: Plan) -> list[_Insert]:
-    """Updates and the deletion of replaced index rows; returns the inserts, which the flush
-    runs at once (no insert depends on another: the tables have no foreign keys)."""
-    if p.updates:
-        await conn.exec_driver_sql(_PG_UPDATE, p.updates)
-    for table in t.INDEX_TABLES.values():
-        for i in range(0, len(p.stale), _CHUNK):
-            await conn.execute(delete(table).where(table.c.rid.in_(p.stale[i : i + _CHUNK])))
+def _pg_plan_inserts(p: Plan) -> list[_Insert]:
+    """The plan's inserts (no insert depends on another: the tables have no foreign keys)."""
     inserts: list[_Insert] = [(t.resource, RESOURCE_COLS, p.new_resources),
                               (t.resource_version, VERSION_COLS, p.versions)]
     inserts += [(t.INDEX_TABLES[kind], _PG_INDEX_COLS[kind], rows) for kind, rows in p.index.items()]

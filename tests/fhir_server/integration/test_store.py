@@ -227,6 +227,39 @@ async def test_extra_rows_of_a_group_keep_their_order_and_columns(store):
     assert got == expected
 
 
+async def test_one_flush_updates_deletes_and_replaces_index_rows(store):
+    """Updates, deletions and creates in one flush (one statement on PostgreSQL): the replaced
+    index rows go, the new ones stay, the resource rows carry the last version."""
+    from sqlalchemy import select
+
+    from fhir_server.storage import schema as t
+
+    def coded(code: str) -> dict:
+        res = obs()
+        res["code"] = {"coding": [{"system": "http://loinc.org", "code": code}]}
+        return res
+
+    async def first(tx: WriteTx):
+        tx.put("Observation", "a", coded("old-a"))
+        tx.put("Observation", "c", coded("old-c"))
+
+    await store.write(first)
+
+    async def second(tx: WriteTx):
+        tx.put("Observation", "a", coded("new-a"))
+        tx.put("Observation", "b", coded("new-b"))
+        tx.delete("Observation", "c")
+
+    await store.write(second)
+    tok, r = t.INDEX_TABLES["token"].c, t.resource.c
+    codes = await store.fetch(select(r.id, tok.code).join(t.resource, r.rid == tok.rid)
+                              .where(tok.param == "Observation.code").order_by(r.id))
+    assert [tuple(x) for x in codes] == [("a", "new-a"), ("b", "new-b")]
+    rows = await store.fetch(select(r.id, r.version, r.deleted).order_by(r.id))
+    assert [tuple(x) for x in rows] == [("a", 2, False), ("b", 1, False), ("c", 2, True)]
+    assert orjson.loads((await store.read("Observation", "a")).body)["code"]["coding"][0]["code"] == "new-a"
+
+
 async def test_migration_0002_indexes(store):
     from sqlalchemy import inspect
 
