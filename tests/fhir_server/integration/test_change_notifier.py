@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fhir_server.storage import Store, WriteTx, make_engine
 
 from .test_store import obs
@@ -53,30 +55,50 @@ async def test_recent_refuses_what_it_does_not_hold(store, db_url):
     assert tail == (await _stored(store, store.notifier.seq - 1))
 
 
-async def test_an_urgent_write_commits_before_the_queued_ones(store):
-    import asyncio
+class _Writer:
+    """Holds the writer's transaction open (``await hold()`` ... ``await release()``) while
+    writes queue behind it; ``put`` returns the seq of a one-Observation write."""
 
-    holding, release = asyncio.Event(), asyncio.Event()
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._holding, self._release = asyncio.Event(), asyncio.Event()
+        self._busy: asyncio.Task[object] | None = None
 
-    async def busy(tx: WriteTx):
-        tx.put("Observation", "busy", obs("0"))
-        holding.set()
-        await release.wait()  # the writer's transaction in progress
+    async def hold(self) -> None:
+        self._holding.clear()
+        self._release.clear()
 
-    async def put(id_: str, urgent: bool = False) -> int:
+        async def busy(tx: WriteTx) -> None:
+            tx.put("Observation", "busy", obs("0"))
+            self._holding.set()
+            await self._release.wait()  # the writer's transaction in progress
+
+        self._busy = asyncio.create_task(self.store.write(busy))
+        await self._holding.wait()
+
+    async def release(self) -> None:
+        assert self._busy is not None
+        self._release.set()
+        await self._busy
+
+    def put(self, id_: str, **kind: bool) -> asyncio.Task[int]:
         async def job(tx: WriteTx):
             return tx.put("Observation", id_, obs("1"))
 
-        return (await store.write(job, urgent=urgent)).written().seq
+        async def write() -> int:
+            return (await self.store.write(job, **kind)).written().seq
 
-    first = asyncio.create_task(store.write(busy))
-    await holding.wait()
-    queued = [asyncio.create_task(put(f"ingest-{i}")) for i in range(5)]
+        return asyncio.create_task(write())
+
+
+async def test_an_urgent_write_commits_before_the_queued_ones(store):
+    writer = _Writer(store)
+    await writer.hold()
+    queued = [writer.put(f"ingest-{i}") for i in range(5)]
     await asyncio.sleep(0.01)
-    alert = asyncio.create_task(put("alert", urgent=True))
+    alert = writer.put("alert", urgent=True)
     await asyncio.sleep(0.01)
-    release.set()
-    await first
+    await writer.release()
     seqs = await asyncio.gather(*queued)
     assert await alert < min(seqs)
 
@@ -84,30 +106,14 @@ async def test_an_urgent_write_commits_before_the_queued_ones(store):
 async def test_bulk_writes_commit_alone_and_take_turns(store):
     """A device batch (bulk) never shares a transaction with the jobs an MLLP sender waits on,
     and when both kinds wait they alternate: neither waits for more than one group of the other."""
-    import asyncio
-
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def busy(tx: WriteTx):
-        tx.put("Observation", "busy", obs("0"))
-        holding.set()
-        await release.wait()
-
-    async def put(id_: str, bulk: bool = False) -> int:
-        async def job(tx: WriteTx):
-            return tx.put("Observation", id_, obs("1"))
-
-        return (await store.write(job, bulk=bulk)).written().seq
-
-    first = asyncio.create_task(store.write(busy))
-    await holding.wait()
-    bulk = [asyncio.create_task(put(f"device-{i}", bulk=True)) for i in range(2)]
+    writer = _Writer(store)
+    await writer.hold()
+    bulk = [writer.put(f"device-{i}", bulk=True) for i in range(2)]
     await asyncio.sleep(0.01)
-    acked = [asyncio.create_task(put(f"mllp-{i}")) for i in range(3)]
+    acked = [writer.put(f"mllp-{i}") for i in range(3)]
     await asyncio.sleep(0.01)
     commits = store.commits
-    release.set()
-    await first
+    await writer.release()
     bulk_seqs, acked_seqs = await asyncio.gather(*bulk), await asyncio.gather(*acked)
     # the busy group was a group of the others: the queued bulk jobs go next, together, alone;
     # then the jobs queued behind them, in a group of their own
@@ -115,15 +121,11 @@ async def test_bulk_writes_commit_alone_and_take_turns(store):
     assert max(bulk_seqs) < min(acked_seqs)
     assert sorted(bulk_seqs) == list(range(min(bulk_seqs), min(bulk_seqs) + 2))
 
-    holding.clear()
-    release.clear()
-    first = asyncio.create_task(store.write(busy))
-    await holding.wait()
-    acked = [asyncio.create_task(put(f"mllp-b{i}")) for i in range(3)]
+    await writer.hold()
+    acked = [writer.put(f"mllp-b{i}") for i in range(3)]
     await asyncio.sleep(0.01)
-    bulk = [asyncio.create_task(put("device-b", bulk=True))]
+    late_bulk = writer.put("device-b", bulk=True)
     await asyncio.sleep(0.01)
-    release.set()
-    await first
+    await writer.release()
     # the others had their group (busy) last: now the bulk job's turn, even though it came last
-    assert await bulk[0] < min(await asyncio.gather(*acked))
+    assert await late_bulk < min(await asyncio.gather(*acked))
