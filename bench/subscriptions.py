@@ -14,8 +14,12 @@ sends a probe every ``--probe-interval`` s (at least N/1,000 s: one 1,000-way fa
 second) and reports, per probe, the latency to the first and the last of the N notifications, p50/p99,
 as seen by the receiving process (``first_ms``/``last_ms``: includes the receivers' own
 speed: one process reads all N sockets; it notes each message's arrival and parses after the
-run) and as seen by the sender (``sender_side_ms``: the rest-hook's 2xx came back, or
+run; websocket subscribers are a minimal client, ``--ws-client websockets`` the library's, which
+cost that process ~50 us a message on the node's two cores) and as seen by the sender
+(``sender_side_ms``: the rest-hook's 2xx came back, or
 the websocket frame was written to the socket).
+``fan_out_cpu``: the node's CPU (user + system) in the matcher's hand-over to delivery, where a
+fan-out renders and writes its notifications, per notification: the A/B figure on shared cores.
 Baselines measured in the same run: one POST of a notification-sized Bundle to the same
 receiver with our HTTP/1.1 client and with httpx (the floor a notification can reach), and
 1,000 concurrent httpx POSTs (why rest-hooks do not use httpx). Targets (issue 5, this
@@ -78,10 +82,35 @@ def _rest_child(conn: Any) -> None:
     asyncio.run(main())
 
 
-def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]]) -> None:
+def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]], client: str = "raw") -> None:
+    if client == "websockets":
+        run: Any = _websockets_clients
+    else:
+        run = _raw_clients
+
+    async def main() -> None:
+        got: list[Any] = []
+        ready, bound = asyncio.Event(), [0]
+        closers = await run(url, tokens, got, ready, bound)
+        await ready.wait()
+        # the 1,000 clients stand for 1,000 machines: a full collection of this process (their
+        # coroutines and sockets) is not a delay of the node's
+        gc.freeze()
+        conn.send("bound")
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send([a for a in (_arrival(at, msg) for at, msg in got) if a is not None])
+        for close in closers:
+            close()
+
+    asyncio.run(main())
+
+
+async def _websockets_clients(url: str, tokens: list[tuple[str, str]], got: list[Any], ready: asyncio.Event,
+                              bound: list[int]) -> list[Any]:
+    """One ``websockets`` client per subscription (~50 us of this process a message)."""
     import websockets
 
-    async def client(sub_id: str, token: str, got: list[Any], ready: asyncio.Event, bound: list[int]) -> None:
+    async def client(token: str) -> None:
         async with websockets.connect(url, max_queue=None) as ws:
             await ws.send(f"bind-with-token: {token}")
             await ws.recv()  # handshake
@@ -92,24 +121,85 @@ def _ws_child(conn: Any, url: str, tokens: list[tuple[str, str]]) -> None:
                 msg = await ws.recv(decode=False)
                 got.append((time.perf_counter(), msg))
 
-    async def main() -> None:
-        got: list[Any] = []
-        ready, bound = asyncio.Event(), [0]
-        tasks = []
-        for i in range(0, len(tokens), 50):  # connect in waves: no accept-queue overflow
-            tasks += [asyncio.create_task(client(s, t, got, ready, bound)) for s, t in tokens[i:i + 50]]
-            await asyncio.sleep(0.05)
-        await ready.wait()
-        # the 1,000 clients stand for 1,000 machines: a full collection of this process (their
-        # coroutines and sockets) is not a delay of the node's
-        gc.freeze()
-        conn.send("bound")
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send([a for a in (_arrival(at, msg) for at, msg in got) if a is not None])
-        for t in tasks:
-            t.cancel()
+    tasks = []
+    for i in range(0, len(tokens), 50):  # connect in waves: no accept-queue overflow
+        tasks += [asyncio.create_task(client(t)) for _, t in tokens[i:i + 50]]
+        await asyncio.sleep(0.05)
+    return [t.cancel for t in tasks]
 
-    asyncio.run(main())
+
+class _RawWs(asyncio.Protocol):
+    """A minimal websocket client (RFC 6455) for the bench: a notification costs this process one
+    ``data_received`` and a frame-header parse, so 1,000 of them on the node's two cores measure
+    the node rather than the client library. Answers pings (uvicorn sends one every 20 s)."""
+
+    def __init__(self, host: str, path: str, token: str, got: list[Any], on_bound: Any) -> None:
+        self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.token, self.got, self.on_bound = token, got, on_bound
+        self.buf = b""
+        self.upgraded = self.bound = False
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)  # a client frame is masked; a zero mask keeps the payload as it is
+        header = bytes((0x80 | opcode, 0x80 | n)) if n < 126 else bytes((0x80 | opcode, 0xFE)) + n.to_bytes(2, "big")
+        self.transport.write(header + b"\0\0\0\0" + payload)
+
+    def data_received(self, data: bytes) -> None:
+        at = time.perf_counter()
+        buf = self.buf + data if self.buf else data
+        if not self.upgraded:
+            head, sep, buf = buf.partition(b"\r\n\r\n")
+            if not sep:
+                self.buf = head
+                return
+            assert head.startswith(b"HTTP/1.1 101"), head[:40]
+            self.upgraded = True
+            self._send(0x1, f"bind-with-token: {self.token}".encode())
+        while len(buf) >= 2:
+            opcode, n, i = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                n, i = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                n, i = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < i + n:
+                break
+            payload, buf = buf[i:i + n], buf[i + n:]
+            if opcode == 0x9:
+                self._send(0xA, payload)
+            elif opcode == 0x1:
+                if self.bound:
+                    self.got.append((at, payload))  # the instant the frame's last byte arrived
+                else:
+                    self.bound = True  # the handshake Bundle
+                    self.on_bound()
+        self.buf = buf
+
+
+async def _raw_clients(url: str, tokens: list[tuple[str, str]], got: list[Any], ready: asyncio.Event,
+                       bound: list[int]) -> list[Any]:
+    hostport, _, path = url.removeprefix("ws://").partition("/")
+    host, _, port = hostport.partition(":")
+    loop = asyncio.get_running_loop()
+
+    def on_bound() -> None:
+        bound[0] += 1
+        if bound[0] == len(tokens):
+            ready.set()
+
+    transports = []
+    for i in range(0, len(tokens), 50):  # connect in waves: no accept-queue overflow
+        for _, token in tokens[i:i + 50]:
+            tr, _ = await loop.create_connection(lambda t=token: _RawWs(hostport, "/" + path, t, got, on_bound),
+                                                 host, int(port))
+            transports.append(tr)
+        await asyncio.sleep(0.05)
+    return [t.close for t in transports]
 
 
 # ---- the node side ------------------------------------------------------------------------
@@ -216,6 +306,17 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
             written.setdefault(e.res_id, []).append(at)
 
     svc.delivery.on_delivered = delivered
+    # the node's CPU (this thread's, user + system: the socket writes included) in the matcher's
+    # hand-over to delivery: the fan-out pass that renders and writes (or queues) every notification
+    fan_out_cpu: list[tuple[int, float]] = []
+    hand_over = svc.matcher.on_events
+
+    def timed_hand_over(events: dict[str, list[Any]]) -> None:
+        c = time.thread_time()
+        hand_over(events)
+        fan_out_cpu.append((sum(map(len, events.values())), time.thread_time() - c))
+
+    svc.matcher.on_events = timed_hand_over
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     server = None
@@ -247,7 +348,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     await store.write(create)
     if channel == "websocket":
         tokens = [(f"{channel}-{i}", svc.hub.issue([f"{channel}-{i}"])[0]) for i in range(count)]
-        proc = ctx.Process(target=_ws_child, args=(child, svc.websocket_url(svc.base), tokens))
+        proc = ctx.Process(target=_ws_child, args=(child, svc.websocket_url(svc.base), tokens, args.ws_client))
         proc.start()
         await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     await _wait_active(store, count)
@@ -343,6 +444,9 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
                                "first_p99": _pct([min(v) for v in sent], .99),
                                "last_p50": _pct([max(v) for v in sent], .5),
                                "last_p99": _pct([max(v) for v in sent], .99)},
+            "fan_out_cpu": {"us_per_notification": round(sum(c for _, c in fan_out_cpu) * 1e6
+                                                         / max(1, sum(n for n, _ in fan_out_cpu)), 2),
+                            "ms_per_pass_p50": _pct([c * 1000 for n, c in fan_out_cpu if n >= count], .5)},
             "loop_lag_ms": {"p50": _pct(lag, .5), "p99": _pct(lag, .99), "max": _pct(lag, 1.0)},
             "gc_pauses": pauses.summary(args.seconds),
             "rss_mib": {"start": rss[0][1], "end": rss[-1][1], "max": max(r[1] for r in rss),
@@ -400,6 +504,10 @@ async def main() -> None:
     ap.add_argument("--ws", choices=("node", "asgi"), default="node",
                     help="node (default): uvicorn as vitalgate serve runs it (NODE_WS_CONFIG); asgi: uvicorn's "
                          "defaults (permessage-deflate, every frame through the ASGI send)")
+    ap.add_argument("--ws-client", choices=("raw", "websockets"), default="raw",
+                    help="raw (default): a minimal websocket client per subscription (one data_received a "
+                         "notification); websockets: the websockets library's client (~50 us a message; the "
+                         "figures before 29 November 06:40 UTC)")
     ap.add_argument("--gc", choices=("node", "off", "disabled"), default="node",
                     help="node (default): the collector policy of vitalgate serve (gateway/gc_policy.py, "
                          "VITALGATE_GC_* settings) once the node is up; off: no freeze (the figures before "
@@ -417,6 +525,7 @@ async def main() -> None:
                                   "off": "not frozen (unlike the node)",
                                   "disabled": "frozen as the node, then disabled while measuring"}[args.gc],
                            "gc_threshold": _gc_settings(args).gc_thresholds,
+                           "ws_client": args.ws_client,
                            "websocket": ("uvicorn with NODE_WS_CONFIG, as vitalgate serve" if args.ws == "node"
                                          else "uvicorn defaults (ASGI send, permessage-deflate)")},
                "targets": {"p99_ms_1_subscriber": 5, "p99_ms_last_of_1000": 50},
