@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,7 @@ def build_app(node: Node) -> FastAPI:
     return app
 
 
-async def serve(settings: Settings, *, extra: Callable[[Node], Awaitable[None]] | None = None,
+async def serve(settings: Settings, *, extra: Callable[[Node], Coroutine[Any, Any, None]] | None = None,
                 parts: list[tuple[str, Part]] | None = None) -> None:
     """Run the node until cancelled: HTTP (FHIR, health) plus every listener and consumer."""
     async with running_node(settings, parts) as node:

@@ -38,7 +38,7 @@ def parse_thresholds(value: Any) -> tuple[int, int, int]:
         raise ValueError(f"gc thresholds must be three integers, e.g. 700,10,100: {value!r}")
     if ints[0] < 1 or ints[1] < 1 or ints[2] < 1:
         raise ValueError(f"gc thresholds must be at least 1 (0 disables the collector): {value!r}")
-    return ints  # type: ignore[return-value]
+    return ints
 
 
 def apply_gc_policy(settings: GcSettings) -> None:

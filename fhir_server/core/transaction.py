@@ -41,6 +41,7 @@ def _entry_request(entry: dict[str, Any], index: int) -> FhirRequest:
     if method not in ORDER:
         raise bad_request(f"Bundle.entry[{index}]: unsupported method {method}")
     url = str(request["url"])
+    params: tuple[tuple[str, str], ...]
     if _PLAIN_URL.fullmatch(url) and not url.startswith("//"):  # "Observation", "Patient/1": no query
         path, params = url.lstrip("/"), ()
     else:

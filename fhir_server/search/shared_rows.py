@@ -25,7 +25,7 @@ __all__ = ["param_rows", "row_of"]
 def param_rows(t: FromClause, p: SearchParam) -> ColumnElement[bool]:
     """The condition selecting the index rows of ``p`` in ``t`` (an ``idx_*`` table)."""
     if not p.rows_of:
-        return t.c.param == p.key  # type: ignore[no-any-return]
+        return t.c.param == p.key
     return and_(t.c.param == p.rows_key, or_(
         t.c.target_type.in_(p.target_types), and_(t.c.target_type.is_(None), t.c.url.is_not(None))))
 

@@ -226,8 +226,8 @@ def clause_condition(c: Clause, res: FromClause, *, drive: bool, rid: Any = None
     if c.chain:
         return _chain(c, rid)
     if c.missing is not None:
-        t = INDEX_TABLES[c.param.table].alias()
-        has = exists(select(true()).where(t.c.rid == rid, param_rows(t, c.param)))
+        m = INDEX_TABLES[c.param.table].alias()
+        has = exists(select(true()).where(m.c.rid == rid, param_rows(m, c.param)))
         return not_(has) if c.missing else has
     t, cond = index_rows(c)
     if c.negate:
@@ -260,10 +260,10 @@ def where_all(
     combo = composite_keys(indexed)
     if combo is not None:
         # the series' end-time rows: one per Observation and key, undated ones included
-        t = INDEX_TABLES["date"].alias()
+        d = INDEX_TABLES["date"].alias()
         params = [end_param(k) for k in combo[0]]
-        cond = t.c.param == params[0] if len(params) == 1 else t.c.param.in_(params)
-        return [*outer, _driven(t, cond, combo[1], res, snapshot)]
+        cond = d.c.param == params[0] if len(params) == 1 else d.c.param.in_(params)
+        return [*outer, _driven(d, cond, combo[1], res, snapshot)]
     first = indexed[0]
     if first.chain or first.missing is not None or first.negate:
         return outer + [clause_condition(c, res, drive=i == 0) for i, c in enumerate(indexed)]

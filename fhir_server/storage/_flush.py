@@ -221,7 +221,7 @@ async def flush_core(
     to the driver's ``executemany``: SQLAlchemy's per-row parameter processing would cost
     more than the database does."""
     if keys is None:
-        rid, vid, seq = (await conn.exec_driver_sql(_MAX_KEYS)).one()
+        rid, vid, seq = tuple((await conn.exec_driver_sql(_MAX_KEYS)).one())
         keys = Keys(rid or 0, vid or 0, seq or 0)
     max_seq = 0
     p = Plan()

@@ -14,7 +14,9 @@ aliases on SQLite (``Key``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, UniqueConstraint
+from typing import cast
+
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # BIGINT on PostgreSQL, INTEGER on SQLite so that the key is a rowid alias there.
@@ -22,11 +24,16 @@ Key = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def _pk() -> int | None:
-    return Field(default=None, sa_column=Column(Key, primary_key=True, autoincrement=True))
+    return cast("int | None", Field(default=None, sa_column=Column(Key, primary_key=True, autoincrement=True)))
 
 
 def _bigint(nullable: bool = False, index: bool = False) -> int:
-    return Field(sa_column=Column(BigInteger, nullable=nullable, index=index))
+    return cast(int, Field(sa_column=Column(BigInteger, nullable=nullable, index=index)))
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Core table (SQLModel sets ``__table__`` at class creation; typed here once)."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
 class ResourceRow(SQLModel, table=True):
@@ -158,16 +165,16 @@ class NumberIndexRow(SQLModel, table=True):
 
 
 INDEX_TABLES = {
-    "token": TokenIndexRow.__table__,
-    "string": StringIndexRow.__table__,
-    "date": DateIndexRow.__table__,
-    "reference": ReferenceIndexRow.__table__,
-    "quantity": QuantityIndexRow.__table__,
-    "number": NumberIndexRow.__table__,
+    "token": table_of(TokenIndexRow),
+    "string": table_of(StringIndexRow),
+    "date": table_of(DateIndexRow),
+    "reference": table_of(ReferenceIndexRow),
+    "quantity": table_of(QuantityIndexRow),
+    "number": table_of(NumberIndexRow),
 }
 
-resource = ResourceRow.__table__
-resource_version = ResourceVersionRow.__table__
-change_log = ChangeLogRow.__table__
-consumer_cursor = ConsumerCursorRow.__table__
+resource = table_of(ResourceRow)
+resource_version = table_of(ResourceVersionRow)
+change_log = table_of(ChangeLogRow)
+consumer_cursor = table_of(ConsumerCursorRow)
 metadata = SQLModel.metadata

@@ -82,11 +82,12 @@ class WriteTx:
     async def execute(self, stmt: Select[Any]) -> Result[Any]:
         """Run a read inside the transaction, after flushing queued writes."""
         await self.flush()
-        return await self.conn.execute(stmt)
+        result: Result[Any] = await self.conn.execute(stmt)
+        return result
 
     async def fetch(self, stmt: Select[Any]) -> Buffered:
         """Like ``Store.fetch`` but inside this transaction."""
-        return Buffered((await self.execute(stmt)).all())
+        return Buffered(list((await self.execute(stmt)).all()))
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of a raw read inside the transaction (after the queued writes); ``sql``

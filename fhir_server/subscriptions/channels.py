@@ -122,7 +122,7 @@ class WebSocketHub:
                 return False
         frame = text_frame(body)
         for b in bindings:
-            b.frames.write_text(body, frame)  # type: ignore[union-attr] - checked above
+            b.frames.write_text(body, frame)  # type: ignore[union-attr]  # checked above
         return True
 
     async def send(self, sub_id: str, body: bytes) -> str | None:

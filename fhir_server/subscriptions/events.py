@@ -42,7 +42,7 @@ async def load_events(store: Store, sub_id: str, after: int, until: int | None =
         stmt = stmt.where(c.number <= until)
     rows = list(await store.fetch(stmt.order_by(c.number).limit(limit)))
     found = await store.bodies([r[5] for r in rows if r[6] != "delete"]) if bodies and rows else {}
-    return [Event(*r, body=found.get(r[5])) for r in rows]
+    return [Event(**r._mapping, body=found.get(r[5])) for r in rows]
 
 
 async def find_topic(db: Any, url: str) -> Topic | None:

@@ -139,8 +139,8 @@ class Matcher:
         last = changes[-1].seq
         self.cursor = last
         self.numbers.update(numbers)
-        for sub_id, spec in touched.items():
-            self.on_subscription(sub_id, spec)
+        for sub_id, changed in touched.items():
+            self.on_subscription(sub_id, changed)
         if out:
             self.on_events(out)
             # the rows are built after the hand-over: not on the notifications' path

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
-from fhir_server.storage.schema import Key
+from fhir_server.storage.schema import Key, table_of
 
 MATCHER_CURSOR = "subscriptions"
 
@@ -38,5 +38,5 @@ class SubscriptionEventRow(SQLModel, table=True):
     ts: int = Field(sa_column=Column(BigInteger, nullable=False))  # when the change committed, epoch µs
 
 
-subscription_event = SubscriptionEventRow.__table__
+subscription_event = table_of(SubscriptionEventRow)
 TABLES = (subscription_event,)

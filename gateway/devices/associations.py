@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -72,7 +73,7 @@ class BedAssociations:
 
     async def close(self) -> None:
         """Cancel the watcher and the refreshes still running (at shutdown)."""
-        tasks = list(self._refreshing.values())
+        tasks: list[asyncio.Task[Any]] = list(self._refreshing.values())
         if self._watcher is not None:
             tasks.append(self._watcher)
             self._watcher = None

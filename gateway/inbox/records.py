@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -138,7 +138,8 @@ def _select() -> Select[Any]:
 
 def _entry(row: Any) -> InboxEntry:
     keys = tuple(row[10].split(_KEY_SEP)) if row[10] else ()
-    return InboxEntry(*row[:10], keys, row[11], row[12])
+    head = cast("tuple[int, int, str, str, str, str, str, str, str, str | None]", tuple(row[:10]))
+    return InboxEntry(*head, keys, row[11], row[12])
 
 
 def _like_escape(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
-from fhir_server.storage.schema import _bigint, _pk
+from fhir_server.storage.schema import _bigint, _pk, table_of
 
 
 class InboxRow(SQLModel, table=True):
@@ -30,4 +30,4 @@ class InboxRow(SQLModel, table=True):
     ack: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
-inbox = InboxRow.__table__
+inbox = table_of(InboxRow)
