@@ -276,6 +276,9 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
     from fhir_server.subscriptions.ws_protocol import NODE_WS_CONFIG
     from gateway.gc_policy import GcPauses, apply_gc_policy, sample_loop
 
+    cpus = os.sched_getaffinity(0)
+    if args.pin:  # the node on the first CPU (threads started from here on inherit it)
+        os.sched_setaffinity(0, {min(cpus)})
     tmp = tempfile.mkdtemp(prefix="vg-subs-")
     url = PG_URL if args.db == "postgresql" else f"sqlite+aiosqlite:///{tmp}/bench.db"
     engine = make_engine(url)
@@ -324,6 +327,8 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         proc = ctx.Process(target=_rest_child, args=(child,))
         proc.start()
         endpoint = parent.recv()
+        if args.pin:
+            os.sched_setaffinity(proc.pid, {max(cpus)})
     else:
         from fastapi import FastAPI
         app = FastAPI()
@@ -350,6 +355,8 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         tokens = [(f"{channel}-{i}", svc.hub.issue([f"{channel}-{i}"])[0]) for i in range(count)]
         proc = ctx.Process(target=_ws_child, args=(child, svc.websocket_url(svc.base), tokens, args.ws_client))
         proc.start()
+        if args.pin:
+            os.sched_setaffinity(proc.pid, {max(cpus)})
         await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     await _wait_active(store, count)
     pauses = GcPauses()
@@ -436,6 +443,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         server.should_exit = True
         await server_task
     await store.close()
+    os.sched_setaffinity(0, cpus)
     return {"channel": channel, "subscriptions": count, "probes": len(probes), "complete_probes": len(complete),
             "ingest_obs_per_s": round(ingested[0] / elapsed),
             "first_ms": {"p50": _pct(first, .5), "p99": _pct(first, .99)},
@@ -508,6 +516,10 @@ async def main() -> None:
                     help="raw (default): a minimal websocket client per subscription (one data_received a "
                          "notification); websockets: the websockets library's client (~50 us a message; the "
                          "figures before 29 November 06:40 UTC)")
+    ap.add_argument("--pin", action="store_true",
+                    help="node on the first CPU, receiving process on the last: the receivers stand for other "
+                         "machines, and on shared cores each write wakes them onto the node's CPU (wake-affine), "
+                         "~500 involuntary switches of the node in a 1,000-socket pass")
     ap.add_argument("--gc", choices=("node", "off", "disabled"), default="node",
                     help="node (default): the collector policy of vitalgate serve (gateway/gc_policy.py, "
                          "VITALGATE_GC_* settings) once the node is up; off: no freeze (the figures before "
@@ -525,7 +537,7 @@ async def main() -> None:
                                   "off": "not frozen (unlike the node)",
                                   "disabled": "frozen as the node, then disabled while measuring"}[args.gc],
                            "gc_threshold": _gc_settings(args).gc_thresholds,
-                           "ws_client": args.ws_client,
+                           "ws_client": args.ws_client, "pinned": args.pin,
                            "websocket": ("uvicorn with NODE_WS_CONFIG, as vitalgate serve" if args.ws == "node"
                                          else "uvicorn defaults (ASGI send, permessage-deflate)")},
                "targets": {"p99_ms_1_subscriber": 5, "p99_ms_last_of_1000": 50},
