@@ -59,7 +59,7 @@ class DeliveryPolicy:
     memory_events: int = 10_000  # per subscription; beyond, the backlog is read from the database
 
     def backoff(self, failures: int) -> float:
-        d = min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1))
+        d: float = min(self.backoff_cap, self.backoff_base * 2.0 ** max(0, failures - 1))
         return d * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 
@@ -258,7 +258,7 @@ class Worker:
 
     async def _next_batch(self) -> list[Event]:
         spec, start = self.spec, self.delivered + 1
-        events = []
+        events: list[Event] = []
         n = start
         while n in self._pending and len(events) < spec.max_count:
             events.append(self._pending[n])
