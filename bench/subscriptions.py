@@ -42,6 +42,7 @@ import socket
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,7 @@ async def _raw_clients(url: str, tokens: list[tuple[str, str]], got: list[Any], 
     transports = []
     for i in range(0, len(tokens), 50):  # connect in waves: no accept-queue overflow
         for _, token in tokens[i:i + 50]:
-            tr, _ = await loop.create_connection(lambda t=token: _RawWs(hostport, "/" + path, t, got, on_bound),
+            tr, _ = await loop.create_connection(partial(_RawWs, hostport, "/" + path, token, got, on_bound),
                                                  host, int(port))
             transports.append(tr)
         await asyncio.sleep(0.05)
@@ -327,7 +328,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         proc = ctx.Process(target=_rest_child, args=(child,))
         proc.start()
         endpoint = parent.recv()
-        if args.pin:
+        if args.pin and proc.pid is not None:
             os.sched_setaffinity(proc.pid, {max(cpus)})
     else:
         from fastapi import FastAPI
@@ -355,7 +356,7 @@ async def run_case(args: argparse.Namespace, channel: str, count: int) -> dict[s
         tokens = [(f"{channel}-{i}", svc.hub.issue([f"{channel}-{i}"])[0]) for i in range(count)]
         proc = ctx.Process(target=_ws_child, args=(child, svc.websocket_url(svc.base), tokens, args.ws_client))
         proc.start()
-        if args.pin:
+        if args.pin and proc.pid is not None:
             os.sched_setaffinity(proc.pid, {max(cpus)})
         await asyncio.get_running_loop().run_in_executor(None, parent.recv)
     await _wait_active(store, count)
