@@ -3,6 +3,7 @@
     .venv/bin/python bench/mllp_ingest.py                  # 120 s per load phase, SQLite
     .venv/bin/python bench/mllp_ingest.py --duration 10    # smoke run
     .venv/bin/python bench/mllp_ingest.py --database-url postgresql://postgres@127.0.0.1/bench
+        # (that database is dropped and created afresh)
 
 The listener runs as its own process (``python -m gateway.mllp``) on a fresh database;
 this process is the 8 senders, one 10-OBX ORU^R01 in flight each (each message has new
@@ -317,8 +318,23 @@ def _latency(rate: float, latencies: list[float], scheduled: list[float], elapse
     }
 
 
+async def fresh_postgres(db_url: str) -> None:
+    """Drop and create the named PostgreSQL database: every run starts empty."""
+    import asyncpg
+
+    base, name = db_url.replace("+asyncpg", "").rsplit("/", 1)
+    admin = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     db_url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    if db_url.startswith("postgresql"):
+        await fresh_postgres(db_url)
     load_start = os.getloadavg()[0]
     proc, port = await start_server(db_url)
     latency: list[dict[str, Any]] = []

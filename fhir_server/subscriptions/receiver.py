@@ -84,6 +84,10 @@ class Receiver:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:
+            # the loop is closing under an open connection: on 3.11 a cancelled handler task makes
+            # asyncio's start_server callback log a traceback per connection (fixed in 3.12)
+            return
         finally:
             self._conns.discard(writer)
             writer.close()
