@@ -29,7 +29,8 @@ def bundle(type_: str, entries: list[dict[str, Any]], *, total: int | None = Non
         b["total"] = total
     if links:
         b["link"] = [{"relation": r, "url": u} for r, u in links]
-    b["entry"] = entries
+    if entries:  # FHIR JSON allows no empty arrays: an empty page or _summary=count has no entry
+        b["entry"] = entries
     return b
 
 
