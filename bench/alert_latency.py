@@ -21,7 +21,14 @@ Phases (machine: 2 cores; the load generator shares them with the node):
   Observation's own commit, which is the alerting consumer's share of the budget.  Baseline in
   the same run: the MLLP ACK latency (frame sent -> data committed -> ACK back) at the same load
   on the ingest path alone (``python -m gateway.mllp``, no alerting), and with alerting running.
-  The "notification written" half of the budget needs subscriptions and is reported as null.
+  ``alert_notified_ms``: before the load the bench subscribes to the shipped ``detected-issue``
+  topic over the **websocket** channel (the dashboard's; ``full-resource``, no filter: every
+  alert), with a minimal websocket client (``bench.subscriptions``' raw RFC 6455 client) in a
+  child process, so receiving shares no event loop with the load generator.  For every alert:
+  the instant the last byte of the first notification carrying its version 1 arrived (the
+  child's ``time.perf_counter()``, the same monotonic clock across processes, mapped to wall
+  time) minus the send time of the same triggering frame as ``alert_committed_ms``; also from
+  the alert's commit (``alert_notified_after_commit_ms``: the subscription path's share).
 - ``burden``: the engine alone, faster than real time, on ``--stable-beds`` stable patients for
   ``--stable-minutes`` simulated minutes at 1 Hz (the same physiology model): alerts per bed-hour,
   for ``icu-limits`` and for ``news2-ward`` (ACVPU "alert" and air entered at admission).
@@ -41,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing as mp
 import os
 import platform
 import signal
@@ -51,9 +59,12 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -104,8 +115,79 @@ def acute_events(beds: int, duration: float) -> dict[int, tuple[float, dict[str,
             for bed in range(0, beds, 2)}
 
 
+# -- the alert subscriber (child process) -----------------------------------------------------
+def _subscriber_child(conn: Any, url: str, token: str) -> None:
+    """One websocket bound to the alert subscription; sends back (perf_counter, frame) pairs."""
+    from bench.subscriptions import _raw_clients
+
+    async def main() -> None:
+        got: list[tuple[float, bytes]] = []
+        ready = asyncio.Event()
+        closers = await _raw_clients(url, [("alerts", token)], got, ready, [0])
+        await asyncio.wait_for(ready.wait(), 30)
+        conn.send("bound")
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send(got)
+        for close in closers:
+            close()
+
+    asyncio.run(main())
+
+
+class AlertSubscriber:
+    """A websocket subscription to every alert (``detected-issue`` topic) of a running node."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+        self.conn: Any = None
+
+    async def start(self, http_port: int) -> None:
+        import httpx
+
+        from fhir_server.subscriptions.model import CONTENT_EXT
+        from fhir_server.subscriptions.topics import TOPIC_BASE
+
+        sub = {"resourceType": "Subscription", "status": "requested", "reason": "alert latency bench",
+               "criteria": TOPIC_BASE + "detected-issue",
+               "channel": {"type": "websocket", "payload": "application/fhir+json",
+                           "_payload": {"extension": [{"url": CONTENT_EXT, "valueCode": "full-resource"}]}}}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/fhir/", timeout=30,
+                                     headers={"content-type": "application/fhir+json"}) as client:
+            r = await client.post("Subscription", json=sub)
+            r.raise_for_status()
+            r = await client.post(f"Subscription/{r.json()['id']}/$get-ws-binding-token")
+            r.raise_for_status()
+        params = {p["name"]: p for p in r.json()["parameter"]}
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_subscriber_child, daemon=True,
+                                args=(child, params["websocket-url"]["valueUrl"], params["token"]["valueString"]))
+        self.proc.start()
+        if await asyncio.get_running_loop().run_in_executor(None, self.conn.recv) != "bound":
+            raise RuntimeError("the alert subscriber did not bind")
+
+    async def stop(self) -> dict[str, float]:
+        """DetectedIssue id -> wall time its version 1 was fully received."""
+        if self.proc is None:
+            return {}
+        self.conn.send("stop")
+        got = await asyncio.get_running_loop().run_in_executor(None, self.conn.recv)
+        self.proc.join(10)
+        to_wall = time.time() - time.perf_counter()  # perf_counter is CLOCK_MONOTONIC in both processes
+        first: dict[str, float] = {}
+        for at, frame in got:
+            bundle = orjson.loads(frame)
+            if bundle["entry"][0]["resource"].get("type") != "event-notification":
+                continue
+            for entry in bundle["entry"][1:]:
+                if entry.get("response", {}).get("etag") == 'W/"1"':
+                    first.setdefault(entry["fullUrl"].rsplit("/", 1)[1], at + to_wall)
+        return first
+
+
 async def load_node(command: list[str], name: str, rate: int, duration: float, tmp: Path,
-                    events: dict[int, tuple[float, dict[str, float]]] | None) -> tuple[str, Any]:
+                    events: dict[int, tuple[float, dict[str, float]]] | None,
+                    subscriber: AlertSubscriber | None = None) -> tuple[str, Any]:
     """Start a node process on a fresh SQLite file, drive it with the load generator, stop it."""
     beds = max(1, round(rate / NUMERICS))
     db_url = f"sqlite+aiosqlite:///{tmp}/{name}-{rate}.db"
@@ -122,6 +204,8 @@ async def load_node(command: list[str], name: str, rate: int, duration: float, t
         await wait_port(mllp, node)
         if command != ["gateway.mllp"]:
             await wait_port(http, node)  # fully started: building the HTTP app holds the loop for a moment
+        if subscriber is not None:
+            await subscriber.start(http)
         gen = LoadGenerator("127.0.0.1", mllp, beds, events=events, connections=min(beds, 100))
         stats = await gen.run(duration)
         await asyncio.sleep(3.0)  # let the consumer finish the tail
@@ -144,41 +228,60 @@ async def latency_phase(rate: int, duration: float, tmp: Path) -> dict[str, Any]
     scripted = acute_events(beds, duration)
     # baseline in the same run: the same load on the ingest path alone (no alerting, no HTTP)
     _, baseline = await load_node(["gateway.mllp"], "ingest-only", rate, duration, tmp, None)
-    db_url, stats = await load_node(["gateway", "serve"], "node", rate, duration, tmp, scripted)
-    latencies, after_data, by_condition, unmatched = await alert_latencies(db_url, stats.sent_at)
+    subscriber = AlertSubscriber()
+    try:
+        db_url, stats = await load_node(["gateway", "serve"], "node", rate, duration, tmp, scripted, subscriber)
+    finally:
+        notified = await subscriber.stop()
+    lat = await alert_latencies(db_url, stats.sent_at, notified)
     return {"offered_obs_per_s": beds * NUMERICS, "beds": beds, "scripted_beds": len(scripted),
             "duration_s": duration, "load": stats.summary(),
-            "alert_committed_ms": pct(latencies), "alert_notified_ms": None,
-            "alert_after_data_commit_ms": pct(after_data),
-            "alerts_by_condition": by_condition, "alerts_without_frame": unmatched,
+            "alert_committed_ms": pct(lat.committed), "alert_notified_ms": pct(lat.notified),
+            "alert_after_data_commit_ms": pct(lat.after_data),
+            "alert_notified_after_commit_ms": pct(lat.notified_after_commit),
+            "notification_channel": "websocket", "alerts_not_notified": lat.not_notified,
+            "alerts_by_condition": lat.by_condition, "alerts_without_frame": lat.unmatched,
             "mllp_ack_ms_with_alerting": stats.summary()["ack_ms"],
             "baseline_mllp_ack_ms_ingest_only": baseline.summary()["ack_ms"],
             "baseline_achieved_obs_per_s": baseline.summary()["achieved_obs_per_s"]}
 
 
-async def alert_latencies(db_url: str, sent_at: dict[tuple[str, int], float]
-                          ) -> tuple[list[float], list[float], dict[str, int], int]:
+@dataclass
+class AlertLatencies:
+    committed: list[float] = field(default_factory=list)
+    after_data: list[float] = field(default_factory=list)
+    notified: list[float] = field(default_factory=list)
+    notified_after_commit: list[float] = field(default_factory=list)
+    by_condition: dict[str, int] = field(default_factory=dict)
+    unmatched: int = 0
+    not_notified: int = 0
+
+
+async def alert_latencies(db_url: str, sent_at: dict[tuple[str, int], float],
+                          notified: dict[str, float]) -> AlertLatencies:
     store = Store(make_engine(db_url))
+    out = AlertLatencies()
     try:
         opened = [c for c in await store.changes(0, limit=10**7, types=["DetectedIssue"]) if c.version == 1]
         bodies = await store.bodies([c.vid for c in opened])
         mrns: dict[str, str] = {}
-        latencies: list[float] = []
-        after_data: list[float] = []
-        by_condition: dict[str, int] = {}
-        unmatched = 0
         for change in opened:
             issue = loads(bodies[change.vid])
             condition = issue["code"]["coding"][0]["code"]
-            by_condition[condition] = by_condition.get(condition, 0) + 1
+            out.by_condition[condition] = out.by_condition.get(condition, 0) + 1
+            if change.id not in notified:
+                out.not_notified += 1
             found = await trigger_frame(store, issue, mrns)
             if found is None or found[0] not in sent_at:
-                unmatched += 1
+                out.unmatched += 1
                 continue
             frame, data_committed = found
-            latencies.append((change.ts / 1e6 - sent_at[frame]) * 1000)
-            after_data.append((change.ts - data_committed) / 1000)
-        return latencies, after_data, by_condition, unmatched
+            out.committed.append((change.ts / 1e6 - sent_at[frame]) * 1000)
+            out.after_data.append((change.ts - data_committed) / 1000)
+            if change.id in notified:
+                out.notified.append((notified[change.id] - sent_at[frame]) * 1000)
+                out.notified_after_commit.append((notified[change.id] - change.ts / 1e6) * 1000)
+        return out
     finally:
         await store.engine.dispose()
 
