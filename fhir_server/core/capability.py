@@ -36,8 +36,13 @@ def _resource(type_: str, ext: Extensions) -> dict[str, Any]:
     }
     if params:
         refs = [p for p in params.values() if p.type == "reference"]
-        r["searchInclude"] = [f"{type_}:{p.name}" for p in refs]
-        r["searchRevInclude"] = sorted({f"{o}:{p.name}" for o in _types_referencing(type_) for p in _refs_to(o, type_)})
+        includes = [f"{type_}:{p.name}" for p in refs]
+        revincludes = sorted({f"{o}:{p.name}" for o in _types_referencing(type_) for p in _refs_to(o, type_)})
+        # FHIR JSON allows no empty arrays (a type without reference parameters has no includes)
+        if includes:
+            r["searchInclude"] = includes
+        if revincludes:
+            r["searchRevInclude"] = revincludes
         r["searchParam"] = [{"name": p.name, "type": p.type,
                              **({"documentation": p.description} if p.description else {})}
                             for p in params.values()]

@@ -112,6 +112,23 @@ async def test_metadata_lists_types_and_search_params(client):
     assert {"patient", "code", "date", "value-quantity", "_id", "_lastUpdated"} <= names
     assert obs["operation"][0]["name"] == "lastn"
     assert "Observation:patient" in obs["searchInclude"]
+    assert _empty_values(cs) == []  # FHIR JSON: no empty arrays, objects or strings
+
+
+def _empty_values(node, path: str = "$") -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        items = list(node.items())
+    elif isinstance(node, list):
+        items = [(f"[{i}]", v) for i, v in enumerate(node)]
+    else:
+        return found
+    for key, value in items:
+        where = f"{path}.{key}" if isinstance(node, dict) else path + key
+        if value in ([], {}, ""):
+            found.append(where)
+        found += _empty_values(value, where)
+    return found
 
 
 async def test_format_and_content_negotiation(client):
