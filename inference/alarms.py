@@ -201,14 +201,16 @@ class AlarmTracker:
     def _step_idle(self, key: AlertKey, ev: Evaluation, policy: AlarmPolicy) -> list[Action]:
         pending = self._pending.get(key)
         if ev.level <= Level.NONE:
-            if (pending is not None and ev.hold_level is not None and ev.hold_level > Level.NONE
+            if pending is None:
+                return []  # the common case, every quiet value of every condition: nothing to forget
+            if (ev.hold_level is not None and ev.hold_level > Level.NONE
                     and _elapsed(pending.last, ev.time) <= policy.max_gap_s):
                 # between the set and clear thresholds: a noisy value hovering at the limit keeps
                 # the persistence window going (hysteresis) instead of restarting it on every
                 # excursion; an alert still opens only on a value past the set threshold
                 pending.last = ev.time
                 return []
-            self._pending.pop(key, None)
+            del self._pending[key]
             return []
         if pending is None or _elapsed(pending.last, ev.time) > policy.max_gap_s:
             # a gap in the data breaks persistence: it must be seen continuously

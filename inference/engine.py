@@ -67,6 +67,7 @@ class Effects:
         self.resources.extend(other.resources)
 
 
+_ZERO = timedelta(0)
 DEFAULT_RISK_POLICY = AlarmPolicy(persistence_s=120, clear_s=600, update_interval_s=900)
 _CLOSED_BY_PEOPLE = frozenset({"resolved", "false-alarm"})
 CLOSED_KEPT = 4096  # closed alerts kept in memory so a late false-alarm mark still finds them
@@ -140,20 +141,24 @@ class Engine:
     def on_observation(self, obs: Mapping[str, object]) -> Effects:
         effects = Effects()
         for sample in sample_from_observation(obs):
-            effects.extend(self.on_sample(sample))
+            self._on_sample(sample, effects.resources)
         return effects
 
     def on_sample(self, sample: VitalSample) -> Effects:
+        effects = Effects()
+        self._on_sample(sample, effects.resources)
+        return effects
+
+    def _on_sample(self, sample: VitalSample, out: list[dict[str, Any]]) -> None:
         window = self.windows.add(sample)
         ruleset = self.ruleset_for(sample.patient_id)
-        effects = Effects()
         author = ruleset_device_id(ruleset.name, ruleset.version)
         if ruleset.kind == "news2":
             result, condition = evaluate_news2(ruleset, window, sample.patient_id, sample.time)
             if result.complete and self._score_throttle.due(
                 sample.patient_id, (result.total, result.band), sample.time
             ):
-                effects.resources.append(news2_observation(result, sample.patient_id, sample.time, author))
+                out.append(news2_observation(result, sample.patient_id, sample.time, author))
             conditions = [condition]
         else:
             conditions = evaluate_limits(ruleset, window, sample.patient_id, sample.time, sample.param)
@@ -162,10 +167,9 @@ class Engine:
         if ruleset.concordant:
             conditions += evaluate_concordant(ruleset, window, sample.time, sample.param)
         for result_ in conditions:
-            effects.extend(self._track(sample.patient_id, result_, author))
+            self._track(sample.patient_id, result_, author, out)
         if sample.param in _MODEL_PARAMS:
-            effects.extend(self._score_risk(sample.patient_id, sample.time))
-        return effects
+            self._score_risk(sample.patient_id, sample.time, out)
 
     def on_device_status(self, status: DeviceStatus, only: frozenset[str] | None = None) -> Effects:
         """Technical conditions from a device's status; ``only`` limits them to what the report is
@@ -175,7 +179,7 @@ class Engine:
         effects = Effects()
         for result in evaluate_technical(ruleset.technical, status):
             if only is None or result.condition in only:
-                effects.extend(self._track(status.patient_id, result, author))
+                self._track(status.patient_id, result, author, effects.resources)
         return effects
 
     def acknowledge(self, episode_id: str, who: str, when: datetime) -> dict[str, Any]:
@@ -234,41 +238,36 @@ class Engine:
         while len(self._closed) > CLOSED_KEPT:
             self._closed.popitem(last=False)
 
-    def _track(self, patient_id: str, result: ConditionResult, author: str) -> Effects:
+    def _track(self, patient_id: str, result: ConditionResult, author: str, out: list[dict[str, Any]]) -> None:
         key = AlertKey(patient_id, result.condition)
-        effects = Effects()
         for action in self.tracker.step(key, result.evaluation, result.policy):
             if isinstance(action, Open):
                 state = open_alert(action, author)
             else:
                 state = advance(self.alerts[action.episode_id], action)
             self._keep(state)
-            effects.resources.append(detected_issue(state))
-        return effects
+            out.append(detected_issue(state))
 
-    def _score_risk(self, patient_id: str, at: datetime) -> Effects:
+    def _score_risk(self, patient_id: str, at: datetime, out: list[dict[str, Any]]) -> None:
         model = self.model.current  # one reference per evaluation: a hot swap cannot cut it short
         window = self.windows.get(patient_id)
-        effects = Effects()
         if model is None or window is None:
-            return effects
+            return
         last = self._risk_last.get(patient_id)
-        if last is not None and timedelta(0) <= at - last < self.risk_every:
-            return effects
+        if last is not None and _ZERO <= at - last < self.risk_every:
+            return
         vector = features_from_window(window, at)
         if len(vector.imputed) > len(vector.values) // 2:
-            return effects  # too little data to say anything
+            return  # too little data to say anything
         self._risk_last[patient_id] = at
         probability = model.predict(vector.values)
         performer = model_device_id(model.name, model.version)
         if self._risk_throttle.due(patient_id, round(probability, 2), at):
-            effects.resources.append(risk_assessment(
+            out.append(risk_assessment(
                 patient_id=patient_id, at=at, probability=probability, model_name=model.name,
                 model_version=model.version, basis_ids=vector.observation_ids,
                 performer_device_id=performer))
         level = Level.LOW if probability >= self.risk_threshold else Level.NONE
         hold = Level.LOW if probability >= self.risk_clear_threshold else Level.NONE
         evaluation = Evaluation(at, level, vector.observation_ids, hold)
-        effects.extend(self._track(patient_id, ConditionResult(MODEL_CONDITION, evaluation,
-                                                               self.risk_policy), performer))
-        return effects
+        self._track(patient_id, ConditionResult(MODEL_CONDITION, evaluation, self.risk_policy), performer, out)

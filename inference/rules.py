@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import cast
 
 from inference.alarms import AlarmPolicy, Evaluation, Level
 from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
@@ -43,7 +43,6 @@ _BAND_LEVEL = {
     RiskBand.MEDIUM: Level.MODERATE,
     RiskBand.HIGH: Level.HIGH,
 }
-_R = TypeVar("_R", LimitRule, DeviationRule)
 # crossed its set threshold, crossed its clear threshold, the sample measured
 _Crossing = tuple[bool, bool, Reading]
 _BAND_ORDER = [RiskBand.LOW, RiskBand.LOW_MEDIUM, RiskBand.MEDIUM, RiskBand.HIGH]
@@ -54,6 +53,68 @@ class ConditionResult:
     condition: str
     evaluation: Evaluation
     policy: AlarmPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """A limit or deviation rule with what each evaluation of it needs, worked out once."""
+
+    rule: LimitRule | DeviationRule
+    level: Level
+    policy: AlarmPolicy
+    max_age: timedelta
+
+
+# one condition: its rules from least to most severe, and the policy of the first one listed
+_Group = tuple[str, tuple[_Resolved, ...], AlarmPolicy]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a new value of one parameter makes a rule set evaluate: its conditions grouped, sorted
+    and with their policies, built once per (rule set, patient with own limits, parameter).
+
+    Building it on every value (grouping the rule set's rules, sorting each group by severity,
+    a new ``AlarmPolicy`` per condition, a ``frozenset`` of each concordant rule's parameters)
+    was a sizeable share of the engine's CPU per value."""
+
+    limits: tuple[_Group, ...]
+    deviations: tuple[_Group, ...]
+    concordant: tuple[tuple[ConcordantRule, AlarmPolicy], ...]
+
+
+_PLANS: dict[tuple[int, str | None, Param | None], tuple[RuleSet, _Plan]] = {}
+_PLANS_KEPT = 4096
+
+
+def _plan(ruleset: RuleSet, patient_id: str | None, param: Param | None) -> _Plan:
+    own = patient_id if patient_id is not None and patient_id in ruleset.patients else None
+    key = (id(ruleset), own, param)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is ruleset:  # the rule set itself is kept, so its id is not reused
+        return hit[1]
+    plan = _Plan(_groups(ruleset, ruleset.limits_for(own) if own is not None else ruleset.limit, param),
+                 _groups(ruleset, ruleset.deviation, param),
+                 tuple((rule, policy_for(ruleset, rule)) for rule in ruleset.concordant
+                       if param is None or param in rule.params))
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[key] = (ruleset, plan)
+    return plan
+
+
+def _groups(ruleset: RuleSet, rules: Sequence[LimitRule | DeviationRule], param: Param | None
+            ) -> tuple[_Group, ...]:
+    groups: dict[str, list[LimitRule | DeviationRule]] = {}
+    for rule in rules:
+        if param is None or rule.param == param:
+            groups.setdefault(rule.condition, []).append(rule)
+    return tuple(
+        (condition,
+         tuple(_Resolved(r, SEVERITY_LEVEL[r.severity], policy_for(ruleset, r), timedelta(seconds=r.max_age_s))
+               for r in sorted(listed, key=lambda r: SEVERITY_LEVEL[r.severity])),
+         policy_for(ruleset, listed[0]))
+        for condition, listed in groups.items())
 
 
 def policy_for(ruleset: RuleSet, rule: LimitRule | DeviationRule | ConcordantRule | None = None) -> AlarmPolicy:
@@ -73,43 +134,36 @@ def evaluate_limits(
 ) -> list[ConditionResult]:
     """One result per (param, direction) condition of the patient's limits (of ``param`` only, if given:
     a new heart rate cannot change a blood-pressure condition, so the hot path skips it)."""
-    groups: dict[str, list[LimitRule]] = {}
-    for rule in ruleset.limits_for(patient_id):
-        if param is None or rule.param == param:
-            groups.setdefault(rule.condition, []).append(rule)
-    return [_evaluate_condition(ruleset, condition, rules, window, at)
-            for condition, rules in groups.items()]
+    return [_set_and_hold(group, window, at, _measure_limit)
+            for group in _plan(ruleset, patient_id, param).limits]
 
 
-def _evaluate_condition(
-    ruleset: RuleSet, condition: str, rules: list[LimitRule], window: PatientWindow, at: datetime
-) -> ConditionResult:
-    def measure(rule: LimitRule) -> _Crossing | None:
-        sample = window.latest(rule.param, at, timedelta(seconds=rule.max_age_s))
-        if sample is None:
-            return None
-        if rule.direction == "low":
-            return sample.value < rule.set, sample.value < rule.clear, sample
-        return sample.value > rule.set, sample.value > rule.clear, sample
-
-    return _set_and_hold(ruleset, condition, rules, at, measure)
+def _measure_limit(r: _Resolved, window: PatientWindow, at: datetime) -> _Crossing | None:
+    rule = r.rule
+    sample = window.latest(rule.param, at, r.max_age)
+    if sample is None:
+        return None
+    if rule.direction == "low":
+        return sample.value < rule.set, sample.value < rule.clear, sample
+    return sample.value > rule.set, sample.value > rule.clear, sample
 
 
 def _set_and_hold(
-    ruleset: RuleSet, condition: str, rules: Sequence[_R], at: datetime,
-    measure: Callable[[_R], _Crossing | None],
+    group: _Group, window: PatientWindow, at: datetime,
+    measure: Callable[[_Resolved, PatientWindow, datetime], _Crossing | None],
 ) -> ConditionResult:
     """Hysteresis over one condition's rules: ``measure(rule)`` says whether the rule's set and
     clear thresholds are crossed (and by which sample), or None without a fresh value.  The most
     severe crossed set threshold opens; the most severe crossed clear threshold holds an open
     alert; no fresh value at all holds it (a gap in the data never resolves an alert)."""
-    set_rule: _R | None = None
-    hold_rule: _R | None = None
+    condition, rules, first_policy = group
+    set_rule: _Resolved | None = None
+    hold_rule: _Resolved | None = None
     evidence: list[str] = []
     device: str | None = None
     seen = False
-    for rule in sorted(rules, key=lambda r: SEVERITY_LEVEL[r.severity]):
-        measured = measure(rule)
+    for rule in rules:  # least severe first
+        measured = measure(rule, window, at)
         if measured is None:
             continue
         seen = True
@@ -121,10 +175,10 @@ def _set_and_hold(
         if sample.observation_id not in evidence:
             evidence.append(sample.observation_id)
         device = device or sample.device_id
-    level = Level.NONE if set_rule is None else SEVERITY_LEVEL[set_rule.severity]
-    hold = Level.HIGH if not seen else (
-        Level.NONE if hold_rule is None else SEVERITY_LEVEL[hold_rule.severity])
-    policy = policy_for(ruleset, set_rule or hold_rule or rules[0])
+    level = Level.NONE if set_rule is None else set_rule.level
+    hold = Level.HIGH if not seen else (Level.NONE if hold_rule is None else hold_rule.level)
+    decided = set_rule or hold_rule
+    policy = first_policy if decided is None else decided.policy
     return ConditionResult(condition, Evaluation(at, level, tuple(evidence), hold, device), policy)
 
 
@@ -133,24 +187,17 @@ def evaluate_deviations(
 ) -> list[ConditionResult]:
     """One result per (param, direction) change-from-baseline condition (of ``param`` only, if
     given).  No fresh value or no baseline yet: nothing opens and an open alert holds."""
-    groups: dict[str, list[DeviationRule]] = {}
-    for rule in ruleset.deviation:
-        if param is None or rule.param == param:
-            groups.setdefault(rule.condition, []).append(rule)
-    return [_evaluate_deviation(ruleset, condition, rules, window, at) for condition, rules in groups.items()]
+    return [_set_and_hold(group, window, at, _measure_deviation)
+            for group in _plan(ruleset, None, param).deviations]
 
 
-def _evaluate_deviation(
-    ruleset: RuleSet, condition: str, rules: list[DeviationRule], window: PatientWindow, at: datetime
-) -> ConditionResult:
-    def measure(rule: DeviationRule) -> _Crossing | None:
-        measured = _change(rule, window, at, own=True)
-        if measured is None:
-            return None
-        change, sample = measured
-        return change >= rule.set, change > rule.clear, sample
-
-    return _set_and_hold(ruleset, condition, rules, at, measure)
+def _measure_deviation(r: _Resolved, window: PatientWindow, at: datetime) -> _Crossing | None:
+    rule = cast(DeviationRule, r.rule)
+    measured = _change(rule, window, at, own=True)
+    if measured is None:
+        return None
+    change, sample = measured
+    return change >= rule.set, change > rule.clear, sample
 
 
 def evaluate_concordant(
@@ -158,9 +205,7 @@ def evaluate_concordant(
 ) -> list[ConditionResult]:
     """One result per concordant rule that involves ``param`` (every rule, if not given)."""
     out = []
-    for rule in ruleset.concordant:
-        if param is not None and param not in rule.params:
-            continue
+    for rule, policy in _plan(ruleset, None, param).concordant:
         set_count = hold_count = 0.0
         graded = rule.score == "sum"
         seen = False
@@ -182,8 +227,7 @@ def evaluate_concordant(
         level = SEVERITY_LEVEL[rule.severity] if set_count >= rule.min_changes else Level.NONE
         hold = Level.HIGH if not seen else (
             SEVERITY_LEVEL[rule.severity] if hold_count >= rule.min_changes else Level.NONE)
-        out.append(ConditionResult(rule.condition, Evaluation(at, level, tuple(evidence), hold, device),
-                                   policy_for(ruleset, rule)))
+        out.append(ConditionResult(rule.condition, Evaluation(at, level, tuple(evidence), hold, device), policy))
     return out
 
 
@@ -207,21 +251,36 @@ def _change(spec: ChangeSpec, window: PatientWindow, at: datetime, own: bool
     is evaluated on its own (``own`` True) and refreshes the entry.  A concordant rule therefore
     costs one lookup per new sample, not one per listed parameter.
     """
-    key = (spec.param, spec.lag_s, spec.baseline_s, spec.min_baseline_samples, spec.max_age_s)
+    key, max_age, lag, span = _spec_terms(spec)
     memo = window.memo.get(key)
     if memo is not None and (memo[0] == at or (not own and memo[0] <= at)):
         _, sample, baseline = memo
         if sample is None or baseline is None or (at - sample.time).total_seconds() > spec.max_age_s:
             return None
         return spec.change(sample.value, baseline), sample
-    sample = window.latest(spec.param, at, timedelta(seconds=spec.max_age_s))
-    baseline = None if sample is None else window.baseline(
-        spec.param, at - timedelta(seconds=spec.lag_s), timedelta(seconds=spec.baseline_s),
-        spec.min_baseline_samples)
+    sample = window.latest(spec.param, at, max_age)
+    baseline = None if sample is None else window.baseline(spec.param, at - lag, span, spec.min_baseline_samples)
     window.memo[key] = (at, sample, baseline)
     if sample is None or baseline is None:
         return None
     return spec.change(sample.value, baseline), sample
+
+
+_SpecTerms = tuple[tuple[Param, float, float, int, float], timedelta, timedelta, timedelta]
+_SPEC_TERMS: dict[int, tuple[ChangeSpec, _SpecTerms]] = {}
+
+
+def _spec_terms(spec: ChangeSpec) -> _SpecTerms:
+    """A change's memo key, maximum age, lag and baseline span, made once per rule, not per value."""
+    hit = _SPEC_TERMS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    terms = ((spec.param, spec.lag_s, spec.baseline_s, spec.min_baseline_samples, spec.max_age_s),
+             timedelta(seconds=spec.max_age_s), timedelta(seconds=spec.lag_s), timedelta(seconds=spec.baseline_s))
+    if len(_SPEC_TERMS) >= _PLANS_KEPT:
+        _SPEC_TERMS.clear()
+    _SPEC_TERMS[id(spec)] = (spec, terms)
+    return terms
 
 
 def news2_config(ruleset: RuleSet) -> News2Config:

@@ -39,6 +39,7 @@ BASELINE_REFRESH = timedelta(seconds=10)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _COMPACT_ROWS = 64  # expired rows are cut off the columns' front in steps of this many
+_UNKNOWN = object()
 
 SOURCE_PRIORITY: dict[Param, tuple[str, ...]] = {
     Param.HEART_RATE: ("mdc:147842", "mdc:149530", "mdc:149514", "mdc:149546"),
@@ -189,9 +190,14 @@ class PatientWindow:
         self._baselines: dict[tuple[Param, timedelta, int], tuple[datetime, float | None]] = {}
         # per-patient evaluation memo of the rules (``inference.rules``), dropped with the window
         self.memo: dict[object, Any] = {}
+        # ``latest`` answers since the last ``add``: one sample's evaluation asks the same question
+        # several times (each level of a limit, the deviation and concordant rules of its parameter)
+        self._latest: dict[tuple[Param, datetime, timedelta | None], Reading | None] = {}
 
     def add(self, sample: VitalSample) -> None:
         """Insert in time order; drop what is older than the horizon or over the size bound."""
+        if self._latest:
+            self._latest.clear()
         series = self._series.get(sample.param)
         if series is None:
             series = self._series[sample.param] = _Series(sample.param)
@@ -215,6 +221,15 @@ class PatientWindow:
         Scans backwards from ``at`` and stops at the first sample of the best source present (or
         past ``max_age``): the hot path must not walk a whole 30-minute series per evaluation.
         """
+        key = (param, at, max_age)
+        known = self._latest.get(key, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
+        found = self._find_latest(param, at, max_age)
+        self._latest[key] = found
+        return found
+
+    def _find_latest(self, param: Param, at: datetime, max_age: timedelta | None) -> Reading | None:
         series = self._series.get(param)
         if not series:
             return None

@@ -82,20 +82,23 @@ _READ_TYPES = frozenset({"Observation", "DetectedIssue"})
 _SAMPLED_DATA = b'"valueSampledData"'
 
 
-def _categories(obs: Mapping[str, Any]) -> set[str]:
-    out: set[str] = set()
+def _is_map(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # parsed JSON: skip the slower ABC check
+
+
+def _has_category(obs: Mapping[str, Any], code: str) -> bool:
     for cat in obs.get("category") or ():
-        for coding in (cat.get("coding") or ()) if isinstance(cat, Mapping) else ():
-            if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
-                out.add(coding["code"])
-    return out
+        for coding in (cat.get("coding") or ()) if _is_map(cat) else ():
+            if _is_map(coding) and coding.get("code") == code:
+                return True
+    return False
 
 
 def is_engine_input(obs: Mapping[str, Any]) -> bool:
     """A vital-sign Observation the engine evaluates (never a waveform, never its own output)."""
     if obs.get("resourceType") != "Observation" or "valueSampledData" in obs:
         return False
-    if VITAL_SIGNS in _categories(obs):
+    if _has_category(obs, VITAL_SIGNS):
         return True
     codings = (obs.get("code") or {}).get("coding") or ()
     return any(isinstance(c, Mapping) and c.get("code") in _CLINICIAN_CODES for c in codings)
