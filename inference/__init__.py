@@ -148,6 +148,7 @@ from inference.vitals import (
     MDC_SYSTEM,
     Param,
     VitalSample,
+    is_json_object,
     sample_from_observation,
 )
 from inference.window import (
@@ -266,6 +267,7 @@ __all__ = [
     "rollback",
     "ruleset_device_id",
     "sample_from_observation",
+    "is_json_object",
     "score_air_or_oxygen",
     "score_consciousness",
     "score_pulse",

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 __all__ = [
     "ACVPU_VALUES",
@@ -46,6 +46,7 @@ __all__ = [
     "LOINC_SYSTEM",
     "Param",
     "VitalSample",
+    "is_json_object",
     "sample_from_observation",
 ]
 
@@ -130,16 +131,18 @@ def sample_from_observation(obs: Mapping[str, object]) -> list[VitalSample]:
     if top is not None:
         out.append(top)
     for comp in _list(obs.get("component")):
-        if _is_map(comp):
+        if is_json_object(comp):
             sample = _sample(comp, patient_id, time, obs_id, device_id)
             if sample is not None:
                 out.append(sample)
     return out
 
 
-def _is_map(value: object) -> TypeGuard[Mapping[str, object]]:
-    # parsed JSON is dicts: the exact type check first, the ABC check (~5x slower) only otherwise;
-    # this reader runs for every Observation the engine sees
+def is_json_object(value: object) -> TypeGuard[Mapping[str, object]]:
+    """A JSON object as parsed (a dict) or any Mapping.
+
+    The exact type check comes first: the ABC check is ~5x slower, and this runs on every element
+    of every Observation the engine reads."""
     return type(value) is dict or isinstance(value, Mapping)
 
 
@@ -158,11 +161,11 @@ def _sample(element: Mapping[str, object], patient_id: str, time: datetime, obs_
 
 def _match_code(code: object) -> tuple[Param, str] | None:
     """Prefer an MDC coding (it distinguishes sources), then LOINC."""
-    if not _is_map(code):
+    if not is_json_object(code):
         return None
     best: tuple[int, Param, str, str] | None = None
     for coding in _list(code.get("coding")):
-        if not _is_map(coding):
+        if not is_json_object(coding):
             continue
         system = coding.get("system")
         prefix = _PREFIX.get(system if type(system) is str else str(system))
@@ -184,7 +187,7 @@ def _read_value(element: Mapping[str, object], param: Param) -> tuple[float, str
         letter = _acvpu_letter(element)
         return None if letter is None else (ACVPU_VALUES[letter], "{ACVPU}")
     quantity = element.get("valueQuantity")
-    if not _is_map(quantity):
+    if not is_json_object(quantity):
         return None
     value = quantity.get("value")
     # mappers keep decimals exact (Decimal); stored JSON parses to int/float
@@ -231,30 +234,33 @@ def _letter(text: object) -> str | None:
     return _ACVPU_WORDS.get(text.strip().upper()) if isinstance(text, str) else None
 
 
+# the last effective time text read, and what it gave
+_last_time: tuple[str | None, datetime | None] = (None, None)
+
+
 def _effective_time(obs: Mapping[str, object]) -> datetime | None:
+    global _last_time
     raw = obs.get("effectiveDateTime") or obs.get("effectiveInstant")
     period = obs.get("effectivePeriod")
-    if raw is None and _is_map(period):
+    if raw is None and is_json_object(period):
         raw = period.get("start")
     if not isinstance(raw, str) or "T" not in raw:
         return None
-    if raw == _last_time[0]:  # the numerics of one monitor frame share their time
-        known: datetime | None = _last_time[1]
-        return known
+    last_raw, last_found = _last_time  # one read of one tuple: consistent even if another thread sets it
+    if raw == last_raw:  # the numerics of one monitor frame share their time
+        return last_found
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
     found = parsed if parsed.tzinfo is not None else None
-    _last_time[0], _last_time[1] = raw, found
+    _last_time = (raw, found)
     return found
 
 
-_last_time: list[Any] = [None, None]  # the last effective time text read, and what it gave
-
 
 def _ref_id(ref: object, resource_type: str) -> str | None:
-    if not _is_map(ref):
+    if not is_json_object(ref):
         return None
     value = ref.get("reference")
     prefix = resource_type + "/"

@@ -58,6 +58,7 @@ from inference import (
     AlertState,
     Engine,
     alert_from_detected_issue,
+    is_json_object,
     merge_people,
     sample_from_observation,
 )
@@ -82,14 +83,11 @@ _READ_TYPES = frozenset({"Observation", "DetectedIssue"})
 _SAMPLED_DATA = b'"valueSampledData"'
 
 
-def _is_map(value: object) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)  # parsed JSON: skip the slower ABC check
-
-
 def _has_category(obs: Mapping[str, Any], code: str) -> bool:
     for cat in obs.get("category") or ():
-        for coding in (cat.get("coding") or ()) if _is_map(cat) else ():
-            if _is_map(coding) and coding.get("code") == code:
+        codings = cat.get("coding") if is_json_object(cat) else None
+        for coding in codings if isinstance(codings, list) else ():
+            if is_json_object(coding) and coding.get("code") == code:
                 return True
     return False
 
