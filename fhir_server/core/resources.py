@@ -53,8 +53,12 @@ def parse_json(body: bytes | None) -> Any:
         raise bad_request(f"Body is not valid JSON: {exc}", code="structure") from exc
 
 
-def validate(resource: Any, expected_type: str | None = None, *, status: int = 400) -> dict[str, Any]:
-    """Check structure with fhir.resources R4B; return the resource dict as received."""
+def validate(resource: Any, expected_type: str | None = None, *, status: int = 400,
+             check_empty: bool = True) -> dict[str, Any]:
+    """Check structure with fhir.resources R4B; return the resource dict as received.
+
+    ``check_empty`` False: the caller built ``resource`` (a Bundle without its entries' resources)
+    and checks empty members itself."""
     if not isinstance(resource, dict):
         raise bad_request("A FHIR resource must be a JSON object", code="structure")
     rt = resource.get("resourceType")
@@ -66,6 +70,11 @@ def validate(resource: Any, expected_type: str | None = None, *, status: int = 4
     sig = shapes.shape(resource, leaves)
     if shapes.passes(rt, sig, leaves):  # a shape validated before: its primitive values checked
         return resource
+    # fhir.resources accepts these, but FHIR JSON does not; a shape holding one is never remembered,
+    # so the shapes that pass above cannot hold one either
+    empty = first_empty(resource, rt) if check_empty else None
+    if empty is not None:
+        raise empty_member(empty)
     try:
         get_fhir_model_class(rt).model_validate(resource)
     except ValidationError as exc:
@@ -74,6 +83,30 @@ def validate(resource: Any, expected_type: str | None = None, *, status: int = 4
         raise bad_request(f"Invalid {rt}: {exc}") from exc
     shapes.remember(rt, sig, resource)
     return resource
+
+
+def empty_member(where: str) -> FhirError:
+    return bad_request(f"Invalid {where.split('.', 1)[0]}: {where} is empty or null (FHIR JSON allows no empty "
+                       "object or array, and null only as a placeholder in an array of primitives)", [where])
+
+
+def first_empty(value: dict[str, Any], path: str) -> str | None:
+    """The path of the first empty object, empty array or null member in ``value``, or None."""
+    for key, member in value.items():
+        where = f"{path}.{key}"
+        if member is None or (type(member) in (dict, list) and not member):
+            return where
+        if type(member) is dict:
+            found = first_empty(member, where)
+            if found is not None:
+                return found
+        elif type(member) is list:
+            for i, item in enumerate(member):  # a null item is allowed: primitives' extensions align with it
+                if type(item) is dict:
+                    found = first_empty(item, f"{where}[{i}]") if item else f"{where}[{i}]"
+                    if found is not None:
+                        return found
+    return None
 
 
 def _invalid(rt: str, exc: ValidationError, status: int) -> FhirError:

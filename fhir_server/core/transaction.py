@@ -24,7 +24,7 @@ from .context import ServerContext
 from .ids import new_id
 from .render import written
 from .request import FhirRequest, FhirResponse
-from .resources import check_type, parse_json, validate
+from .resources import check_type, empty_member, first_empty, parse_json, validate
 from .search_exec import match_ids
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -77,16 +77,31 @@ def _validate_shell(b: Any) -> list[dict[str, Any]]:
         if "resource" in e and not isinstance(e["resource"], dict):
             raise bad_request(f"Bundle.entry[{i}].resource must be an object", [f"Bundle.entry[{i}].resource"])
     shells = [{k: v for k, v in e.items() if k != "resource"} for e in entries]
+    _check_empty_members(b, entries, shells)
     # Entries alike (``request`` POST Type, no fullUrl) validate alike: check each distinct one
     # once; only a failure is checked again with every entry, for the error's entry index.
     distinct = list({dumps(e): e for e in shells}.values())
     try:
-        validate({**b, "entry": distinct}, "Bundle")
+        validate({**b, "entry": distinct}, "Bundle", check_empty=False)
     except FhirError:
         if len(distinct) == len(shells):
             raise
-        validate({**b, "entry": shells}, "Bundle")
+        validate({**b, "entry": shells}, "Bundle", check_empty=False)
     return entries
+
+
+def _check_empty_members(b: dict[str, Any], entries: list[dict[str, Any]], shells: list[dict[str, Any]]) -> None:
+    """The Bundle's own members (its entries' resources are checked with each resource): an entry
+    holding only a resource has an empty shell, which is not an empty entry."""
+    where = first_empty({k: v for k, v in b.items() if k != "entry"}, "Bundle")
+    if where is None and "entry" in b and not b["entry"]:
+        where = "Bundle.entry"
+    for i, (entry, shell) in enumerate(zip(entries, shells, strict=True)):
+        if where is not None:
+            break
+        where = f"Bundle.entry[{i}]" if not entry else first_empty(shell, f"Bundle.entry[{i}]")
+    if where is not None:
+        raise empty_member(where)
 
 
 async def bundle_interaction(req: FhirRequest, ctx: ServerContext) -> FhirResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Chalmers", "given": ["Peter"]}], "gender": "male"}
 OBS = (b'{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org",'
@@ -76,6 +77,37 @@ async def test_update_id_mismatch_and_invalid_resources(client):
     assert r.status_code == 400 and oo_code(r) == "structure"
     r = await client.post("Patient", json={"resourceType": "Patient", "unknownElement": 1})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize(("resource", "where"), [
+    ({"name": []}, "Patient.name"),
+    ({"name": [{}]}, "Patient.name[0]"),
+    ({"meta": {}}, "Patient.meta"),
+    ({"gender": None}, "Patient.gender"),
+    ({"name": [{"family": "F", "given": []}]}, "Patient.name[0].given"),
+    ({"contained": [{"resourceType": "Organization", "alias": []}]}, "Patient.contained[0].alias"),
+])
+async def test_empty_or_null_members_are_refused(client, resource, where):
+    """fhir.resources accepts them; FHIR JSON does not, and the JSON is stored as received."""
+    ok = await client.post("Patient", json={"resourceType": "Patient", "name": [{"family": "F", "given": ["A"]}]})
+    assert ok.status_code == 201  # a shape of the same members, validated and remembered first
+    r = await client.post("Patient", json={"resourceType": "Patient", **resource})
+    assert r.status_code == 400 and oo_code(r) == "invalid"
+    assert r.json()["issue"][0]["expression"] == [where]
+    r = await client.put("Patient/empty", json={"resourceType": "Patient", "id": "empty", **resource})
+    assert r.status_code == 400
+    assert (await client.get("Patient/empty")).status_code == 404
+    total = (await client.get("Patient", params={"_summary": "count"})).json()["total"]
+    assert total == 1  # only the valid one
+
+
+async def test_null_placeholders_in_primitive_arrays_are_kept(client):
+    patient = {"resourceType": "Patient",
+               "name": [{"given": ["A", None], "_given": [None, {"extension": [
+                   {"url": "http://example.org/initial", "valueBoolean": True}]}]}]}
+    r = await client.post("Patient", json=patient)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == patient["name"]
 
 
 async def test_unknown_type_and_missing_resource(client):

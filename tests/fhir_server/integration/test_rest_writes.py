@@ -229,6 +229,27 @@ async def test_transaction_shell_errors_name_the_entry(client):
     assert await count(client, "Patient?identifier=urn:mrn|S0") == 0
 
 
+async def test_transaction_empty_members_are_refused_and_nothing_is_written(client):
+    post = {"method": "POST", "url": "Patient"}
+    ok = {"resource": patient("E0"), "request": post}
+    cases = [
+        (txn(ok, {"resource": {**patient("E1"), "name": []}, "request": post}), "Patient.name"),
+        (txn(ok, {}), "Bundle.entry[1]"),
+        (txn(ok, {"resource": patient("E2"), "request": post, "response": {}}), "Bundle.entry[1].response"),
+        ({**txn(ok), "meta": {}}, "Bundle.meta"),
+        ({"resourceType": "Bundle", "type": "transaction", "entry": []}, "Bundle.entry"),
+    ]
+    for bundle, where in cases:
+        body = outcome(await client.post("", json=bundle), 400)
+        assert body["issue"][0]["expression"] == [where], (where, body)
+    assert await count(client, "Patient") == 0
+    # no entry at all is a valid, empty transaction; an entry holding only a resource is not empty
+    r = await client.post("", json={"resourceType": "Bundle", "type": "transaction"})
+    assert r.status_code == 200, r.text
+    r = await client.post("", json={"resourceType": "Bundle", "type": "batch", "entry": [{"resource": patient("E3")}]})
+    assert r.status_code == 200 and r.json()["entry"][0]["response"]["status"].startswith("400"), r.text
+
+
 async def test_transaction_conditional_entries(client):
     existing = (await client.post("Patient", json=patient("X1"))).json()["id"]
     await client.post("Observation", json=observation(f"Patient/{existing}", "50"))
