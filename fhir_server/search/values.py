@@ -11,6 +11,7 @@ the distance between the value and now, added on both sides of the value's range
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -181,11 +182,16 @@ def _number(prefix: str, text: str) -> NumberValue:
     if not d.is_finite():
         raise ValueError(f"not a finite number: {text!r}")
     v = float(d)
+    if not math.isfinite(v):
+        raise ValueError(f"number out of range: {text!r}")
     if prefix == "ap":
         slack = abs(v) * 0.1
         return NumberValue(prefix, v, v - slack, v + slack)
     exp = d.as_tuple().exponent
-    half = 0.5 * 10.0 ** (exp if isinstance(exp, int) else 0)
+    try:  # the implicit range of the stated precision: 0e400 is a finite value with an unbounded range
+        half = 0.5 * 10.0 ** (exp if isinstance(exp, int) else 0)
+    except OverflowError:
+        raise ValueError(f"number out of range: {text!r}") from None
     return NumberValue(prefix, v, v - half, v + half)
 
 

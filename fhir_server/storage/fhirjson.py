@@ -38,4 +38,29 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default)
+    try:
+        return orjson.dumps(obj, default=_default)
+    except TypeError:
+        # orjson writes no integer beyond 64 bits (a JSON number such as a 30-digit decimal
+        # value parses to one); written as the Decimal it stands for, its text is kept. Only
+        # the failing call pays for the walk.
+        widened = _big_ints_as_decimals(obj)
+        if widened is obj:
+            raise
+        return orjson.dumps(widened, default=_default)
+
+
+_INT64 = range(-(2**63), 2**64)  # orjson writes unsigned 64-bit integers too
+
+
+def _big_ints_as_decimals(obj: Any) -> Any:
+    """``obj`` with every integer orjson cannot write as a Decimal; ``obj`` itself if none."""
+    if type(obj) is int:
+        return obj if obj in _INT64 else Decimal(obj)
+    if type(obj) is dict:
+        out = {k: _big_ints_as_decimals(v) for k, v in obj.items()}
+        return obj if all(out[k] is v for k, v in obj.items()) else out
+    if type(obj) is list:
+        items = [_big_ints_as_decimals(v) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj, strict=True)) else items
+    return obj

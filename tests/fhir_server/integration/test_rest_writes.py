@@ -153,6 +153,19 @@ async def test_decimal_precision_kept_everywhere(client):
     assert b'"value":1.50' in r.content
 
 
+async def test_numbers_beyond_64_bits_are_stored_as_written(client):
+    """A 30-digit decimal without a point parses to an integer orjson cannot write: was a 500."""
+    raw = (b'{"resourceType":"Observation","status":"final","code":{"text":"big"},'
+           b'"valueQuantity":{"value":123456789012345678901234567890,"unit":"1"}}')
+    r = await client.post("Observation", content=raw)
+    assert r.status_code == 201, r.text
+    assert b'"value":123456789012345678901234567890' in r.content
+    r = await client.get(f"Observation/{r.json()['id']}")
+    assert b'"value":123456789012345678901234567890' in r.content
+    r = await client.get("Observation", params={"value-quantity": "gt1e29"})
+    assert r.status_code == 200 and len(r.json()["entry"]) == 1
+
+
 def txn(*entries, kind: str = "transaction") -> dict:
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
 

@@ -169,6 +169,8 @@ def test_strict_rejects_unknown(params: list[tuple[str, str]]) -> None:
     ("date", "2024-02-30", "bad day"),
     ("value-quantity", "1a2", "not a number"),
     ("value-quantity", "5|mg", "[prefix]number[|system|code]"),
+    ("value-quantity", "1e999", "number out of range"),  # float overflow: was a 500
+    ("value-quantity", "gt0e400", "number out of range"),  # a finite value, its precision's range is not
     ("code", "a|b|c", "[system]|[code]"),
     ("code:exact", "x", "Modifier :exact is not supported"),
     ("date:contains", "2024", "Modifier :contains"),
