@@ -10,7 +10,8 @@ checked and joined in bulk, empty elements become ``E``). Other types raise HL7E
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,15 +43,17 @@ def quantity(number: Decimal, unit_text: str, ucum: str | None) -> dict[str, Any
     return q
 
 
+# HL7 NM: an optional sign, digits and an optional decimal point; no exponent (Python's Decimal
+# would also take "1e999", "inf" or "1_000", none of which a device means)
+_NM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+
+
 def decimal(text: str, where: str) -> Decimal:
-    """A finite decimal from HL7 NM text, else HL7Error 102."""
-    try:
-        number = Decimal(text.strip())
-    except InvalidOperation:
-        number = Decimal("NaN")
-    if not number.is_finite():
+    """The decimal an HL7 NM text states, else HL7Error 102."""
+    stripped = text.strip()
+    if _NM.fullmatch(stripped) is None:
         raise HL7Error(DATA_TYPE_ERROR, f"not a number: {text[:40]!r}", where)
-    return number
+    return Decimal(stripped)
 
 
 def obx_value(obx: Segment, seq: int, unit: tuple[str, str | None],

@@ -267,6 +267,21 @@ def test_value_types() -> None:
     assert text == "line\ntwo\nthree"
 
 
+@pytest.mark.parametrize("text", ["1e999", "1E3", "inf", "NaN", "1_000", "0x10", "-", ".", "7 2"])
+def test_nm_values_outside_the_hl7_nm_form_are_data_type_errors(text: str) -> None:
+    """Decimal() reads all of these; HL7 NM is a sign, digits and a point only."""
+    with pytest.raises(HL7Error) as info:
+        one(f"OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||{text}|%^%^UCUM|||||F")
+    assert info.value.code == 102 and info.value.location == "OBX^1^5"
+
+
+@pytest.mark.parametrize(("text", "value"), [("+97", "97"), ("097.50", "97.50"), (".5", "0.5"), (" 97 ", "97"),
+                                             ("123456789012345678901234567890", "123456789012345678901234567890")])
+def test_nm_values_in_the_hl7_nm_form(text: str, value: str) -> None:
+    got = one(f"OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||{text}|%^%^UCUM|||||F")["valueQuantity"]["value"]
+    assert str(got) == value
+
+
 def test_invalid_x_value_and_msh7_fallback() -> None:
     obs = one("OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1||264864^^MDC|||||X")
     assert obs["status"] == "cancelled"
