@@ -74,7 +74,7 @@ def validate(resource: Any, expected_type: str | None = None, *, status: int = 4
     # so the shapes that pass above cannot hold one either
     empty = first_empty(resource, rt) if check_empty else None
     if empty is not None:
-        raise empty_member(empty)
+        raise empty_member(empty, status)
     try:
         get_fhir_model_class(rt).model_validate(resource)
     except ValidationError as exc:
@@ -85,9 +85,10 @@ def validate(resource: Any, expected_type: str | None = None, *, status: int = 4
     return resource
 
 
-def empty_member(where: str) -> FhirError:
-    return bad_request(f"Invalid {where.split('.', 1)[0]}: {where} is empty or null (FHIR JSON allows no empty "
-                       "object or array, and null only as a placeholder in an array of primitives)", [where])
+def empty_member(where: str, status: int = 400) -> FhirError:
+    text = (f"Invalid {where.split('.', 1)[0]}: {where} is empty or null (FHIR JSON allows no empty object or "
+            "array, and null only as a placeholder in an array of primitives)")
+    return unprocessable(text, [where]) if status == 422 else bad_request(text, [where])
 
 
 def first_empty(value: dict[str, Any], path: str) -> str | None:

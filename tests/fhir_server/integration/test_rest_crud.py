@@ -129,6 +129,11 @@ async def test_json_patch(client):
     r = await client.patch(f"Patient/{pid}", content=orjson.dumps(bad),
                            headers={"content-type": "application/json-patch+json"})
     assert r.status_code == 422
+    emptied = [{"op": "replace", "path": "/name", "value": []}]  # a patch leaving an empty array
+    r = await client.patch(f"Patient/{pid}", content=orjson.dumps(emptied),
+                           headers={"content-type": "application/json-patch+json"})
+    assert r.status_code == 422 and r.json()["issue"][0]["expression"] == ["Patient.name"]
+    assert (await client.get(f"Patient/{pid}")).headers["etag"] == 'W/"2"'
     r = await client.patch(f"Patient/{pid}", content=orjson.dumps(ops),
                            headers={"content-type": "application/fhir+json"})
     assert r.status_code == 415
