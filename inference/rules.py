@@ -11,10 +11,10 @@ conditions instead (``inference.technical``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from inference.alarms import AlarmPolicy, Evaluation, Level
 from inference.news2 import DEFAULT_MAX_AGE, News2Config, News2Result, RiskBand, news2_from_window
@@ -65,6 +65,7 @@ class _Resolved:
     max_age: timedelta
 
 
+_V = TypeVar("_V")
 # one condition: its rules from least to most severe, and the policy of the first one listed
 _Group = tuple[str, tuple[_Resolved, ...], AlarmPolicy]
 
@@ -83,24 +84,39 @@ class _Plan:
     concordant: tuple[tuple[ConcordantRule, AlarmPolicy], ...]
 
 
-_PLANS: dict[tuple[int, str | None, Param | None], tuple[RuleSet, _Plan]] = {}
-_PLANS_KEPT = 4096
+class _DerivedOf(Generic[_V]):
+    """Values worked out once from an immutable rule object (plus a key of their own), found by the
+    object's identity: hashing a rule set would cost more than the work saved. The object is kept
+    beside its value, so its id cannot be reused while the entry lives; all is dropped when full."""
+
+    def __init__(self, kept: int = 4096) -> None:
+        self._kept = kept
+        self._values: dict[tuple[int, Hashable], tuple[object, _V]] = {}
+
+    def get(self, owner: object, key: Hashable = None) -> _V | None:
+        hit = self._values.get((id(owner), key))
+        return hit[1] if hit is not None and hit[0] is owner else None
+
+    def put(self, owner: object, key: Hashable, value: _V) -> _V:
+        if len(self._values) >= self._kept:
+            self._values.clear()
+        self._values[(id(owner), key)] = (owner, value)
+        return value
+
+
+_PLANS: _DerivedOf[_Plan] = _DerivedOf()
 
 
 def _plan(ruleset: RuleSet, patient_id: str | None, param: Param | None) -> _Plan:
     own = patient_id if patient_id is not None and patient_id in ruleset.patients else None
-    key = (id(ruleset), own, param)
-    hit = _PLANS.get(key)
-    if hit is not None and hit[0] is ruleset:  # the rule set itself is kept, so its id is not reused
-        return hit[1]
-    plan = _Plan(_groups(ruleset, ruleset.limits_for(own) if own is not None else ruleset.limit, param),
-                 _groups(ruleset, ruleset.deviation, param),
-                 tuple((rule, policy_for(ruleset, rule)) for rule in ruleset.concordant
-                       if param is None or param in rule.params))
-    if len(_PLANS) >= _PLANS_KEPT:
-        _PLANS.clear()
-    _PLANS[key] = (ruleset, plan)
-    return plan
+    plan = _PLANS.get(ruleset, (own, param))
+    if plan is not None:
+        return plan
+    return _PLANS.put(ruleset, (own, param), _Plan(
+        _groups(ruleset, ruleset.limits_for(own) if own is not None else ruleset.limit, param),
+        _groups(ruleset, ruleset.deviation, param),
+        tuple((rule, policy_for(ruleset, rule)) for rule in ruleset.concordant
+              if param is None or param in rule.params)))
 
 
 def _groups(ruleset: RuleSet, rules: Sequence[LimitRule | DeviationRule], param: Param | None
@@ -267,20 +283,17 @@ def _change(spec: ChangeSpec, window: PatientWindow, at: datetime, own: bool
 
 
 _SpecTerms = tuple[tuple[Param, float, float, int, float], timedelta, timedelta, timedelta]
-_SPEC_TERMS: dict[int, tuple[ChangeSpec, _SpecTerms]] = {}
+_SPEC_TERMS: _DerivedOf[_SpecTerms] = _DerivedOf()
 
 
 def _spec_terms(spec: ChangeSpec) -> _SpecTerms:
     """A change's memo key, maximum age, lag and baseline span, made once per rule, not per value."""
-    hit = _SPEC_TERMS.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    terms = ((spec.param, spec.lag_s, spec.baseline_s, spec.min_baseline_samples, spec.max_age_s),
-             timedelta(seconds=spec.max_age_s), timedelta(seconds=spec.lag_s), timedelta(seconds=spec.baseline_s))
-    if len(_SPEC_TERMS) >= _PLANS_KEPT:
-        _SPEC_TERMS.clear()
-    _SPEC_TERMS[id(spec)] = (spec, terms)
-    return terms
+    terms = _SPEC_TERMS.get(spec)
+    if terms is not None:
+        return terms
+    return _SPEC_TERMS.put(spec, None, (
+        (spec.param, spec.lag_s, spec.baseline_s, spec.min_baseline_samples, spec.max_age_s),
+        timedelta(seconds=spec.max_age_s), timedelta(seconds=spec.lag_s), timedelta(seconds=spec.baseline_s)))
 
 
 def news2_config(ruleset: RuleSet) -> News2Config:
