@@ -33,15 +33,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..terminology import MDC_SYSTEM, MdcTerm, mdc_term
 from .context import MappingContext, MappingResult
 from .entities import PatientRef, encounter_key, location_key, map_device, map_encounter, map_locations, map_patient
 from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, HL7Error
-from .escape import unescape
 from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id, timed_resource_id
 from .header import read_header
 from .infusion import medication_administrations
-from .oru_units import obx_unit, reference_range
+from .oru_series import series_of
+from .oru_units import reference_range
 from .panels import PanelBuilder
 from .tokenizer import Message, Segment
 from .values import data_absent, obx_value
@@ -50,9 +49,6 @@ from .waveforms import WAVEFORM_CATEGORY, apply_period, sampling_period_ms
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 LOCAL_CATEGORY = "urn:vitalgate:observation-category"
 KEY_SYSTEM = "urn:vitalgate:observation-key"
-_STATUS = {"F": "final", "C": "corrected", "A": "amended", "P": "preliminary",
-           "R": "preliminary", "S": "preliminary", "I": "registered", "U": "final",
-           "D": "entered-in-error", "W": "entered-in-error", "X": "cancelled"}
 
 
 class _OruMapper:
@@ -73,6 +69,7 @@ class _OruMapper:
         self.device_keys: dict[str, str | None] = {}  # raw OBX-18 -> device key
         self.device_refs: dict[str, str] = {}  # device key -> "Device/<id>"
         self.waves: dict[tuple[int, ...], dict[str, Any]] = {}  # OBX-4 path -> waveform Observation
+        self.sender_app = self.header.sending_app.split(msg.enc.component)[0]  # MSH-3.1
 
     def add(self, resource: dict[str, Any]) -> None:
         self.out[(resource["resourceType"], resource["id"])] = resource
@@ -189,18 +186,20 @@ class _OruMapper:
         effective = fhir_datetime(time_raw, self.ctx.site_tz)
         if effective is None:
             raise HL7Error(DATA_TYPE_ERROR, f"not a date/time: {time_raw[:40]!r}", f"OBX^{seq}^14")
-        term, codings, code_key = _code_memo(obx, self.ctx)
-        category = self.category(obx, term)
-        unit = _unit_memo(obx, self.ctx)
+        series = series_of(obx, self.ctx, self.header.trigger_event, self.sender_app)
+        term, codings, category, unit = series.term, series.copied_codings(), series.category, series.unit
         anchor = self.anchor(device_key)
         device_ref = self.device_ref(device_key)
-        obs: dict[str, Any] = {"resourceType": "Observation", "status": self.status(obx, seq)}
+        if series.status is None:
+            raise HL7Error(TABLE_VALUE_NOT_FOUND, f"unknown result status {series.status_code[:5]!r}",
+                           f"OBX^{seq}^11")
+        obs: dict[str, Any] = {"resourceType": "Observation", "status": series.status}
         value = _value(obx, seq, unit, self.ctx)
         if term is not None and term.bp and term.panel and category is None:
             self.panels.add(term, codings, value, anchor, path, effective, time_raw, obs["status"],
                             self.subject_fields(device_ref))
             return
-        key = f"{effective}|{anchor}|{code_key}|{obx.get(4)}"
+        key = f"{effective}|{anchor}|{series.code_key}|{obx.get(4)}"
         obs["id"] = timed_resource_id("Observation", key, effective)
         obs["identifier"] = [{"system": KEY_SYSTEM, "value": key}]
         is_vital = (term is not None and term.vital and category is None
@@ -213,14 +212,14 @@ class _OruMapper:
         elif category:
             obs["category"] = [_category(LOCAL_CATEGORY, category, None)]
         obs["code"] = {"coding": codings}
-        label = unescape(obx.get(3, 2), obx.enc)
-        if label:
-            obs["code"]["text"] = label
+        if series.label:
+            obs["code"]["text"] = series.label
         obs.update(self.subject_fields(device_ref))
         obs["effectiveDateTime"] = effective
         obs["_effectiveDateTime"] = original_time_ext(time_raw)
         obs[value[0]] = value[1]
-        if value[0] == "valueQuantity" and not self.alarm_limits(obx):
+        # an empty OBX-7 has no range: reference_range would read and unescape it to say so
+        if value[0] == "valueQuantity" and not series.alarm_limits and obx[7]:
             ranges = reference_range(obx, unit)
             if ranges:
                 obs["referenceRange"] = ranges
@@ -242,32 +241,6 @@ class _OruMapper:
         if self.patient is not None:
             return f"patient:{self.patient.key}"
         return f"sender:{self.header.sending_app}|{self.header.sending_facility}"
-
-    def category(self, obx: Segment, term: MdcTerm | None) -> str | None:
-        if self.header.trigger_event == "R40" or obx.get(3, 3).upper().endswith("-ALERT"):
-            return "device-alert"
-        # The reference puts SETTING in OBX-17; the PIIC demo export sends it in OBX-13.
-        for n in (13, 17):
-            raw = obx[n].upper()
-            if raw and ("SETTING" in raw or "CONFIGURATION" in raw):
-                parts = set(raw.split(obx.enc.component))
-                if parts & {"SETTING", "CONFIGURATION"}:
-                    return "device-setting"
-        return None
-
-    def status(self, obx: Segment, seq: int) -> str:
-        code = obx.get(11, 1).upper()
-        override = self.ctx.status_maps.get(self.header.sending_app.split(
-            self.msg.enc.component)[0], {})
-        status = override.get(code) or _STATUS.get(code) or ("unknown" if not code else None)
-        if status is None:
-            raise HL7Error(TABLE_VALUE_NOT_FOUND, f"unknown result status {code[:5]!r}",
-                           f"OBX^{seq}^11")
-        return status
-
-    def alarm_limits(self, obx: Segment) -> bool:
-        sender = self.header.sending_app.split(self.msg.enc.component)[0]
-        return obx.get(3, 3).upper() == "MDIL" or sender in self.ctx.alarm_limit_sources
 
 
 def _category(system: str, code: str, display: str | None) -> dict[str, Any]:
@@ -294,72 +267,6 @@ def _path(raw: str) -> tuple[int, ...]:
     while parts and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
-
-
-_MEMO_LIMIT = 8192
-
-
-def _code_memo(obx: Segment, ctx: MappingContext
-               ) -> tuple[MdcTerm | None, list[dict[str, Any]], str]:
-    """``_code`` memoised per context; the codings are copied so no two resources share one."""
-    enc = obx.enc  # hashing the strings is cheaper than hashing the Encoding dataclass
-    key = ("code", obx[3], enc.component, enc.subcomponent, enc.escape, enc.repetition)
-    found = ctx.memo.get(key)
-    if found is None:
-        found = _code(obx, ctx)
-        if len(ctx.memo) >= _MEMO_LIMIT:
-            ctx.memo.clear()
-        ctx.memo[key] = found
-    term, codings, code_key = found
-    return term, [dict(c) for c in codings], code_key
-
-
-def _unit_memo(obx: Segment, ctx: MappingContext) -> tuple[str, str | None]:
-    enc = obx.enc
-    key = ("unit", obx[6], enc.component, enc.subcomponent, enc.escape, enc.repetition)
-    found: tuple[str, str | None] | None = ctx.memo.get(key)
-    if found is None:
-        found = obx_unit(obx, ctx)
-        if len(ctx.memo) >= _MEMO_LIMIT:
-            ctx.memo.clear()
-        ctx.memo[key] = found
-    return found
-
-
-def _code(obx: Segment, ctx: MappingContext) -> tuple[MdcTerm | None, list[dict[str, Any]], str]:
-    """(MDC term, codings in order LOINC, extra LOINC, MDC, vendor; natural code key)."""
-    comps = obx.components(3) + [""] * 6
-    mdc = ""
-    for base in (0, 3):
-        code, system = unescape(comps[base], obx.enc), comps[base + 2].upper()
-        if system == "MDC" and code:
-            mdc = code
-            break
-        alias = ctx.code_aliases.get((system, code)) if code else None
-        if alias:
-            mdc = alias
-            break
-    term = mdc_term(mdc) if mdc and mdc != "0" else None
-    vendor = [c for c in cwe_codings(comps, obx.enc) if c.get("system") != MDC_SYSTEM]
-    codings: list[dict[str, Any]] = []
-    if term is not None and term.loinc and term.vital:
-        codings.append({"system": "http://loinc.org", "code": term.loinc,
-                        "display": term.loinc_display})
-        codings += [{"system": "http://loinc.org", "code": c} for c in term.extra_loinc]
-    refid = term.refid if term else unescape(comps[1] if comps[2].upper() == "MDC" else "")
-    if mdc:
-        mdc_coding: dict[str, Any] = {"system": MDC_SYSTEM}
-        if mdc != "0":
-            mdc_coding["code"] = mdc
-        if refid:
-            mdc_coding["display"] = refid
-        codings.append(mdc_coding)
-    codings += vendor
-    if mdc and mdc != "0":
-        return term, codings, f"mdc:{mdc}"
-    if refid:
-        return term, codings, f"mdc-refid:{refid}"
-    return term, codings, f"{comps[2]}:{unescape(comps[0], obx.enc)}"
 
 
 def map_oru(msg: Message, ctx: MappingContext) -> MappingResult:
