@@ -14,6 +14,7 @@ versions' receivers read. Severity (table 0516): E for AE/CE, F for the rejects 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from .errors import APPLICATION_INTERNAL_ERROR, HL7Error
@@ -79,41 +80,53 @@ def build_ack(
         raise ValueError("now must be timezone-aware")
     enc = header.encoding
     version = header.version or "2.5"
-    old = version_tuple(version) < (2, 5)
-    if code[1] != "A" and error is None:
-        error = HL7Error(APPLICATION_INTERNAL_ERROR, "Application internal error")
     if code[1] == "A":
         error = None
-    segments = [_msh(header, enc, version, now, control_id), _msa(header, code, error, enc, old)]
+    elif error is None:
+        error = HL7Error(APPLICATION_INTERNAL_ERROR, "Application internal error")
+    before_time, before_cid, after_cid, old, codec = _msh_template(
+        enc, version, header.receiving_app, header.receiving_facility, header.sending_app,
+        header.sending_facility, header.trigger_event, header.processing_id, header.charset)
+    text = (f"{before_time}{_hl7_time(now)}{before_cid}{escape(control_id, enc)}{after_cid}\r"
+            f"{_msa(header, code, error, enc, old)}\r")
     if error is not None:
-        segments.append(_err(error, code, enc, old))
-    text = "\r".join(segments) + "\r"
-    codec = CHARSET_CODECS.get(header.charset.upper(), "utf-8")
+        text += _err(error, code, enc, old) + "\r"
     return text.encode(codec, errors="replace")
 
 
-def _msh(header: MessageHeader, enc: Encoding, version: str, now: datetime, cid: str) -> str:
-    c = enc.component
-    msg_type = f"ACK{c}{header.trigger_event}" if header.trigger_event else "ACK"
-    if header.trigger_event and version_tuple(version) >= (2, 3, 1):
+@lru_cache(maxsize=1024)
+def _msh_template(enc: Encoding, version: str, receiving_app: str, receiving_facility: str,
+                  sending_app: str, sending_facility: str, trigger_event: str, processing_id: str,
+                  charset: str) -> tuple[str, str, str, bool, str]:
+    """The ACK's MSH around its time and control id, its version rule and its codec: the same
+    for every message of a sender, so built once per sender (not per ACK)."""
+    c, fs = enc.component, enc.field
+    msg_type = f"ACK{c}{trigger_event}" if trigger_event else "ACK"
+    if trigger_event and version_tuple(version) >= (2, 3, 1):
         msg_type += f"{c}ACK"
-    fields = [
-        "MSH",
-        enc.msh2,
-        header.receiving_app,
-        header.receiving_facility,
-        header.sending_app,
-        header.sending_facility,
-        now.strftime("%Y%m%d%H%M%S%z"),
-        "",
-        msg_type,
-        escape(cid, enc),
-        header.processing_id or "P",
-        escape(version, enc),
-    ]
-    if header.charset:
-        fields += ["", "", "", "", "", header.charset]
-    return enc.field.join(fields)
+    before_time = fs.join(["MSH", enc.msh2, receiving_app, receiving_facility, sending_app,
+                           sending_facility, ""])
+    after_cid = ["", processing_id or "P", escape(version, enc)]
+    if charset:
+        after_cid += ["", "", "", "", "", charset]
+    return (before_time, fs.join(["", "", msg_type, ""]), fs.join(after_cid),
+            version_tuple(version) < (2, 5), CHARSET_CODECS.get(charset.upper(), "utf-8"))
+
+
+_last_time: tuple[tuple[object, ...], str] = ((), "")
+
+
+def _hl7_time(now: datetime) -> str:
+    """``now`` as an HL7 DTM with offset; the last second's text is kept (strftime ~3 us,
+    and an ACK stream asks for the same second hundreds of times). The key holds every
+    input of the text: the wall clock to the second, the fold and the zone."""
+    global _last_time
+    key = (now.year, now.month, now.day, now.hour, now.minute, now.second, now.fold, now.tzinfo)
+    last_key, text = _last_time
+    if last_key != key:
+        text = now.strftime("%Y%m%d%H%M%S%z")
+        _last_time = (key, text)
+    return text
 
 
 def _msa(header: MessageHeader, code: str, error: HL7Error | None, enc: Encoding,

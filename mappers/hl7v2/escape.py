@@ -9,6 +9,7 @@ so no input is ever lost.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -88,6 +89,8 @@ def escape(value: str, enc: Encoding = DEFAULT_ENCODING) -> str:
 
     Line breaks become ``\\.br\\`` and segment terminators can never appear in the output.
     """
+    if _plain(value, enc):  # most values (control ids, versions) need nothing: no char loop
+        return value
     e = enc.escape
     table = {
         enc.escape: f"{e}E{e}",
@@ -112,3 +115,17 @@ def escape(value: str, enc: Encoding = DEFAULT_ENCODING) -> str:
         out.append(table.get(ch, ch))
         i += 1
     return "".join(out)
+
+
+_SPECIALS: dict[Encoding, re.Pattern[str]] = {}
+
+
+def _plain(value: str, enc: Encoding) -> bool:
+    """True when ``value`` holds no delimiter, escape, truncation or line-break character."""
+    found = _SPECIALS.get(enc)
+    if found is None:
+        chars = enc.escape + enc.field + enc.component + enc.subcomponent + enc.repetition + enc.truncation
+        found = re.compile("[" + re.escape(chars + "\r\n") + "]")
+        if len(_SPECIALS) < 64:  # bounded like the tokenizer's own cache of delimiters
+            _SPECIALS[enc] = found
+    return found.search(value) is None

@@ -166,3 +166,28 @@ def test_lenient_header_and_ack_never_crash(data: bytes, code: str) -> None:
 
 def test_lenient_header_with_bare_msh_line() -> None:
     assert read_header_lenient(b"MSH\rPID|1\r") is None
+
+
+def test_ack_time_follows_every_call_despite_the_per_second_memo() -> None:
+    """The ACK keeps the last second's MSH-7 text: the same instant in another zone, the next
+    second and a DST fold must each get their own text."""
+    from datetime import timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    h = header("ihe-pcd-tf2-rev8_pcd01-philips-monitor_ORU_R01.hl7")
+
+    def msh7(now: datetime) -> str:
+        return parse(build_ack(h, "AA", now=now, control_id="C1")).msh[7]
+
+    plus2 = NOW.replace(tzinfo=timezone(timedelta(hours=2)))  # the same wall clock, another zone
+    assert [msh7(NOW), msh7(NOW.replace(microsecond=999)), msh7(plus2), msh7(NOW + timedelta(seconds=1))] == [
+        "20261128050000+0000", "20261128050000+0000", "20261128050000+0200", "20261128050001+0000"]
+    berlin = ZoneInfo("Europe/Berlin")  # 2026-10-25 02:30 happens twice
+    first, second = (datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=f) for f in (0, 1))
+    assert [msh7(first), msh7(second)] == ["20261025023000+0200", "20261025023000+0100"]
+
+
+def test_control_ids_are_escaped_in_the_ack_only_when_needed() -> None:
+    h = header("ihe-pcd-tf2-rev8_pcd01-philips-monitor_ORU_R01.hl7")
+    assert parse(build_ack(h, "AA", now=NOW, control_id="abc123")).msh[10] == "abc123"
+    assert parse(build_ack(h, "AA", now=NOW, control_id="a^b|c")).msh[10] == "a\\S\\b\\F\\c"
