@@ -7,7 +7,8 @@
 ``--record`` runs ``bench/alert_latency.py``'s node (``gateway serve``, ``icu-limits``, the
 shipped model) under ``bench/loadgen.py`` at ``--rate`` Observations/s with its acute events and
 keeps the SQLite file.  The measurement then reads every Observation and DetectedIssue entry
-with its body (as the consumer's ``recent`` hands them over from memory), and runs the
+with its body (as the consumer's ``recent`` hands them over from memory: each Observation as the
+dict it was written from; ``--from-bytes``: the stored JSON, as a read of the log gives it), and runs the
 consumer's own per-batch code (``AlertingConsumer._items`` then ``_evaluate`` in chunks of 32,
 on a fresh ``Engine`` with the unit rule sets) over them, timing ``time.process_time``: the
 consumer's CPU per Observation with no I/O, no event loop and no other load in the figure, so an
@@ -41,6 +42,7 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 
 from fhir_server.storage import Store, make_engine  # noqa: E402
+from fhir_server.storage import loads as fhir_loads  # noqa: E402
 
 
 async def record(path: Path, rate: int, duration: float) -> None:
@@ -77,14 +79,14 @@ def fresh_consumer(store: Store) -> Any:
     return AlertingConsumer(store, engine, units=UnitRulesets(store, engine, {"ICU": builtin_ruleset("icu-limits")}))
 
 
-async def one_pass(store: Store, changes: list[Any], bodies: dict[int, bytes], batch: int,
+async def one_pass(store: Store, changes: list[Any], bodies: dict[int, Any], batch: int,
                    profiler: cProfile.Profile | None = None) -> tuple[float, int, str]:
     consumer = fresh_consumer(store)
     # device -> unit look-ups read the database once per device: done before the clock starts
     for c in changes:
         body = bodies.get(c.vid)
         if c.type == "Observation" and body:
-            await consumer.units.observe(orjson.loads(body))
+            await consumer.units.observe(body if isinstance(body, dict) else orjson.loads(body))
     digest = hashlib.sha256()
     spent = 0.0
     observations = 0
@@ -107,12 +109,25 @@ async def one_pass(store: Store, changes: list[Any], bodies: dict[int, bytes], b
     return spent, observations, digest.hexdigest()
 
 
+def as_in_memory(changes: list[Any], bodies: dict[int, bytes]) -> dict[int, Any]:
+    """The bodies as the node's consumer gets them from the notifier: each Observation as the dict
+    it was written from (decimals as ``Decimal``, like the mappers'), other types as bytes."""
+    out: dict[int, Any] = dict(bodies)
+    for c in changes:
+        body = bodies.get(c.vid)
+        if c.type == "Observation" and body and c.op != "delete":
+            out[c.vid] = fhir_loads(body)
+    return out
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    store, changes, bodies = await load_changes(args.db)
+    store, changes, stored = await load_changes(args.db)
+    bodies = stored if args.from_bytes else as_in_memory(changes, stored)
     try:
         runs = [await one_pass(store, changes, bodies, args.batch) for _ in range(args.repeat)]
         out: dict[str, Any] = {
             "db": str(args.db), "entries": len(changes), "observations": runs[0][1],
+            "input": "stored bytes" if args.from_bytes else "written dicts (from memory)",
             "us_per_observation_min": round(min(r[0] for r in runs) / runs[0][1] * 1e6, 2),
             "us_per_observation_all": [round(r[0] / r[1] * 1e6, 2) for r in runs],
             "effects_sha256": sorted({r[2] for r in runs}),
@@ -136,6 +151,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--batch", type=int, default=500, help="change-log entries per consumer batch")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--from-bytes", action="store_true",
+                   help="hand the consumer the stored JSON (its read path) instead of the written dicts")
     p.add_argument("--profile", type=int, default=0, help="print the top N functions by own time (cProfile)")
     args = p.parse_args()
     if args.record:

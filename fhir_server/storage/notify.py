@@ -1,7 +1,10 @@
 """In-process wake-up for change-log consumers, and the entries just committed, in memory.
 
 After each commit the store calls :meth:`ChangeNotifier.notify` with the transaction's
-change-log entries and their stored bodies. Consumers are woken at once and can take those
+change-log entries, their stored bodies and, where the writer had one, the resource dict the
+body was made from (so an in-process consumer need not parse the JSON it was just handed; the
+dict shares the body's content except ``meta.versionId``/``lastUpdated``, and its decimals may
+be ``Decimal``; it must not be modified). Consumers are woken at once and can take those
 entries from memory (:meth:`ChangeNotifier.recent`) instead of reading them back from the
 database: under ingest load that read is a thread or network hop that waits behind the
 writer (several ms). The memory only ever answers with an unbroken run of ``seq`` values
@@ -16,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from .types import Change
 
-Entry = tuple[Change, bytes | None]  # the entry and the version's stored body (None: not kept)
+# the entry, the version's stored body (None: not kept) and the resource it was written from
+# (None: read the body)
+Entry = tuple[Change, bytes | None, dict[str, Any] | None]
 
 
 class ChangeNotifier:

@@ -269,7 +269,7 @@ class Store:
                 fut.set_result(res)
         if max_seq:
             # the committed entries go to in-process consumers in memory: no read-back of what we just wrote
-            self.notifier.notify(max_seq, [(_change(w), w.result.body) for w in flushed
+            self.notifier.notify(max_seq, [(_change(w), w.result.body, _source(w)) for w in flushed
                                            if w.result is not None and not w.skipped])
 
     # -- reads ----------------------------------------------------------------------------
@@ -371,6 +371,15 @@ def _change(w: PendingWrite) -> Change:
     r = w.written()
     return Change(r.seq, r.type, r.id, r.version, "delete" if r.deleted else ("create" if r.created else "update"),
                   r.last_updated, r.vid)
+
+
+def _source(w: PendingWrite) -> dict[str, Any] | None:
+    """The dict ``w``'s stored body was made from, when it names the same resource (a create
+    whose dict carries another id or none is left to the body)."""
+    res = w.resource
+    if res is None or res.get("id") != w.id or res.get("resourceType") != w.type:
+        return None
+    return res
 
 
 def _translate(exc: BaseException) -> BaseException:

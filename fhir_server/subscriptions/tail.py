@@ -41,7 +41,7 @@ class ChangeTail:
         if memory:
             held = self.store.notifier.recent(after, limit)
             if held is not None:
-                return [c for c, _ in held], {c.vid: b for c, b in held if b is not None and c.op != "delete"}
+                return [c for c, _, _ in held], {c.vid: b for c, b, _ in held if b is not None and c.op != "delete"}
         try:
             rows = await self._read_raw(after, limit)
         except Exception:  # noqa: BLE001 - a broken kept connection: reopen next time, read the slow way now

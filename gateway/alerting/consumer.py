@@ -66,7 +66,7 @@ from inference.fhir import detected_issue
 
 from .device_status import device_status
 from .models import ModelSource
-from .tail import ChangeReader
+from .tail import Body, ChangeReader
 from .units import UnitRulesets
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class AlertingConsumer:
         self._wait_after = max(self._seen, self.store.notifier.seq)
         poll, self._poll = self._poll, False
         held = None if poll else self.reader.recent(self._seen, self.batch)
+        bodies: Mapping[int, Body]
         if held is not None:  # just committed in this process: straight from memory
             changes, bodies, upto = held
         else:
@@ -294,7 +295,7 @@ class AlertingConsumer:
         if task is not None:
             await task
 
-    async def _items(self, changes: Sequence[Change], bodies: Mapping[int, bytes]) -> list[Item]:
+    async def _items(self, changes: Sequence[Change], bodies: Mapping[int, Body]) -> list[Item]:
         """One item per input the engine takes, in log order."""
         items: list[Item] = []
         for change in changes:
@@ -303,16 +304,21 @@ class AlertingConsumer:
             body = bodies.get(change.vid)
             if not body:
                 continue
-            if change.type == "Observation" and _SAMPLED_DATA in body:
-                # Waveform segments are most of the bytes and never engine input: not parsed at all.
-                # An escaped quote in text reads \"valueSampledData\", so a note cannot match this.
-                continue
-            try:
-                resource = orjson.loads(body)  # floats are fine for the engine; 20x faster than Decimal
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(resource, dict) or resource.get("meta", {}).get("deleted"):
-                continue
+            if isinstance(body, dict):  # from memory: the Observation as written (live: not a deletion)
+                if "valueSampledData" in body:  # a waveform segment: never engine input
+                    continue
+                resource = body
+            else:
+                if change.type == "Observation" and _SAMPLED_DATA in body:
+                    # Waveform segments are most of the bytes and never engine input: not parsed at
+                    # all. An escaped quote in text reads \"valueSampledData\": a note cannot match.
+                    continue
+                try:
+                    resource = orjson.loads(body)  # floats are fine for the engine; 20x faster than Decimal
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(resource, dict) or resource.get("meta", {}).get("deleted"):
+                    continue
             if change.type == "Observation" and is_engine_input(resource):
                 if self.units is not None:
                     await self.units.observe(resource)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fhir_server.storage import Store, WriteTx, make_engine
+from fhir_server.storage import Store, WriteTx, loads, make_engine
 
 from .test_store import obs
 
@@ -13,6 +13,10 @@ async def _stored(store: Store, after: int) -> list[tuple[object, bytes]]:
     changes = await store.changes(after, limit=10_000)
     bodies = await store.bodies([c.vid for c in changes])
     return [(c, bodies[c.vid]) for c in changes]
+
+
+def _logged(held):
+    return [(c, b) for c, b, _ in held]
 
 
 async def test_recent_is_what_was_committed(store):
@@ -31,8 +35,8 @@ async def test_recent_is_what_was_committed(store):
     await store.write(job)
     await store.put("Observation", "c", obs("4"))
     held = store.notifier.recent(start, 100)
-    assert held == await _stored(store, start)
-    assert [c.op for c, _ in held] == ["create", "create", "create", "update", "delete", "create"]
+    assert _logged(held) == await _stored(store, start)
+    assert [c.op for c, _, _ in held] == ["create", "create", "create", "update", "delete", "create"]
     assert store.notifier.recent(start + 2, 2) == held[2:4]
     assert store.notifier.recent(held[-1][0].seq, 100) == []
 
@@ -52,7 +56,7 @@ async def test_recent_refuses_what_it_does_not_hold(store, db_url):
     await store.put("Observation", "b", obs("3"))
     assert store.notifier.recent(first, 10) is None  # the other writer's entry lies in between
     tail = store.notifier.recent(store.notifier.seq - 1, 10)
-    assert tail == (await _stored(store, store.notifier.seq - 1))
+    assert _logged(tail) == (await _stored(store, store.notifier.seq - 1))
 
 
 class _Writer:
@@ -129,3 +133,22 @@ async def test_bulk_writes_commit_alone_and_take_turns(store):
     await writer.release()
     # the others had their group (busy) last: now the bulk job's turn, even though it came last
     assert await late_bulk < min(await asyncio.gather(*acked))
+
+
+async def test_recent_hands_over_the_written_dict_when_it_names_the_resource(store):
+    start = store.notifier.seq
+    named = {**obs("72"), "resourceType": "Observation", "id": "named"}
+    await store.put("Observation", "named", named)
+    await store.put("Observation", "unnamed", obs("73"))  # no id in the dict: the body only
+    await store.put("Observation", "other", {**obs("74"), "id": "not-other"})
+    async def delete(tx: WriteTx) -> None:
+        tx.delete("Observation", "named")
+
+    await store.write(delete)
+    held = store.notifier.recent(start, 10)
+    assert [(c.id, c.op) for c, _, _ in held] == [("named", "create"), ("unnamed", "create"),
+                                                  ("other", "create"), ("named", "delete")]
+    assert held[0][2] is named  # the writer's own object: nothing copied, nothing parsed
+    stored = {k: v for k, v in loads(held[0][1]).items() if k != "meta"}
+    assert stored == named  # the same content as the stored body, meta apart
+    assert [res for _, _, res in held[1:]] == [None, None, None]
