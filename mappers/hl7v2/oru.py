@@ -39,11 +39,11 @@ from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOU
 from .fields import NULL, cwe_codings, fhir_datetime, original_time_ext, resource_id, timed_resource_id
 from .header import read_header
 from .infusion import medication_administrations
-from .oru_series import series_of
+from .oru_series import Series, series_of
 from .oru_units import reference_range
 from .panels import PanelBuilder
 from .tokenizer import Message, Segment
-from .values import data_absent, obx_value
+from .values import data_absent, decimal, obx_value, quantity
 from .waveforms import WAVEFORM_CATEGORY, apply_period, sampling_period_ms
 
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -131,14 +131,15 @@ class _OruMapper:
         return fields
 
     def on_obx(self, obx: Segment, seq: int) -> None:
-        path = _path(obx.get(4))
+        sub_id = obx.get(4)
+        path = _path(sub_id)
         wave = self.waves.get(path[:-1]) if len(path) > 1 else None
         if wave is not None and (period := sampling_period_ms(obx)) is not None:
             apply_period(wave, period)  # a sampling attribute of the waveform above, not a metric
             return
         device_key, time_raw = self.inherited(obx, path, seq)
-        empty = obx.get(5) in ("", NULL)
-        if empty and 0 < len(path) < 4:
+        raw_value = obx.get(5)
+        if raw_value in ("", NULL) and 0 < len(path) < 4:
             self.nodes[path] = (device_key, time_raw)
             return
         self.nodes[path] = (device_key, time_raw)
@@ -146,11 +147,11 @@ class _OruMapper:
             # PCD-04 facets (MDS.VMD.CHAN.METRIC.facet) of one alarm: the first facet's device
             # stands for the alarm, so its siblings get it too (but not its time).
             self.nodes[path[:-1]] = (device_key, "")
-        self.map_metric(obx, seq, path, device_key, time_raw)
+        self.map_metric(obx, seq, path, sub_id, raw_value, device_key, time_raw)
 
     def inherited(self, obx: Segment, path: tuple[int, ...], seq: int) -> tuple[str | None, str]:
-        parents = [self.nodes[path[:k]] for k in range(len(path) - 1, 0, -1)
-                   if path[:k] in self.nodes]
+        nodes = self.nodes
+        parents = [node for k in range(len(path) - 1, 0, -1) if (node := nodes.get(path[:k])) is not None]
         device_key = self.device(obx, parents[0][0] if parents else None)
         time_raw = obx.get(14, 1) or next((t for _, t in parents if t), "")
         time_raw = time_raw or self.obr_time or self.header.timestamp
@@ -181,8 +182,9 @@ class _OruMapper:
             self.add(device)
         return key
 
-    def map_metric(self, obx: Segment, seq: int, path: tuple[int, ...], device_key: str | None,
-                   time_raw: str) -> None:
+    def map_metric(self, obx: Segment, seq: int, path: tuple[int, ...], sub_id: str, raw_value: str,
+                   device_key: str | None, time_raw: str) -> None:
+        """``sub_id`` and ``raw_value``: OBX-4 and OBX-5 as ``on_obx`` read them."""
         effective = fhir_datetime(time_raw, self.ctx.site_tz)
         if effective is None:
             raise HL7Error(DATA_TYPE_ERROR, f"not a date/time: {time_raw[:40]!r}", f"OBX^{seq}^14")
@@ -194,12 +196,12 @@ class _OruMapper:
             raise HL7Error(TABLE_VALUE_NOT_FOUND, f"unknown result status {series.status_code[:5]!r}",
                            f"OBX^{seq}^11")
         obs: dict[str, Any] = {"resourceType": "Observation", "status": series.status}
-        value = _value(obx, seq, unit, self.ctx)
+        value = _value(obx, seq, raw_value, series, self.ctx)
         if term is not None and term.bp and term.panel and category is None:
             self.panels.add(term, codings, value, anchor, path, effective, time_raw, obs["status"],
                             self.subject_fields(device_ref))
             return
-        key = f"{effective}|{anchor}|{series.code_key}|{obx.get(4)}"
+        key = f"{effective}|{anchor}|{series.code_key}|{sub_id}"
         obs["id"] = timed_resource_id("Observation", key, effective)
         obs["identifier"] = [{"system": KEY_SYSTEM, "value": key}]
         is_vital = (term is not None and term.vital and category is None
@@ -250,23 +252,32 @@ def _category(system: str, code: str, display: str | None) -> dict[str, Any]:
     return {"coding": [coding]}
 
 
-def _value(obx: Segment, seq: int, unit: tuple[str, str | None],
-           ctx: MappingContext) -> tuple[str, Any]:
-    if obx.get(5) in ("", NULL):
-        absent = "error" if obx.get(11, 1).upper() == "X" else "unknown"
+def _value(obx: Segment, seq: int, raw: str, series: Series, ctx: MappingContext) -> tuple[str, Any]:
+    if raw in ("", NULL):
+        absent = "error" if series.status_code == "X" else "unknown"
         return "dataAbsentReason", data_absent(absent)
-    return obx_value(obx, seq, unit, ctx.site_tz)
+    if series.value_type == "NM":  # obx_value's first case, without reading OBX-2 and 5 again
+        return "valueQuantity", quantity(decimal(raw, f"OBX^{seq}^5"), *series.unit)
+    return obx_value(obx, seq, series.unit, ctx.site_tz)
+
+
+_PATHS: dict[str, tuple[int, ...]] = {}  # a monitor repeats its few OBX-4 paths
 
 
 def _path(raw: str) -> tuple[int, ...]:
     """OBX-4 ``1.2.1.0`` -> (1, 2, 1); non-numeric or ``0`` -> () (no hierarchy)."""
-    try:
-        parts = [int(p) for p in raw.split(".")] if raw else []
-    except ValueError:
-        return ()
-    while parts and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
+    found = _PATHS.get(raw)
+    if found is None:
+        try:
+            parts = [int(p) for p in raw.split(".")] if raw else []
+        except ValueError:
+            parts = []
+        while parts and parts[-1] == 0:
+            parts.pop()
+        found = tuple(parts)
+        if len(_PATHS) < 4096:  # bounded: a sender's junk must not grow it
+            _PATHS[raw] = found
+    return found
 
 
 def map_oru(msg: Message, ctx: MappingContext) -> MappingResult:

@@ -1,6 +1,6 @@
 """What an OBX maps to apart from its value, its time and its place in the message.
 
-A monitor sends the same series every few seconds: the same OBX-3/6/11/13/17 under the
+A monitor sends the same series every few seconds: the same OBX-2/3/6/11/13/17 under the
 same sender and trigger event. Their codings, category, unit, status, label and the alarm-limit
 rule are therefore resolved once per distinct OBX shape (``series_of``, memoised in the
 context) instead of once per OBX, which re-split and re-read the same fields ~100 times a
@@ -38,6 +38,7 @@ class Series:
     status_code: str  # OBX-11.1, upper case
     status: str | None  # None: an unknown OBX-11 (the caller raises, with the OBX's place)
     label: str  # code.text
+    value_type: str  # OBX-2.1, upper case
     alarm_limits: bool  # OBX-7 holds alarm limits, not a reference range
 
     def copied_codings(self) -> list[dict[str, Any]]:
@@ -49,8 +50,8 @@ def series_of(obx: Segment, ctx: MappingContext, trigger_event: str, sender_app:
     """``obx``'s series part, memoised in ``ctx.memo`` by every field and setting it reads."""
     f, enc = obx.fields, obx.enc
     n = len(f)
-    # OBX-3, 6, 11, 13 and 17 (raw) plus the delimiters and the per-message settings
-    key = ("obx", f[3] if n > 3 else "", f[6] if n > 6 else "",
+    # OBX-2, 3, 6, 11, 13 and 17 (raw) plus the delimiters and the per-message settings
+    key = ("obx", f[2] if n > 2 else "", f[3] if n > 3 else "", f[6] if n > 6 else "",
            f[11] if n > 11 else "", f[13] if n > 13 else "", f[17] if n > 17 else "",
            enc.component, enc.subcomponent, enc.escape, enc.repetition, trigger_event, sender_app)
     found: Series | None = ctx.memo.get(key)
@@ -68,7 +69,7 @@ def _series(obx: Segment, ctx: MappingContext, trigger_event: str, sender_app: s
     override = ctx.status_maps.get(sender_app, {})
     status = override.get(status_code) or STATUS.get(status_code) or ("unknown" if not status_code else None)
     return Series(term, tuple(codings), code_key, _category(obx, trigger_event), obx_unit(obx, ctx),
-                  status_code, status, unescape(obx.get(3, 2), obx.enc),
+                  status_code, status, unescape(obx.get(3, 2), obx.enc), obx.get(2, 1).upper(),
                   obx.get(3, 3).upper() == "MDIL" or sender_app in ctx.alarm_limit_sources)
 
 
