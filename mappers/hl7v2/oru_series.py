@@ -50,10 +50,12 @@ def series_of(obx: Segment, ctx: MappingContext, trigger_event: str, sender_app:
     """``obx``'s series part, memoised in ``ctx.memo`` by every field and setting it reads."""
     f, enc = obx.fields, obx.enc
     n = len(f)
-    # OBX-2, 3, 6, 11, 13 and 17 (raw) plus the delimiters and the per-message settings
+    # OBX-2, 3, 6, 11, 13 and 17 (raw), every delimiter (an escaped \F\ or \P\ decodes to the
+    # message's own) and the per-message settings
     key = ("obx", f[2] if n > 2 else "", f[3] if n > 3 else "", f[6] if n > 6 else "",
-           f[11] if n > 11 else "", f[13] if n > 13 else "", f[17] if n > 17 else "",
-           enc.component, enc.subcomponent, enc.escape, enc.repetition, trigger_event, sender_app)
+           f[11] if n > 11 else "", f[13] if n > 13 else "", f[17] if n > 17 else "", enc.field,
+           enc.component, enc.subcomponent, enc.escape, enc.repetition, enc.truncation, trigger_event,
+           sender_app)
     found: Series | None = ctx.memo.get(key)
     if found is None:
         found = _series(obx, ctx, trigger_event, sender_app)

@@ -385,3 +385,18 @@ def test_memoised_codings_are_not_shared_between_resources() -> None:
     first["code"]["coding"][0]["display"] = "changed downstream"
     second = by_code(map_message(parse(raw), ctx).resources, "147842")
     assert second["code"]["coding"][0]["display"] == "Heart rate"
+
+
+def test_series_memo_keeps_each_messages_delimiters() -> None:
+    """An OBX's codings and label are memoised per series; ``\\F\\`` in them decodes to the
+    message's own field separator, so two senders with other separators get their own."""
+    ctx = MappingContext(site_tz=ZoneInfo("UTC"))
+
+    def label(fs: str) -> str:
+        raw = fs.join(["MSH", "^~\\&", "MON", "ICU", "", "", "20240301101500+0000", "", "ORU^R01", "c1",
+                       "P", "2.6"]) + "\r"
+        raw += fs.join(["OBX", "1", "NM", "147842^HR \\F\\ ECG^MDC", "1.1.1.1", "72", "/min^/min^UCUM",
+                        "", "", "", "", "R"]) + "\r"
+        return str(by_code(map_message(parse(raw.encode()), ctx).resources, "147842")["code"]["text"])
+
+    assert [label("|"), label("#"), label("|")] == ["HR | ECG", "HR # ECG", "HR | ECG"]
