@@ -22,11 +22,15 @@ from .registry import SearchParam
 __all__ = ["param_rows", "row_of"]
 
 
-def param_rows(t: FromClause, p: SearchParam) -> ColumnElement[bool]:
-    """The condition selecting the index rows of ``p`` in ``t`` (an ``idx_*`` table)."""
+def param_rows(t: FromClause, p: SearchParam, *, by_rid: bool = False) -> ColumnElement[bool]:
+    """The condition selecting the index rows of ``p`` in ``t`` (an ``idx_*`` table).
+
+    ``by_rid``: the rows are reached by rid, and ``param`` is only checked on them, written so
+    that no index on ``param`` can be chosen for it (``param || ''``)."""
+    param = t.c.param.concat("") if by_rid else t.c.param
     if not p.rows_of:
-        return t.c.param == p.key
-    return and_(t.c.param == p.rows_key, or_(
+        return param == p.key
+    return and_(param == p.rows_key, or_(
         t.c.target_type.in_(p.target_types), and_(t.c.target_type.is_(None), t.c.url.is_not(None))))
 
 

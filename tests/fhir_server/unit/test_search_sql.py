@@ -508,6 +508,26 @@ async def test_sqlite_plans_use_indexes(db: AsyncConnection, query: str, driver:
     assert scans == [], plan
 
 
+@pytest.mark.parametrize(("query", "sort_key"), [
+    ("patient=p1&_sort=code", "idx_token USING INDEX ix_token_rid (rid=?)"),
+    ("code=http://loinc.org|8867-4&_sort=-date", "idx_date USING COVERING INDEX ix_date_rid_cover (rid=?)"),
+    ("patient=p1&_sort=-value-quantity", "idx_quantity USING INDEX ix_quantity_rid (rid=?)"),
+    ("code=8867-4&_sort=patient", "idx_reference USING INDEX ix_reference_rid (rid=?)"),
+])
+async def test_sqlite_sorted_pages_read_the_matches_only(db: AsyncConnection, query: str, sort_key: str) -> None:
+    """A sorted page visits the matched rows (never every resource of the type) and finds each
+    one's sort value by rid (never by walking the parameter's rows in value order)."""
+    if db.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
+    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
+    plan = [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+    assert "SEARCH resource USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+    assert not any("ix_resource_type_updated" in step for step in plan), plan
+    assert any(sort_key in step for step in plan), plan
+
+
 @pytest.mark.parametrize("query", [
     "status=final", "code=http://loinc.org|8867-4", "patient=p1",
     "patient=p1&code=http://loinc.org|8867-4&date=le2024-05-01",
