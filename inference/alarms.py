@@ -170,6 +170,10 @@ class AlarmTracker:
         self._pending: dict[AlertKey, _Pending] = {}
         self._open: dict[AlertKey, _Open] = {}
 
+    def idle(self, key: AlertKey) -> bool:
+        """Nothing pending or open for ``key``: an evaluation at level NONE changes nothing."""
+        return key not in self._open and key not in self._pending
+
     def open_episode(self, key: AlertKey) -> str | None:
         state = self._open.get(key)
         return None if state is None or state.suppressed else state.episode

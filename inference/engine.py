@@ -161,7 +161,9 @@ class Engine:
                 out.append(news2_observation(result, sample.patient_id, sample.time, author))
             conditions = [condition]
         else:
-            conditions = evaluate_limits(ruleset, window, sample.patient_id, sample.time, sample.param)
+            patient, tracker = sample.patient_id, self.tracker
+            conditions = evaluate_limits(ruleset, window, patient, sample.time, sample.param,
+                                         lambda condition: tracker.idle(AlertKey(patient, condition)))
         if ruleset.deviation:
             conditions += evaluate_deviations(ruleset, window, sample.time, sample.param)
         if ruleset.concordant:

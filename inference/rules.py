@@ -146,12 +146,32 @@ def policy_for(ruleset: RuleSet, rule: LimitRule | DeviationRule | ConcordantRul
 
 
 def evaluate_limits(
-    ruleset: RuleSet, window: PatientWindow, patient_id: str, at: datetime, param: Param | None = None
+    ruleset: RuleSet, window: PatientWindow, patient_id: str, at: datetime, param: Param | None = None,
+    idle: Callable[[str], bool] | None = None,
 ) -> list[ConditionResult]:
     """One result per (param, direction) condition of the patient's limits (of ``param`` only, if given:
-    a new heart rate cannot change a blood-pressure condition, so the hot path skips it)."""
-    return [_set_and_hold(group, window, at, _measure_limit)
-            for group in _plan(ruleset, patient_id, param).limits]
+    a new heart rate cannot change a blood-pressure condition, so the hot path skips it).
+
+    ``idle(condition)``: True when the caller's tracker holds nothing (pending or open) for the
+    condition. Such a condition whose set threshold no rule crosses is left out: its result would
+    be "nothing", which an idle tracker ignores (``AlarmTracker._step_idle``). That is almost every
+    value of a stable patient, and the full hysteresis evaluation is the engine's largest cost."""
+    out = []
+    for group in _plan(ruleset, patient_id, param).limits:
+        if idle is not None and not _sets(group, window, at) and idle(group[0]):
+            continue
+        out.append(_set_and_hold(group, window, at, _measure_limit))
+    return out
+
+
+def _sets(group: _Group, window: PatientWindow, at: datetime) -> bool:
+    """Whether any rule of ``group`` has its set threshold crossed (``_measure_limit``'s first part)."""
+    for r in group[1]:
+        rule = r.rule
+        sample = window.latest(rule.param, at, r.max_age)
+        if sample is not None and (sample.value < rule.set if rule.direction == "low" else sample.value > rule.set):
+            return True
+    return False
 
 
 def _measure_limit(r: _Resolved, window: PatientWindow, at: datetime) -> _Crossing | None:

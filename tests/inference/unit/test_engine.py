@@ -66,6 +66,18 @@ def test_stable_patient_raises_nothing():
     assert out == []
 
 
+def test_a_quiet_value_still_ends_a_pending_condition():
+    # quiet values of an idle condition are not evaluated at all (rules.evaluate_limits' idle
+    # check); while a condition is pending they are, and a value past the clear threshold ends it
+    engine = Engine(builtin_ruleset("icu-limits"))
+    out = feed(engine, [obs(f"a{t}", t, MDC, "150456", 89) for t in range(0, 10)])
+    out += feed(engine, [obs("q10", 10, MDC, "150456", 93)])  # past clear (92): persistence restarts
+    out += feed(engine, [obs(f"b{t}", t, MDC, "150456", 89) for t in range(11, 27)])
+    [opened] = [r for r in out if r["resourceType"] == "DetectedIssue"]
+    assert opened["identifiedPeriod"]["start"] == (T0 + timedelta(seconds=11)).isoformat()
+    assert [e["detail"][0]["reference"] for e in opened["evidence"]][:1] == ["Observation/b11"]
+
+
 def _ward_set(second, rr=16, patient="w1"):
     return [
         obs(f"rr{second}", second, LOINC, "9279-1", rr, "/min", patient),
