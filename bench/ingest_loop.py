@@ -98,7 +98,7 @@ def stages(ing: Ingestor, msgs: list[bytes], repeats: int) -> dict[str, float]:
     return out
 
 
-async def ingest(msgs: list[bytes], tmp: str) -> dict[str, float]:
+async def ingest(msgs: list[bytes], tmp: str) -> dict[str, Any]:
     """8 tasks, one message in flight each, through the real Ingestor and Store."""
     store = _store(f"{tmp}/ingest.db")
     await upgrade(store.engine)
