@@ -482,6 +482,15 @@ async def test_paging_snapshot_while_inserting(kind: str, tmp_path: Any) -> None
 
 # ---- query plans (SQLite): every access goes through an index, never a table scan ---------
 
+async def _sqlite_plan(db: AsyncConnection, query: str) -> list[str]:
+    """The steps of SQLite's plan for an Observation search (skips the test on PostgreSQL)."""
+    if db.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
+    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
+    return [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+
 @pytest.mark.parametrize(("query", "driver"), [
     # the series' end-time rows from the date bound on (composite.py)
     ("patient=p1&code=http://loinc.org|8867-4&date=ge2024-05-01",
@@ -495,12 +504,7 @@ async def test_paging_snapshot_while_inserting(kind: str, tmp_path: Any) -> None
     ("_id=o1,o2&status=final", "resource USING INDEX sqlite_autoindex_resource_1 (type=? AND id=?)"),
 ])
 async def test_sqlite_plans_use_indexes(db: AsyncConnection, query: str, driver: str) -> None:
-    if db.dialect.name != "sqlite":
-        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-    params = [tuple(p.split("=", 1)) for p in query.split("&")]
-    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
-    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
-    plan = [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+    plan = await _sqlite_plan(db, query)
     assert any(driver in step for step in plan), plan
     if "_sort" not in query and "date=" not in query and "_id" not in query:  # streamed: no sort
         assert not any("TEMP B-TREE" in step for step in plan), plan
@@ -517,12 +521,7 @@ async def test_sqlite_plans_use_indexes(db: AsyncConnection, query: str, driver:
 async def test_sqlite_sorted_pages_read_the_matches_only(db: AsyncConnection, query: str, sort_key: str) -> None:
     """A sorted page visits the matched rows (never every resource of the type) and finds each
     one's sort value by rid (never by walking the parameter's rows in value order)."""
-    if db.dialect.name != "sqlite":
-        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-    params = [tuple(p.split("=", 1)) for p in query.split("&")]
-    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
-    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
-    plan = [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+    plan = await _sqlite_plan(db, query)
     assert "SEARCH resource USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
     assert not any("ix_resource_type_updated" in step for step in plan), plan
     assert any(sort_key in step for step in plan), plan
@@ -535,12 +534,7 @@ async def test_sqlite_sorted_pages_read_the_matches_only(db: AsyncConnection, qu
 ])
 async def test_sqlite_single_key_pages_stream_without_sorting(db: AsyncConnection,
                                                               query: str) -> None:
-    if db.dialect.name != "sqlite":
-        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
-    params = [tuple(p.split("=", 1)) for p in query.split("&")]
-    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
-    sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
-    plan = [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+    plan = await _sqlite_plan(db, query)
     assert not any("TEMP B-TREE" in s for s in plan), plan
     assert not any("LIST SUBQUERY" in s for s in plan), plan
 
