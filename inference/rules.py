@@ -167,9 +167,8 @@ def evaluate_limits(
 def _sets(group: _Group, window: PatientWindow, at: datetime) -> bool:
     """Whether any rule of ``group`` has its set threshold crossed (``_measure_limit``'s first part)."""
     for r in group[1]:
-        rule = r.rule
-        sample = window.latest(rule.param, at, r.max_age)
-        if sample is not None and (sample.value < rule.set if rule.direction == "low" else sample.value > rule.set):
+        measured = _measure_limit(r, window, at)
+        if measured is not None and measured[0]:
             return True
     return False
 

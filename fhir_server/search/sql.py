@@ -50,8 +50,7 @@ def _page_columns() -> Select[Any]:
 
 
 def _conditions(q: SearchQuery) -> list[ColumnElement[bool]]:
-    names = [c.param.name for c in q.clauses]
-    if any(on_index(c) for c in q.clauses) and "_id" not in names:
+    if any(on_index(c) for c in q.clauses) and not any(c.param.name == "_id" for c in q.clauses):
         # An index clause drives (``rid IN (SELECT rid FROM idx_...)``): the type is then only a
         # check on each matched row. Written so that no index can serve it (``type || ''``): SQLite,
         # without statistics, otherwise walked ix_resource_type_updated over every resource of the
