@@ -48,8 +48,11 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -265,8 +268,8 @@ def _statements(batches: list[Batch]) -> list[tuple[str, Callable[[Any], tuple[s
     from sqlalchemy import create_engine
 
     from fhir_server.core import fastread
-    from fhir_server.search import TokenValue, build_count, build_lastn, build_select, parse_search
-    from fhir_server.search.composite import composite_key, end_param
+    from fhir_server.search import TokenValue, build_count, build_lastn, build_select, extract_index, parse_search
+    from fhir_server.search.composite import END_PREFIX, composite_key, composite_keys, end_param
 
     rows = [r for b in batches for sql, rs in b if "INTO resource " in sql for r in rs]
     patient = next(r["id"] for r in rows if r["type"] == "Patient")
@@ -280,17 +283,26 @@ def _statements(batches: list[Batch]) -> list[tuple[str, Callable[[Any], tuple[s
     def raw(stmt: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
         return stmt[0], tuple(stmt[1])
 
-    def search(params: list[tuple[str, str]], count: bool = False) -> Callable[[Any], tuple[str, tuple[Any, ...]]]:
-        def build(_: Any) -> tuple[str, tuple[Any, ...]]:
-            q = parse_search("Observation", params, strict=True)
-            return core(build_count(q) if count else build_select(q))
-        return build
-
     last = max(r["lo"] for b in batches for sql, rs in b if "idx_date" in sql
                for r in rs if r["param"] == "Observation.date")
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last // 1_000_000 - 120))
     loinc = ("http://loinc.org", "8867-4")
-    series = end_param(composite_key(patient, *loinc))
+    # the series of the patient's heart rates: the series of their whole code (LOINC, MDC and the
+    # sender's code), which series_member names for the LOINC coding (the REST layer reads it)
+    hr = next(b for b in (orjson.loads(r["body"]) for bt in batches for sql, rs in bt
+                          if "INTO resource_version " in sql for r in rs)
+              if b["resourceType"] == "Observation" and b.get("subject", {}).get("reference") == f"Patient/{patient}"
+              and {"system": loinc[0], "code": loinc[1]}.items() <= next(iter(b["code"]["coding"])).items())
+    series = next(r["param"] for r in extract_index("Observation", hr)["date"] if r["param"].startswith(END_PREFIX))
+
+    def search(params: list[tuple[str, str]], count: bool = False) -> Callable[[Any], tuple[str, tuple[Any, ...]]]:
+        def build(_: Any) -> tuple[str, tuple[Any, ...]]:
+            q = parse_search("Observation", params, strict=True)
+            if composite_keys(list(q.clauses)) is not None:
+                q = replace(q, series=(series,))
+            return core(build_count(q) if count else build_select(q))
+        return build
+
     ident = obs[len(obs) // 2]["id"]
     return [
         ("patient&code&date=ge (REST search bench)", search(
@@ -307,7 +319,8 @@ def _statements(batches: list[Batch]) -> list[tuple[str, Callable[[Any], tuple[s
         ("code:text", search([("code:text", "heart"), ("_count", "20")])),
         ("_id", search([("_id", ident)])),
         ("count code&date=ge", search([("code", "|".join(loinc)), ("date", f"ge{since}")], count=True)),
-        ("$lastn by code", lambda _: core(build_lastn(("Patient", patient), [], [TokenValue(*loinc)], 1))),
+        ("$lastn by code", lambda _: core(build_lastn(("Patient", patient), [], [TokenValue(*loinc)], 1,
+                                                      {end_param(composite_key(patient, *loinc)): [series]}))),
         ("$lastn by category", lambda _: core(build_lastn(
             ("Patient", patient), [TokenValue(None, "vital-signs")], [], 1))),
         ("fastread $lastn of series", lambda _: raw(fastread.lastn_of_series([series], [], 1))),

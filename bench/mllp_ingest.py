@@ -215,6 +215,8 @@ def _ceiling_rows(msgs: list[bytes], mapped: list[list[dict[str, Any]]],
                     {"vid": key, "rid": key, "version": 1, "last_updated": key, "deleted": False,
                      "method": "PUT", "body": dumps(res)})
                 for kind, rows in extract_index(res["resourceType"], res).items():
+                    if kind == t.MEMBER_KIND:
+                        continue  # written once a patient and code (the store's steady state: none)
                     tables.setdefault(t.INDEX_TABLES[kind].name, []).extend(
                         {**r, "rid": key} for r in rows)
                 tables.setdefault("change_log", []).append(

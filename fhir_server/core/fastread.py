@@ -24,7 +24,7 @@ import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -36,11 +36,14 @@ from fhir_server.search.composite import UNDATED
 from fhir_server.storage import Store
 from fhir_server.storage.engine import SQLITE_PRAGMAS
 
-__all__ = ["PREV", "READ_SQL", "SERIES_OF_PATIENT_SQL", "SNAPSHOT_SQL", "bytewise_text", "fetch_many",
-           "lastn_of_series", "series_search_sql", "usable"]
+__all__ = ["MEMBERS_OF_PATIENT_SQL", "PREV", "READ_SQL", "SERIES_OF_PATIENT_SQL", "SNAPSHOT_SQL", "Later",
+           "bytewise_text", "fetch_many", "lastn_of_code", "lastn_of_series", "members_sql", "page_of",
+           "series_search_sql", "tops_of_series", "usable"]
 
 READ_THREADS = 4
 Stmt = tuple[str, Sequence[Any]]
+# a statement built from the rows of the statements before it (in the same read)
+Later = Callable[[list[list[Any]]], Stmt]
 
 
 def usable(db: Any) -> bool:
@@ -73,13 +76,14 @@ class _SqliteReaders:
             self.local.conn = c
         return c
 
-    def run(self, stmts: Sequence[Stmt]) -> list[list[Any]]:
+    def run(self, stmts: Sequence[Stmt | Later]) -> list[list[Any]]:
         c = self._conn()
         out: list[list[Any]] = []
         if len(stmts) > 1:
             c.execute("BEGIN")  # one read snapshot for all of them
         try:
-            for sql, params in stmts:
+            for stmt in stmts:
+                sql, params = stmt(out) if callable(stmt) else stmt
                 out.append(c.execute(sql, _bind(params, out[-1] if out else None)).fetchall())
         finally:
             if c.in_transaction:
@@ -102,8 +106,9 @@ def _sqlite_readers(store: Store) -> _SqliteReaders:
     return r
 
 
-async def fetch_many(store: Store, stmts: Sequence[Stmt]) -> list[list[Any]]:
-    """Run ``stmts`` (SQL with ``?`` parameters) and return each one's rows."""
+async def fetch_many(store: Store, stmts: Sequence[Stmt | Later]) -> list[list[Any]]:
+    """Run ``stmts`` (SQL with ``?`` parameters, or a function of the rows of those before it
+    giving one) and return each one's rows."""
     try:
         if store.engine.dialect.name == "sqlite":
             readers = _sqlite_readers(store)
@@ -112,7 +117,8 @@ async def fetch_many(store: Store, stmts: Sequence[Stmt]) -> list[list[Any]]:
             raw = await conn.get_raw_connection()
             pg: Any = raw.driver_connection
             out: list[list[Any]] = []
-            for sql, params in stmts:
+            for stmt in stmts:
+                sql, params = stmt(out) if callable(stmt) else stmt
                 out.append(await pg.fetch(_pg(sql), *_bind(params, out[-1] if out else None)))
             return out
     except (sqlite3.Error, SQLAlchemyError) as exc:
@@ -175,15 +181,38 @@ SERIES_OF_PATIENT_SQL = (
 )
 
 
+def _category(category: Sequence[tuple[str | None, str | None]]) -> tuple[tuple[tuple[bool, bool], ...], list[Any]]:
+    alts = tuple((s is not None, c is not None) for s, c in category)
+    values: list[Any] = []
+    for s, c in category:
+        values += ([c] if c is not None else []) + ([s] if s is not None else [])
+    return alts, values
+
+
+def _category_sql(alts: tuple[tuple[bool, bool], ...]) -> str:
+    if not alts:
+        return ""
+    ors = " OR ".join("(" + " AND ".join((["c.code = ?"] if has_code else []) + (["c.system = ?"] if has_system
+                                                                                  else [])) + ")"
+                      if has_code or has_system else "(1 = 1)" for has_system, has_code in alts)
+    return (" AND (SELECT c.rid FROM idx_token c WHERE c.rid = d.rid AND c.param = 'Observation.category' "
+            f"AND ({ors}) LIMIT 1) IS NOT NULL")
+
+
+# one series' newest live readings (parameters: its param, UNDATED, False, [category], n)
+_TOP = (f"SELECT d.rid AS rid, d.lo AS lo FROM idx_date d WHERE d.param = ? AND d.lo > ? AND {_LIVE} "
+        "ORDER BY d.lo DESC, d.rid DESC LIMIT ?")
+_NOTHING = f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid WHERE 1 = 0"
+_NEWEST = ("ORDER BY (SELECT max(x.lo) FROM idx_date x WHERE x.rid = r.rid AND x.param = 'Observation.date') DESC, "
+           "r.rid DESC")
+
+
 def lastn_of_series(series: Sequence[str], category: Sequence[tuple[str | None, str | None]], n: int) -> Stmt:
     """``$lastn`` over the given series: the newest ``n`` live readings of each (of a category:
     ``(system, code)`` alternatives, None matching any), newest first by the Observation's own
     latest date start, as ``build_lastn`` orders. One series and no category is the dashboard's
     ``$lastn`` by code."""
-    alts = tuple((s is not None, c is not None) for s, c in category)
-    per_series: list[Any] = []
-    for s, c in category:
-        per_series += ([c] if c is not None else []) + ([s] if s is not None else [])
+    alts, per_series = _category(category)
     params: list[Any] = [False]
     for p in series:
         params += [p, UNDATED, False, *per_series, n]
@@ -192,35 +221,84 @@ def lastn_of_series(series: Sequence[str], category: Sequence[tuple[str | None, 
 
 @cache
 def _lastn_of_series_sql(count: int, alts: tuple[tuple[bool, bool], ...]) -> str:
-    cat = ""
-    if alts:
-        ors = " OR ".join("(" + " AND ".join((["c.code = ?"] if has_code else []) + (["c.system = ?"] if has_system
-                                                                                      else [])) + ")"
-                          if has_code or has_system else "(1 = 1)" for has_system, has_code in alts)
-        cat = (" AND (SELECT c.rid FROM idx_token c WHERE c.rid = d.rid AND c.param = 'Observation.category' "
-               f"AND ({ors}) LIMIT 1) IS NOT NULL")
-    part = ("SELECT s{i}.rid FROM (SELECT d.rid AS rid FROM idx_date d WHERE d.param = ? AND d.lo > ? AND "
-            f"{_LIVE}{cat} ORDER BY d.lo DESC, d.rid DESC LIMIT ?) s{{i}}")
-    union = " UNION ALL ".join(part.format(i=i) for i in range(count))
+    top = _TOP.replace(" ORDER BY", _category_sql(alts) + " ORDER BY")
+    union = " UNION ALL ".join(f"SELECT s{i}.rid FROM ({top}) s{i}" for i in range(count))
     return (f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid "
-            f"WHERE r.deleted = ? AND r.rid IN ({union}) "
-            "ORDER BY (SELECT max(x.lo) FROM idx_date x WHERE x.rid = r.rid AND x.param = 'Observation.date') DESC, "
-            "r.rid DESC")
+            f"WHERE r.deleted = ? AND r.rid IN ({union}) {_NEWEST}")
+
+
+@cache
+def members_sql(count: int) -> str:
+    """The ``series_member`` rows of ``count`` coding params (composite.series_of)."""
+    return f"SELECT pkey, set_param FROM series_member WHERE pkey IN ({', '.join('?' * count)})"
+
+
+# every series_member row of one patient: the bounds of composite.patient_series_bounds
+MEMBERS_OF_PATIENT_SQL = "SELECT pkey, set_param FROM series_member WHERE pkey > ? AND pkey < ?"
+
+
+def lastn_of_code(series: Sequence[str], n: int) -> Stmt:
+    """``$lastn`` of one code (the dashboard's): the newest ``n`` live readings of the union of
+    ``series`` (the code's, composite.series_of), as ``lastn_of_series`` orders them."""
+    if len(series) <= 1:
+        return lastn_of_series(series, [], n) if series else (_NOTHING, [])
+    params: list[Any] = [False]
+    for p in series:
+        params += [p, UNDATED, False, n]
+    return _lastn_of_union_sql(len(series)), [*params, n]
+
+
+@cache
+def _lastn_of_union_sql(count: int) -> str:
+    union = " UNION ALL ".join(f"SELECT s{i}.rid, s{i}.lo FROM ({_TOP}) s{i}" for i in range(count))
+    return (f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid "
+            f"WHERE r.deleted = ? AND r.rid IN (SELECT u.rid FROM ({union}) u ORDER BY u.lo DESC, u.rid DESC "
+            f"LIMIT ?) {_NEWEST}")
+
+
+def tops_of_series(series: Sequence[str], category: Sequence[tuple[str | None, str | None]], n: int) -> Stmt:
+    """The newest ``n`` live readings of each series (of a category, as ``lastn_of_series``):
+    rows ``(rid, end, index of its series)``."""
+    alts, per_series = _category(category)
+    params: list[Any] = []
+    for p in series:
+        params += [p, UNDATED, False, *per_series, n]
+    return _tops_sql(len(series), alts), params
+
+
+@cache
+def _tops_sql(count: int, alts: tuple[tuple[bool, bool], ...]) -> str:
+    top = _TOP.replace(" ORDER BY", _category_sql(alts) + " ORDER BY")
+    return " UNION ALL ".join(f"SELECT s{i}.rid, s{i}.lo, {i} FROM ({top}) s{i}" for i in range(count))
+
+
+def page_of(rids: Sequence[int]) -> Stmt:
+    """The live resources ``rids``, ordered as ``lastn_of_series`` orders them."""
+    return _page_of_sql(len(rids)), [False, *rids]
+
+
+@cache
+def _page_of_sql(count: int) -> str:
+    return (f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid "
+            f"WHERE r.deleted = ? AND r.rid IN ({', '.join('?' * count)}) {_NEWEST}")
 
 
 _DATE_MATCH = {"ge": "(x.hi > ? OR x.lo >= ?)", "gt": "x.hi > ?"}
 _END_BOUND = {"ge": "d.lo >= ?", "gt": "d.lo > ?"}
 
 
-def series_search_sql(prefix: str) -> str:
-    """One page of a series' readings matching ``date=<prefix>``, in rid order, within the snapshot.
+@cache
+def series_search_sql(prefix: str, count: int = 1) -> str:
+    """One page of the readings of ``count`` series matching ``date=<prefix>``, in rid order,
+    within the snapshot.
 
-    Parameters: series param, bound, snapshot, False (deleted), date-match values, limit, offset.
+    Parameters: the series params, bound, snapshot, False (deleted), date-match values, limit, offset.
     """
+    param = "d.param = ?" if count == 1 else f"d.param IN ({', '.join('?' * count)})" if count else "1 = 0"
     return (
         f"SELECT {_PAGE} FROM idx_date d JOIN resource r ON r.rid = d.rid "
         "JOIN resource_version v ON v.vid = r.vid "
-        f"WHERE d.param = ? AND {_END_BOUND[prefix]} AND d.rid <= ? AND r.deleted = ? "
+        f"WHERE {param} AND {_END_BOUND[prefix]} AND d.rid <= ? AND r.deleted = ? "
         "AND r.type = 'Observation' AND (SELECT x.rid FROM idx_date x WHERE x.rid = d.rid "
         f"AND x.param = 'Observation.date' AND {_DATE_MATCH[prefix]} LIMIT 1) IS NOT NULL "
         "ORDER BY d.rid LIMIT ? OFFSET ?"

@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import bad_request
-from fhir_server.search.composite import composite_key, composite_keys, end_param, patient_series_bounds
-from fhir_server.search.query import parse_search
+from fhir_server.search.composite import composite_key, composite_keys, end_param, patient_series_bounds, series_of
+from fhir_server.search.query import SearchQuery, parse_search
 from fhir_server.search.registry import search_params
 from fhir_server.search.sql import build_snapshot
 from fhir_server.search.values import DateValue, TokenValue, parse_token, split_escaped
@@ -30,9 +30,30 @@ async def match_ids(db: Any, type_: str, query: str, *, limit: int) -> list[str]
     params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     if not params:
         raise bad_request("A conditional operation needs search parameters")
-    q = replace(parse_search(type_, params, strict=True), count=limit, offset=0)
+    q = await with_series(db, replace(parse_search(type_, params, strict=True), count=limit, offset=0))
     rows = await db.fetch(build_select(q))
     return [r[2] for r in rows][:limit]
+
+
+async def series_members(db: Any, params: list[str]) -> list[tuple[str, str]]:
+    """The ``series_member`` rows of coding series ``params`` (``composite.series_of``), read
+    by ``db``: the store, or a write transaction (which sees its own rows)."""
+    stmt = (fastread.members_sql(len(params)), params)
+    if fastread.usable(db):
+        rows = (await fastread.fetch_many(db, [stmt]))[0]
+    else:
+        rows = await db.rows(*stmt)
+    return [(r[0], r[1]) for r in rows]
+
+
+async def with_series(db: Any, q: SearchQuery) -> SearchQuery:
+    """``q`` with ``series`` read when it has one patient and one code clause the series rows
+    answer (``composite.composite_keys``): the plans read those series, each an index range."""
+    combo = composite_keys(list(q.clauses)) if q.resource_type == "Observation" else None
+    if combo is None:
+        return q
+    members = await series_members(db, [end_param(k) for k in combo[0]])
+    return replace(q, series=tuple(series_of(combo[0], members)))
 
 
 async def _snapshot(db: Any) -> int:
@@ -70,6 +91,7 @@ async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
         snap, rows = await _run_series_search(db, q, *fast)
         q = q.with_page(q.offset, snap)
     else:
+        q = await with_series(db, q)
         if q.snapshot is None:
             q = q.with_page(q.offset, await _snapshot(db))
         if q.summary == "count" or q.count == 0:  # _count=0: the total only (search.html#count)
@@ -103,10 +125,10 @@ async def search(db: Any, ctx: Any, req: FhirRequest, type_: str,
 
 
 def _series_search(db: Any, q: Any) -> tuple[str, DateValue] | None:
-    """``(series param, date value)`` when ``q`` is one patient's one code from a date on.
+    """``(coding key, date value)`` when ``q`` is one patient's one code from a date on.
 
     That is the dashboard's search (``patient&code&date=ge``): it runs as fixed SQL
-    (``fastread.series_search_sql``), the same plan ``sql_stream`` builds for it.
+    (``fastread.series_search_sql``), the plan ``sql_stream`` builds for one series.
     """
     if (not fastread.usable(db) or q.resource_type != "Observation" or q.sort or q.includes
             or q.revincludes or q.summary or q.elements or q.total == "accurate" or q.count == 0):
@@ -114,23 +136,29 @@ def _series_search(db: Any, q: Any) -> tuple[str, DateValue] | None:
     combo = composite_keys(list(q.clauses))
     if combo is None or len(combo[0]) != 1 or len(combo[1]) != 1:
         return None
-    param, (c,) = end_param(combo[0][0]), combo[1]
+    key, (c,) = combo[0][0], combo[1]
     if (c.param.key != "Observation.date" or c.modifier is not None or c.chain
             or c.missing is not None or c.negate or len(c.values) != 1):
         return None
     v = c.values[0]
     if not isinstance(v, DateValue) or v.prefix not in ("ge", "gt"):
         return None
-    return param, v
+    return key, v
 
 
-async def _run_series_search(db: Any, q: Any, param: str, v: DateValue) -> tuple[int, list[Any]]:
+async def _run_series_search(db: Any, q: Any, key: str, v: DateValue) -> tuple[int, list[Any]]:
     bound = v.lo if v.prefix == "ge" else v.hi
     match = (v.hi, v.lo) if v.prefix == "ge" else (v.hi,)
-    snap = fastread.PREV if q.snapshot is None else q.snapshot
-    stmts = [(fastread.SNAPSHOT_SQL, ())] if q.snapshot is None else []
-    stmts.append((fastread.series_search_sql(v.prefix),
-                  (param, bound, snap, False, *match, q.count + 1, q.offset)))
+    stmts: list[Any] = [(fastread.SNAPSHOT_SQL, ())] if q.snapshot is None else []
+    stmts.append((fastread.members_sql(1), [end_param(key)]))
+
+    def page(out: list[list[Any]]) -> fastread.Stmt:
+        snap = int(out[0][0][0] or 0) if q.snapshot is None else q.snapshot
+        series = series_of([key], out[-1])
+        return (fastread.series_search_sql(v.prefix, len(series)),
+                (*series, bound, snap, False, *match, q.count + 1, q.offset))
+
+    stmts.append(page)
     res = await fastread.fetch_many(db, stmts)
     snapshot = int(res[0][0][0] or 0) if q.snapshot is None else q.snapshot
     return snapshot, res[-1]
@@ -162,28 +190,68 @@ LASTN_MAX = 100  # per code; with at most MAX_COUNT codes this bounds one respon
 
 def _lastn_series(db: Any, patient: tuple[str, str], category: list[TokenValue],
                   codes: list[TokenValue]) -> str | None:
-    """The series param of one patient's one code (the dashboard's ``$lastn``), else None."""
+    """The coding key of one patient's one code (the dashboard's ``$lastn``), else None."""
     if not fastread.usable(db) or category or len(codes) != 1 or patient[0] != "Patient":
         return None
     c = codes[0]
-    return end_param(composite_key(patient[1], c.system, c.code)) if c.system and c.code else None
+    return composite_key(patient[1], c.system, c.code) if c.system and c.code else None
+
+
+async def _lastn_of_code(db: Any, key: str, n: int) -> list[Any]:
+    """The newest ``n`` of the union of the code's series, in one read."""
+    def latest(out: list[list[Any]]) -> fastread.Stmt:
+        return fastread.lastn_of_code(series_of([key], out[0]), n)
+
+    return (await fastread.fetch_many(db, [(fastread.members_sql(1), [end_param(key)]), latest]))[1]
 
 
 LASTN_SERIES_MAX = 200  # one union term a series; beyond this the patient-wide plan is cheaper
 
 
-async def _every_series(db: Any, patient: tuple[str, str], codes: list[TokenValue]) -> list[str] | None:
-    """With no codes: the end-time row params of all of the patient's series, else None.
+async def _every_series(db: Any, patient: tuple[str, str], category: list[TokenValue],
+                        codes: list[TokenValue], n: int) -> list[Any] | None:
+    """With no codes: ``$lastn`` from the patient's series, else None.
 
-    Every coded Observation of a Patient with a time has one such row per coding
-    (``composite.py``), so the series are the groups ``$lastn`` ranks; reading them costs one
-    seek a series instead of a pass over every observation of the patient.
+    Every coded Observation of a Patient with a time has one end-time row, in the series of its
+    whole code (``composite.py``): one seek a series instead of a pass over every observation
+    of the patient. ``$lastn`` groups by coding, so each coding keeps the newest ``n`` of the
+    union of the series ``series_member`` names for it; those are among the newest ``n`` of
+    each of them, read per series.
     """
     if codes or patient[0] != "Patient" or not fastread.usable(db) or not await fastread.bytewise_text(db):
         return None
     lo, hi = patient_series_bounds(patient[1])
-    rows = (await fastread.fetch_many(db, [(fastread.SERIES_OF_PATIENT_SQL, (lo, hi, hi))]))[0]
-    return [r[0] for r in rows] if len(rows) <= LASTN_SERIES_MAX else None
+    walked, members = await fastread.fetch_many(
+        db, [(fastread.SERIES_OF_PATIENT_SQL, (lo, hi, hi)), (fastread.MEMBERS_OF_PATIENT_SQL, (lo, hi))])
+    series = [r[0] for r in walked]
+    if len(series) > LASTN_SERIES_MAX:
+        return None
+    if not series:
+        return []
+    cat = [(c.system, c.code) for c in category]
+    if all(k == s for k, s in members):  # every series is one coding's: each is a group
+        return (await fastread.fetch_many(db, [fastread.lastn_of_series(series, cat, n)]))[0]
+
+    def page(out: list[list[Any]]) -> fastread.Stmt:
+        return fastread.page_of(_newest_by_coding(series, members, out[0], n))
+
+    return (await fastread.fetch_many(db, [fastread.tops_of_series(series, cat, n), page]))[1]
+
+
+def _newest_by_coding(series: list[str], members: list[Any], tops: list[Any], n: int) -> list[int]:
+    """The rids each coding (a ``series_member`` key) keeps: the newest ``n`` of the tops
+    (``(rid, end, series index)`` rows) of the series it is in."""
+    by_series: dict[str, list[tuple[int, int]]] = {}
+    for rid, end, i in tops:
+        by_series.setdefault(series[i], []).append((end, rid))
+    groups: dict[str, list[str]] = {}
+    for pkey, set_param in members:
+        groups.setdefault(pkey, []).append(set_param)
+    keep: set[int] = set()
+    for params in groups.values():
+        readings = sorted((r for p in params for r in by_series.get(p, ())), reverse=True)
+        keep.update(rid for _, rid in readings[:n])
+    return sorted(keep)
 
 
 async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
@@ -215,14 +283,17 @@ async def lastn(db: Any, ctx: Any, req: FhirRequest) -> dict[str, Any]:
         raise bad_request("max must be a positive integer", ["max"])
     category, codes, n = _tokens(p.get("category", []), "category"), _tokens(p.get("code", []), "code"), \
         min(int(raw_max), LASTN_MAX)
-    series = _lastn_series(db, patient, category, codes)
-    if series is not None:
-        rows: Any = (await fastread.fetch_many(db, [fastread.lastn_of_series([series], [], n)]))[0]
-    elif (every := await _every_series(db, patient, codes)) is not None:
-        stmt = fastread.lastn_of_series(every, [(c.system, c.code) for c in category], n)
-        rows = (await fastread.fetch_many(db, [stmt]))[0] if every else []
+    key = _lastn_series(db, patient, category, codes)
+    if key is not None:
+        rows: Any = await _lastn_of_code(db, key, n)
+    elif (every := await _every_series(db, patient, category, codes, n)) is not None:
+        rows = every
     else:
-        rows = await db.fetch(build_lastn(patient, category, codes, n))
+        keys = [composite_key(patient[1], c.system, c.code) for c in codes
+                if patient[0] == "Patient" and c.system and c.code]
+        members = await series_members(db, [end_param(k) for k in keys]) if keys else []
+        series = {end_param(k): series_of([k], members) for k in keys}
+        rows = await db.fetch(build_lastn(patient, category, codes, n, series))
     entries = [search_entry(ctx.base_url, r[1], r[2], r[5]) for r in rows]
     self_params = [(k, v) for k, vs in p.items() for v in vs]
     return bundle("searchset", entries, total=len(entries),

@@ -1,7 +1,9 @@
 """Search-index rows of one resource, for the ``idx_*`` tables of ``fhir_server.storage.schema``.
 
 ``extract_index(type, resource)`` returns ``{table kind: [row, ...]}``; each row's keys are
-exactly the table's columns minus ``pk`` and ``rid`` (the store adds ``rid``). It runs on the
+exactly the table's columns minus ``pk`` and ``rid`` (the store adds ``rid``). An Observation
+of a Patient also has ``member`` rows (``series_member``: which series hold its codings'
+readings, composite.py): no rid, written once by the store, never deleted with the resource. It runs on the
 ingest hot path, so each resource type gets a precompiled extractor: a tuple of
 ``(path getter, value handler, param key)`` built once from the registry, and the handlers
 dispatch on the JSON shape (CodeableConcept, Coding, Identifier, Period, ...), never on
@@ -15,7 +17,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .composite import series_date_rows, series_params
+from .composite import MEMBER_KIND, MEMBER_PARAM, series_date_rows, series_rows
 from .dates import MAX_US, MIN_US, date_range
 from .normalize import norm_text, parse_reference
 from .registry import SearchParam, search_params
@@ -254,7 +256,10 @@ def _compile(resource_type: str) -> Extractor:
                 for v in vals:
                     handle(v, key, rows)
         if combo:
-            out["date"] += series_date_rows(series_params(out["token"], out["reference"]), out["date"])
+            params, members = series_rows(out["token"], out["reference"])
+            out["date"] += series_date_rows(params, out["date"])
+            if members:
+                out[MEMBER_KIND] = [{"param": MEMBER_PARAM, "pkey": pk, "set_param": sp} for pk, sp in members]
         return out
 
     return extract

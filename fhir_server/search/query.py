@@ -57,6 +57,9 @@ class SearchQuery:
     total: str | None = None
     elements: tuple[str, ...] = ()
     ignored: tuple[tuple[str, str], ...] = ()
+    # the series params of the patient+code clauses (composite.series_of), read by the caller
+    # from series_member; None: not read, and the plans do without them
+    series: tuple[str, ...] | None = None
 
     def with_page(self, offset: int, snapshot: int | None) -> SearchQuery:
         """The same search at another page (``offset``) of the same ``snapshot``."""

@@ -17,7 +17,7 @@ Each page statement uses ``LIMIT count + 1``: the extra row tells the caller a n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, union_all
@@ -58,7 +58,7 @@ def _conditions(q: SearchQuery) -> list[ColumnElement[bool]]:
         conds: list[ColumnElement[bool]] = [R.c.type.concat("") == q.resource_type]
     else:
         conds = [R.c.type == q.resource_type]
-    conds += where_all(q.clauses, R, q.snapshot)
+    conds += where_all(q.clauses, R, q.snapshot, q.series)
     return conds
 
 
@@ -96,7 +96,7 @@ def build_snapshot() -> Select[Any]:
 
 
 def _streaming_select(q: SearchQuery) -> Select[Any] | None:
-    plan = None if q.sort else streaming_plan(q.clauses, R, q.snapshot)
+    plan = None if q.sort else streaming_plan(q.clauses, R, q.snapshot, q.series)
     if plan is None:
         return None
     t, conds, order = plan
@@ -199,18 +199,29 @@ def _series_param(patient: tuple[str, str], code: TokenValue) -> str | None:
 
 
 def _latest_of_code(
-    patient: tuple[str, str], category: Sequence[TokenValue], code: TokenValue, n: int
+    patient: tuple[str, str], category: Sequence[TokenValue], code: TokenValue, n: int,
+    series: Mapping[str, Sequence[str]],
 ) -> Select[Any]:
     d = INDEX_TABLES["date"].alias()
-    series = _series_param(patient, code)
-    if series is not None:
-        # The series' end-time rows (composite.py) in ix_date_lo: its newest n entries, each
-        # checked live (and of the category); no other patient's or code's rows are read.
-        conds = [d.c.param == series, d.c.lo > UNDATED, _probe(_live_row(d.c.rid))]
-        if category:
-            conds.append(_probe(_token_rows(d.c.rid, "Observation.category", category)))
-        inner = select(d.c.rid).where(*conds).order_by(d.c.lo.desc(), d.c.rid.desc()).limit(n)
-        return select(inner.subquery().c.rid)
+    key = _series_param(patient, code)
+    params = series.get(key) if key is not None else None
+    if params is not None and not params:  # series_member names none: no reading of this code
+        return select(d.c.rid).where(false())
+    if params:
+        # The code's series' end-time rows (composite.py) in ix_date_lo: the newest n entries of
+        # each, each checked live (and of the category); no other patient's or code's rows are
+        # read. The newest n of their union are among them.
+        tops = []
+        for p in params:
+            d = INDEX_TABLES["date"].alias()
+            conds = [d.c.param == p, d.c.lo > UNDATED, _probe(_live_row(d.c.rid))]
+            if category:
+                conds.append(_probe(_token_rows(d.c.rid, "Observation.category", category)))
+            tops.append(select(d.c.rid, d.c.lo).where(*conds).order_by(d.c.lo.desc(), d.c.rid.desc()).limit(n))
+        if len(tops) == 1:
+            return select(tops[0].subquery().c.rid)
+        u = union_all(*[select(t.subquery()) for t in tops]).subquery()
+        return select(select(u.c.rid).order_by(u.c.lo.desc(), u.c.rid.desc()).limit(n).subquery().c.rid)
     # Walk idx_date (param, lo) newest first and stop after n hits: the index gives the order,
     # and each candidate costs two or three point probes of (param, key, rid) indexes.
     conds = [d.c.param == "Observation.date", _probe(_live_row(d.c.rid)), _probe(_subject_rows(d.c.rid, patient)),
@@ -251,12 +262,16 @@ def build_lastn(
     category: Sequence[TokenValue],
     codes: Sequence[TokenValue],
     max_per_code: int,
+    series: Mapping[str, Sequence[str]] | None = None,
 ) -> Select[Any]:
     """``Observation/$lastn``: the latest ``max_per_code`` Observations per code, newest first.
 
     ``patient`` is ``(type, id)`` of the subject. Each entry of ``codes`` is one group (a code
     with or without its system); with no codes, every (system, code) of the patient's
     observations is a group. Observations without an effective time are not ranked.
+    ``series``: a code's coding series param (``end_param(composite_key(...))``) -> the series
+    its readings are in (``composite.series_of``); a code without reads every observation of
+    the date parameter newest first.
     https://hl7.org/fhir/R4B/observation-operation-lastn.html
     """
     if not category and not codes:
@@ -266,7 +281,7 @@ def build_lastn(
     if len(codes) > MAX_COUNT:
         raise bad_request(f"$lastn takes at most {MAX_COUNT} codes", ["code"])
     if codes:
-        parts = [_latest_of_code(patient, category, c, max_per_code) for c in codes]
+        parts = [_latest_of_code(patient, category, c, max_per_code, series or {}) for c in codes]
         rids: Any = parts[0] if len(parts) == 1 else union_all(*parts)
     else:
         rids = _latest_of_every_code(patient, category, max_per_code)

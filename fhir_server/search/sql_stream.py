@@ -17,6 +17,7 @@ else takes ``where_all``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, not_, select, true
@@ -24,7 +25,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from fhir_server.storage.schema import INDEX_TABLES
 
-from .composite import composite_keys, end_param
+from .composite import composite_keys
 from .query_parts import Clause
 from .sql_where import clause_condition, index_rows, on_index, resource_columns, selectivity
 from .values import DateValue, ReferenceValue, TokenValue
@@ -59,13 +60,13 @@ def _first_row_only(t: FromClause, key: str, match: ColumnElement[bool],
 _Driver = tuple[FromClause, list[ColumnElement[bool]], list[Clause], ColumnElement[bool], list[ColumnElement[Any]]]
 
 
-def _composite(indexed: list[Clause]) -> _Driver | None:
+def _composite(indexed: list[Clause], series: Sequence[str] | None) -> _Driver | None:
     combo = composite_keys(indexed)
-    if combo is None or len(combo[0]) != 1:
+    if combo is None or series is None or len(series) != 1:
         return None
     # the series' end-time rows: one per Observation (undated ones first), in ix_date_lo's order
     t = INDEX_TABLES["date"].alias()
-    return t, [t.c.param == end_param(combo[0][0])], combo[1], true(), [t.c.lo, t.c.rid]
+    return t, [t.c.param == series[0]], combo[1], true(), [t.c.lo, t.c.rid]
 
 
 def _end_bound(c: Clause, end: ColumnElement[object]) -> ColumnElement[bool] | None:
@@ -87,7 +88,7 @@ def _end_bound(c: Clause, end: ColumnElement[object]) -> ColumnElement[bool] | N
     return None
 
 
-def _composite_by_date(indexed: list[Clause]) -> _Driver | None:
+def _composite_by_date(indexed: list[Clause], series: Sequence[str] | None) -> _Driver | None:
     """patient + code + a lower date bound: the series' end-time rows from that bound on.
 
     Only the readings that can match are visited (an hour of one series, not all of it);
@@ -95,9 +96,9 @@ def _composite_by_date(indexed: list[Clause]) -> _Driver | None:
     The date clause itself is still checked exactly, on the Observation's own date rows.
     """
     combo = composite_keys(indexed)
-    if combo is None or len(combo[0]) != 1:
+    if combo is None or series is None or len(series) != 1:
         return None
-    param = end_param(combo[0][0])
+    param = series[0]
     t = INDEX_TABLES["date"].alias()
     bound = next((b for c in combo[1] if (b := _end_bound(c, t.c.lo)) is not None), None)
     if bound is None:
@@ -107,13 +108,14 @@ def _composite_by_date(indexed: list[Clause]) -> _Driver | None:
 
 
 def streaming_plan(clauses: tuple[Clause, ...], res: FromClause,
-                   snapshot: int | None) -> StreamPlan | None:
-    """The driving index and all conditions, or None when no clause can stream."""
+                   snapshot: int | None, series: Sequence[str] | None = None) -> StreamPlan | None:
+    """The driving index and all conditions, or None when no clause can stream. ``series``:
+    ``SearchQuery.series`` (one patient's one code streams only from one series)."""
     ordered = sorted(clauses, key=selectivity)
     indexed = [c for c in ordered if on_index(c)]
     if not indexed or any(c.param.name == "_id" for c in ordered):
         return None
-    plan = _composite_by_date(indexed) or _composite(indexed)
+    plan = _composite_by_date(indexed, series) or _composite(indexed, series)
     if plan is None:
         first = indexed[0]
         key = _key_column(first)

@@ -17,6 +17,7 @@ on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -33,7 +34,7 @@ from sqlalchemy.sql.expression import FromClause
 
 from fhir_server.storage.schema import INDEX_TABLES, resource
 
-from .composite import composite_keys, end_param
+from .composite import composite_keys
 from .query_parts import Clause
 from .shared_rows import param_rows
 from .values import (
@@ -238,7 +239,7 @@ def clause_condition(c: Clause, res: FromClause, *, drive: bool, rid: Any = None
 
 
 def where_all(
-    clauses: tuple[Clause, ...], res: FromClause, snapshot: int | None = None
+    clauses: tuple[Clause, ...], res: FromClause, snapshot: int | None = None, series: Sequence[str] | None = None,
 ) -> list[ColumnElement[bool]]:
     """All clauses AND-ed, as conditions on ``res``.
 
@@ -257,12 +258,11 @@ def where_all(
     if any(c.param.name == "_id" for c in ordered):
         # the ids pick a handful of rows through uq(type, id); everything else is a probe
         return outer + [clause_condition(c, res, drive=False) for c in indexed]
-    combo = composite_keys(indexed)
-    if combo is not None:
-        # the series' end-time rows: one per Observation and key, undated ones included
+    combo = composite_keys(indexed) if series is not None else None
+    if combo is not None and series is not None:
+        # the series' end-time rows: one per Observation, undated ones included
         d = INDEX_TABLES["date"].alias()
-        params = [end_param(k) for k in combo[0]]
-        cond = d.c.param == params[0] if len(params) == 1 else d.c.param.in_(params)
+        cond = d.c.param == series[0] if len(series) == 1 else d.c.param.in_(series)
         return [*outer, _driven(d, cond, combo[1], res, snapshot)]
     first = indexed[0]
     if first.chain or first.missing is not None or first.negate:

@@ -31,17 +31,19 @@ from . import schema as t
 from ._plan import (
     INDEX_COLS,
     LOG_COLS,
+    MEMBER_COLS,
     RESOURCE_COLS,
     VERSION_COLS,
     Current,
     Indexer,
     Keys,
+    Members,
     Plan,
     plan,
 )
 from .types import PendingWrite
 
-__all__ = ["Extra", "Indexer", "Keys", "flush_core", "flush_sqlite"]
+__all__ = ["Extra", "Indexer", "Keys", "Members", "flush_core", "flush_sqlite"]
 
 Extra = list[tuple[Table, list[dict[str, Any]]]]
 _CHUNK = 400
@@ -60,6 +62,8 @@ _SQL_VERSION = _insert_sql("resource_version", VERSION_COLS)
 _SQL_LOG = _insert_sql("change_log", LOG_COLS)
 _SQL_UPDATE = "UPDATE resource SET version = ?, vid = ?, deleted = ?, last_updated = ? WHERE rid = ?"
 _SQL_INDEX = {kind: _insert_sql(t.INDEX_TABLES[kind].name, ("rid", *cols)) for kind, cols in INDEX_COLS.items()}
+# a set's rows may exist already: written by another process, or before this one started
+_SQL_MEMBER = f"INSERT OR IGNORE INTO {t.series_member.name} ({', '.join(MEMBER_COLS)}) VALUES (?, ?)"
 _SQL_CURSOR = (
     "INSERT INTO consumer_cursor (name, seq, updated) VALUES (?, ?, ?) "
     "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated = excluded.updated"
@@ -102,7 +106,7 @@ def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 # -- SQLite: one call in the driver's thread ----------------------------------------------
 def flush_sqlite(
     db: sqlite3.Connection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
-    now: int, extra: Extra, cursors: Mapping[str, int], commit: bool = False,
+    now: int, extra: Extra, cursors: Mapping[str, int], commit: bool = False, members: Members | None = None,
 ) -> tuple[Keys | None, int]:
     """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq.
     ``commit``: commit the transaction too (the group's last flush)."""
@@ -119,6 +123,8 @@ def flush_sqlite(
     if writes:
         p = plan(writes, _lookup_sqlite(db, _stored_keys(writes)), keys, indexer, now)
         _write_sqlite(db, p)
+        if p.members and (rows := (members or Members()).take(p.members)):
+            db.executemany(_SQL_MEMBER, rows)
         max_seq = p.max_seq
     for table, cols, values in _extra_runs(extra):
         db.executemany(_insert_sql(table.name, cols), values)
@@ -195,7 +201,8 @@ def _pg_flush_sql(stale: bool, updates: bool, parts: tuple[tuple[Table, tuple[st
                      "WHERE r.rid = u.rid")
         n += len(_UPDATE_COLS)
     for table, cols in parts:
-        stmts.append(_pg_insert(table, cols, n))
+        # a set's rows may exist already (see _SQL_MEMBER)
+        stmts.append(_pg_insert(table, cols, n) + (" ON CONFLICT DO NOTHING" if table is t.series_member else ""))
         n += len(cols)
     if len(stmts) == 1:
         return stmts[0]
@@ -214,7 +221,7 @@ _PG_LOOKUP = ("SELECT r.rid, r.type, r.id, r.version, r.deleted, r.vid FROM unne
 
 async def flush_core(
     conn: AsyncConnection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
-    now: int, extra: Extra, cursors: Mapping[str, int],
+    now: int, extra: Extra, cursors: Mapping[str, int], members: Members | None = None,
 ) -> tuple[Keys, int]:
     """The same flush as :func:`flush_sqlite` on PostgreSQL (the caller holds the advisory
     lock, so the keys read here are not handed out by another process). Rows go straight
@@ -229,6 +236,8 @@ async def flush_core(
         p = plan(writes, await _lookup_core(conn, _stored_keys(writes)), keys, indexer, now)
         max_seq = p.max_seq
     inserts = _pg_plan_inserts(p)
+    if p.members and (rows := (members or Members()).take(p.members)):
+        inserts.append((t.series_member, MEMBER_COLS, rows))
     runs = _extra_runs(extra)
     if len(runs) == 1:  # a group's inbox rows ride in the same statement
         inserts += runs

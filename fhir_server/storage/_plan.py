@@ -9,7 +9,7 @@ plain ``executemany`` (one statement per table per flush).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -28,7 +28,9 @@ LOG_COLS = ("seq", "rid", "vid", "type", "id", "version", "op", "ts")
 UPDATE_COLS = ("version", "vid", "deleted", "last_updated", "rid")  # SET ..., WHERE rid = ?
 INDEX_COLS = {kind: tuple(c.name for c in table.columns if c.name not in ("pk", "rid"))
               for kind, table in t.INDEX_TABLES.items()}
-_ROW_VALUES = {kind: itemgetter(*cols) for kind, cols in INDEX_COLS.items()}
+MEMBER_COLS = ("pkey", "set_param")
+_ROW_COLS = {**INDEX_COLS, t.MEMBER_KIND: MEMBER_COLS}
+_ROW_VALUES = {kind: itemgetter(*cols) for kind, cols in _ROW_COLS.items()}
 
 
 def _values(kind: str, entries: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -37,7 +39,7 @@ def _values(kind: str, entries: Sequence[Mapping[str, Any]]) -> list[tuple[Any, 
     try:
         return list(map(_ROW_VALUES[kind], entries))
     except KeyError:
-        cols = INDEX_COLS[kind]
+        cols = _ROW_COLS[kind]
         return [tuple([e.get(c) for c in cols]) for e in entries]
 
 
@@ -48,6 +50,23 @@ class Keys:
     rid: int
     vid: int
     seq: int
+
+
+@dataclass(slots=True)
+class Members:
+    """One transaction's ``series_member`` bookkeeping: ``known``, the store's sets whose rows
+    are committed (read only here; the store adds ``fresh`` after the commit), and ``fresh``,
+    the sets this transaction wrote rows of. A set's rows arrive together (every coding of
+    the Observation that names it), so a set is written once and then skipped."""
+
+    known: Set[str] = frozenset()
+    fresh: set[str] = field(default_factory=set)
+
+    def take(self, rows: set[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The rows of sets neither committed nor written by this transaction, sorted."""
+        new = sorted(r for r in rows if r[1] not in self.known and r[1] not in self.fresh)
+        self.fresh.update(r[1] for r in new)
+        return new
 
 
 class Current:
@@ -68,6 +87,7 @@ class Plan:
     versions: list[tuple[Any, ...]] = field(default_factory=list)
     stale: list[int] = field(default_factory=list)  # rids whose index rows are replaced
     index: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    members: set[tuple[str, str]] = field(default_factory=set)  # series_member rows (no rid)
     log: list[tuple[Any, ...]] = field(default_factory=list)
     max_seq: int = 0
 
@@ -172,14 +192,23 @@ def plan(writes: Sequence[PendingWrite], state: dict[tuple[str, str], Current], 
             continue
         if w.prepared is not None:
             for kind, values in w.prepared.index:
-                out.index.setdefault(kind, []).append((rid, *values))
+                if kind == MEMBER:
+                    out.members.add(values)  # (pkey, set_param)
+                else:
+                    out.index.setdefault(kind, []).append((rid, *values))
         elif final_body is not None:
-            _index_rows(out.index, rid, indexer(w.type, final_body))
+            _index_rows(out, rid, indexer(w.type, final_body))
     return out
 
 
-def _index_rows(into: dict[str, list[tuple[Any, ...]]], rid: int,
-                extracted: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+MEMBER = t.MEMBER_KIND
+
+
+def _index_rows(into: Plan, rid: int, extracted: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
     for kind, entries in extracted.items():
-        if entries:
-            into.setdefault(kind, []).extend([(rid, *values) for values in _values(kind, entries)])
+        if not entries:
+            continue
+        if kind == MEMBER:
+            into.members.update(_values(kind, entries))
+        else:
+            into.index.setdefault(kind, []).extend([(rid, *values) for values in _values(kind, entries)])

@@ -10,6 +10,8 @@ aliases on SQLite (``Key``).
 - ``consumer_cursor``: each consumer's durable position in the change log.
 - ``idx_*``: search-index rows of the *current* version, keyed by ``rid``; ``param`` is
   ``"<ResourceType>.<name>"``.
+- ``series_member``: which multi-coding series hold a coding's series (search/composite.py);
+  facts about codes, not about one resource: never deleted with a resource's rows.
 """
 
 from __future__ import annotations
@@ -164,6 +166,16 @@ class NumberIndexRow(SQLModel, table=True):
     value: float
 
 
+MEMBER_KIND = "member"  # an indexer's kind for series_member rows: (pkey, set_param), no rid
+
+
+class SeriesMemberRow(SQLModel, table=True):
+    __tablename__ = "series_member"
+    __table_args__ = {"sqlite_with_rowid": False}  # looked up by its key only: no rowid b-tree
+    pkey: str = Field(primary_key=True, max_length=96)  # a coding's series param (Obs.pce|...)
+    set_param: str = Field(primary_key=True, max_length=96)  # a series of two or more codings holding it
+
+
 INDEX_TABLES = {
     "token": table_of(TokenIndexRow),
     "string": table_of(StringIndexRow),
@@ -177,4 +189,5 @@ resource = table_of(ResourceRow)
 resource_version = table_of(ResourceVersionRow)
 change_log = table_of(ChangeLogRow)
 consumer_cursor = table_of(ConsumerCursorRow)
+series_member = table_of(SeriesMemberRow)
 metadata = SQLModel.metadata

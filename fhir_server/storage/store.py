@@ -55,7 +55,7 @@ from fhir_server.errors import StorageError
 
 from . import schema as t
 from ._flush import Indexer
-from ._plan import prepare
+from ._plan import Members, prepare
 from .checkpoint import WalCheckpointer
 from .notify import ChangeNotifier
 from .tx import WriteTx
@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[WriteTx], Awaitable[T]]
 _PG_WRITE_LOCK = 0x56697461  # "Vita"
+_MAX_SERIES_SETS = 200_000  # ~a few a patient: far more than a node's patients
 
 
 def _default_indexer() -> Indexer:
@@ -93,6 +94,8 @@ class Store:
         self._wconn: AsyncConnection | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
         self.commits = 0
+        # the series_member sets committed by this store (each written once: _plan.Members)
+        self._series_sets: set[str] = set()
         path = engine.url.database if engine.dialect.name == "sqlite" else None
         self.checkpointer = (WalCheckpointer(path, every_s=checkpoint_every_s)
                              if path and path != ":memory:" and checkpoint_every_s is not None
@@ -229,7 +232,7 @@ class Store:
         try:
             if self.is_postgres:
                 await conn.exec_driver_sql("SELECT pg_advisory_xact_lock($1)", (_PG_WRITE_LOCK,))
-            tx = WriteTx(conn, self.indexer)
+            tx = WriteTx(conn, self.indexer, Members(self._series_sets))
             results: list[Any] = []
             for job, fut in group:
                 if fut.cancelled():
@@ -237,6 +240,10 @@ class Store:
                     continue
                 results.append(await job(tx))
             await tx.commit()
+            if tx.members.fresh:
+                if len(self._series_sets) >= _MAX_SERIES_SETS:
+                    self._series_sets.clear()  # forgetting one costs one INSERT OR IGNORE again
+                self._series_sets.update(tx.members.fresh)
         except BaseException:
             # closing rolls back (SQLAlchemy's transaction and, by the pool's reset, the raw one)
             # and a broken connection is not reused: the next group checks out a fresh one

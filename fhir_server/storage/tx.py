@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._flush import Indexer, Keys, flush_core, flush_sqlite
+from ._flush import Indexer, Keys, Members, flush_core, flush_sqlite
 from .types import Buffered, Method, PendingWrite, Prepared, now_us
 
 _QMARK = re.compile(r"\?")
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 class WriteTx:
     """A unit of work bound to one database transaction of the single writer."""
 
-    def __init__(self, conn: AsyncConnection, indexer: Indexer) -> None:
+    def __init__(self, conn: AsyncConnection, indexer: Indexer, members: Members | None = None) -> None:
         self.conn = conn
+        self.members = members or Members()  # the series_member sets written (store.py adds them after the commit)
         self._indexer = indexer
         self._writes: list[PendingWrite] = []
         self._extra: list[tuple[Table, list[dict[str, Any]]]] = []
@@ -129,9 +130,9 @@ class WriteTx:
             return
         args = (self._keys, writes, self._indexer, now_us(), extra, cursors)
         if self._sqlite:
-            self._keys, max_seq = await _in_sqlite_thread(self.conn, flush_sqlite, *args, commit)
+            self._keys, max_seq = await _in_sqlite_thread(self.conn, flush_sqlite, *args, commit, self.members)
         else:
-            self._keys, max_seq = await flush_core(self.conn, *args)
+            self._keys, max_seq = await flush_core(self.conn, *args, self.members)
         self.max_seq = max(self.max_seq, max_seq)
         self.flushed.extend(writes)
 

@@ -4,9 +4,9 @@ What is indexed. A device Observation's ``code`` carries the standard coding (LO
 as a third or second coding, the device's own code (``urn:vitalgate:vendor-code:*``: a PB840
 field id, an IntelliVue NOM id). The vendor coding stays in the stored resource (nothing the
 device sent is lost, and a reader sees exactly what the profile mapped), but when a standard
-coding is present it is not indexed: each indexed coding costs two index rows (the ``code``
-token and the patient+code series' end-time row), a large share of a ward's index rows,
-for codes nobody searches by (clients search the MDC or LOINC code). An Observation whose only
+coding is present it is not indexed: it would cost a ``code`` token row per Observation, a
+large share of a ward's index rows, for codes nobody searches by (clients search the MDC or
+LOINC code). An Observation whose only
 coding is the vendor's (ventilator settings, the alarm panel) keeps its rows: that code is the
 only way to find it.
 
@@ -19,8 +19,9 @@ in the index tables' column order; per Observation it adds the rows of each vary
 (``extract_index`` on that element alone, memoised by the element's JSON: a poll's numerics
 share one time stamp, a steady vital repeats its value; elements no parameter reads, such as
 a waveform's SampledData, are skipped: ``indexed_elements``) and the series' end-time rows
-from the two. The rows are exactly the store's own extraction minus the vendor rows
-(``tests/gateway/unit/test_device_index_rows`` checks it on every device mapping); building
+from the two. The rows are exactly the store's own extraction minus the vendor rows, the
+series being that of the code without its vendor coding (``tests/gateway/unit/
+test_device_index_rows`` checks it on every device mapping); building
 them costs about a third of what ``Store.prepare`` with the full extraction costs.
 """
 
@@ -32,10 +33,11 @@ from operator import itemgetter
 from typing import Any
 
 from fhir_server.search import indexed_elements
-from fhir_server.search.composite import END_PREFIX, UNDATED, series_params
+from fhir_server.search.composite import END_PREFIX, UNDATED, series_rows
 from fhir_server.storage import dumps
-from fhir_server.storage._plan import INDEX_COLS
+from fhir_server.storage._plan import INDEX_COLS, MEMBER_COLS
 from fhir_server.storage._plan import prepare as store_prepare
+from fhir_server.storage.schema import MEMBER_KIND
 from fhir_server.storage.types import Prepared
 from mappers.terminology import VENDOR_CODE_PREFIX
 
@@ -65,10 +67,13 @@ def _vendor_code_row(row: Mapping[str, Any]) -> bool:
 Row = tuple[str, tuple[Any, ...]]  # (table kind, the row in the table's column order, without rid)
 
 
+_COLS = {**INDEX_COLS, MEMBER_KIND: MEMBER_COLS}
+
+
 def _as_tuples(rows: Rows) -> list[Row]:
     out: list[Row] = []
     for kind, entries in rows.items():
-        cols = INDEX_COLS[kind]
+        cols = _COLS[kind]
         out.extend((kind, tuple([e.get(c) for c in cols])) for e in entries)
     return out
 
@@ -168,14 +173,16 @@ class DeviceIndexer:
 
     def _new_series(self, type_: str, fixed: dict[str, Any]) -> _Series:
         rows = self._fixed_rows(type_, fixed)
-        # the fixed rows hold no date: the series' end-time rows are added per Observation
-        params = series_params(rows.get("token", ()), rows.get("reference", ()))
-        as_tuples = tuple(_as_tuples(rows))
+        # the fixed rows hold no date: the series' end-time rows are added per Observation. The
+        # series is that of the codings indexed here (without an unindexed vendor coding)
+        params, members = series_rows(rows.get("token", ()), rows.get("reference", ()))
+        as_tuples = tuple(_as_tuples(rows)) + tuple((MEMBER_KIND, m) for m in members)
         ends = [r[_DATE_HI] for kind, r in as_tuples if kind == "date" and r[_DATE_PARAM_AT] == _DATE_PARAM]
         return _Series(as_tuples, tuple(params), ends)
 
     def _fixed_rows(self, type_: str, fixed: dict[str, Any]) -> Rows:
         rows = dict(self._extract(type_, fixed))
+        rows.pop(MEMBER_KIND, None)  # _new_series: from the codings indexed here
         # without a time the extraction gives the series' rows at UNDATED: they are per Observation
         rows["date"] = [r for r in rows.get("date", ()) if not r["param"].startswith(END_PREFIX)]
         if self._vendor_rows or not _has_standard_coding(fixed):

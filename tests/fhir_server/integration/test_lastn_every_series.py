@@ -1,19 +1,23 @@
 """``$lastn`` by category walks the patient's series (one index range each) and returns what
 the patient-wide plan returns: codings with and without a system, keys too long for their
-end-time row as written, deleted and undated Observations, several categories; migration
-0007 writes the series rows of what was stored before, and removes them again."""
+end-time row as written, deleted and undated Observations, Observations of one to three
+codings (a series of the whole code, regrouped by coding through series_member), several
+categories; migration 0007 writes the series rows of what was stored before, and removes them
+again."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 from sqlalchemy import select
 
 from fhir_server.core import fastread
-from fhir_server.core.search_exec import _every_series
-from fhir_server.search.composite import END_PREFIX, end_param
-from fhir_server.search.sql import build_lastn
+from fhir_server.core.search_exec import _every_series, _lastn_of_code, series_members, with_series
+from fhir_server.search.composite import END_PREFIX, composite_key, end_param, patient_series_bounds, series_of, set_key
+from fhir_server.search.query import parse_search
+from fhir_server.search.sql import build_lastn, build_select
 from fhir_server.search.values import parse_token
 from fhir_server.storage import schema as t
 from fhir_server.storage import upgrade
@@ -43,10 +47,8 @@ def _obs(rng: random.Random, i: int) -> dict:
 
 async def _lastn_both_ways(store, patient: str, category: str, n: int) -> tuple[list, list]:
     cat = [parse_token(c) for c in category.split(",")]
-    every = await _every_series(store, ("Patient", patient), [])
-    assert every is not None
-    stmt = fastread.lastn_of_series(every, [(c.system, c.code) for c in cat], n)
-    walked = (await fastread.fetch_many(store, [stmt]))[0] if every else []
+    walked = await _every_series(store, ("Patient", patient), cat, [], n)
+    assert walked is not None
     wide = await store.fetch(build_lastn(("Patient", patient), cat, [], n))
     return [r[2] for r in walked], [r[2] for r in wide]
 
@@ -78,7 +80,48 @@ async def test_walking_the_series_matches_the_patient_wide_plan(store, seed) -> 
     assert walked  # the data gives p1 readings, so the comparison is not of two empty lists
 
 
-async def test_every_series_is_one_param_per_coding_of_the_patient(store) -> None:
+@pytest.mark.parametrize("seed", [3])
+async def test_a_code_in_several_series_reads_their_union(store, seed) -> None:
+    """A coding whose readings sit in several series (alone, and with one or two others):
+    ``$lastn`` by code (fixed SQL and the generic plan given the series) and a patient+code
+    search return what the plans without series return."""
+    rng = random.Random(seed)
+
+    async def job(tx) -> None:
+        for i in range(200):
+            tx.put("Observation", f"o{i}", _obs(rng, i))
+
+    await store.write(job)
+    for patient in PATIENTS:
+        for c in CODINGS:
+            if not c.get("system"):
+                continue
+            code = parse_token(f"{c['system']}|{c['code']}")
+            key = composite_key(patient, c["system"], c["code"])
+            members = await series_members(store, [end_param(key)])
+            series = series_of([key], members)
+            for n in (1, 4):
+                wide = [r[2] for r in await store.fetch(build_lastn(("Patient", patient), [], [code], n))]
+                fixed = [r[2] for r in await _lastn_of_code(store, key, n)]
+                given = [r[2] for r in await store.fetch(build_lastn(("Patient", patient), [], [code], n,
+                                                                     {end_param(key): series}))]
+                assert fixed == wide == given, (patient, c, n)
+            q = parse_search("Observation", [("patient", patient), ("code", f"{c['system']}|{c['code']}"),
+                                             ("_count", "500")], strict=True)
+            plain = sorted(r[2] for r in await store.fetch(build_select(q)))
+            got = sorted(r[2] for r in await store.fetch(build_select(await with_series(store, q))))
+            assert got == plain, (patient, c)
+    several = [k for k, n in Counter(m[0] for m in (await fastread.fetch_many(
+        store, [("SELECT pkey, set_param FROM series_member", ())]))[0]).items() if n > 1]
+    assert several  # the data puts some coding in more than one series
+
+
+async def _walk(store, patient: str) -> list[str]:
+    lo, hi = patient_series_bounds(patient)
+    return [r[0] for r in (await fastread.fetch_many(store, [(fastread.SERIES_OF_PATIENT_SQL, (lo, hi, hi))]))[0]]
+
+
+async def test_every_series_is_one_param_per_code_of_the_patient(store) -> None:
     async def job(tx) -> None:
         for i, coding in enumerate(CODINGS):
             tx.put("Observation", f"x{i}", {"resourceType": "Observation", "status": "final",
@@ -88,11 +131,20 @@ async def test_every_series_is_one_param_per_coding_of_the_patient(store) -> Non
                                         "code": {"coding": [CODINGS[0]]}, "subject": {"reference": "Patient/p2"},
                                         "effectiveDateTime": "2024-05-01T08:00:00Z"})
 
+        # two codings: one series of their own, which series_member names for each coding
+        tx.put("Observation", "pair", {"resourceType": "Observation", "status": "final",
+                                       "code": {"coding": CODINGS[:2]}, "subject": {"reference": "Patient/p1"},
+                                       "effectiveDateTime": "2024-05-01T08:00:00Z"})
+
     await store.write(job)
-    series = await _every_series(store, ("Patient", "p1"), [])
-    assert series is not None and len(series) == len(CODINGS)
+    series = await _walk(store, "p1")
+    pair = end_param(set_key("p1", sorted((c["system"], c["code"]) for c in CODINGS[:2])))
+    assert set(series) == {end_param(composite_key("p1", c.get("system"), c["code"])) for c in CODINGS} | {pair}
     assert all(len(p) <= 96 for p in series)
-    assert await _every_series(store, ("Group", "p1"), []) is None  # not a patient: the wide plan
+    members = (await fastread.fetch_many(store, [(fastread.MEMBERS_OF_PATIENT_SQL, patient_series_bounds("p1"))]))[0]
+    own = [end_param(composite_key("p1", c.get("system"), c["code"])) for c in CODINGS]
+    assert sorted(tuple(m) for m in members) == sorted([(k, k) for k in own] + [(k, pair) for k in own[:2]])
+    assert await _every_series(store, ("Group", "p1"), [], [], 1) is None  # not a patient: the wide plan
     assert await fastread.bytewise_text(store)  # the test databases sort text by code point
 
 
@@ -126,6 +178,7 @@ async def test_0007_writes_the_new_series_rows_and_removes_them(store) -> None:
                                             "effectiveDateTime": f"2024-05-01T08:00:0{i}Z"})
 
     await store.write(job)
+    head = await _hidden_rows(store)
     await _migrate(store, "0007")  # the key token rows exist up to 0007
     keys, ends = await _hidden_rows(store)
     await _migrate(store, "0006")
@@ -135,6 +188,6 @@ async def test_0007_writes_the_new_series_rows_and_removes_them(store) -> None:
     assert {p for _, p, *_ in old_ends} == {END_PREFIX + k for _, k in old_keys if len(END_PREFIX + k) <= 96}
     await _migrate(store, "0007", up=True)
     assert await _hidden_rows(store) == (keys, ends)
-    await upgrade(store.engine)
-    assert await _hidden_rows(store) == ([], ends)
     assert {p for _, p, *_ in ends} >= {end_param(k) for _, k in keys}
+    await upgrade(store.engine)
+    assert await _hidden_rows(store) == head

@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 
 from fhir_server.search import MAX_US, MIN_US, extract_index
+from fhir_server.search.composite import set_key
 
 LOINC = "http://loinc.org"
 MDC = "urn:iso:std:iso:11073:10101"
@@ -53,12 +54,17 @@ def test_vital_sign_observation_rows() -> None:
          "url": None},
     ]
     # 10:00:00+02:00 is 08:00:00Z; second precision covers the whole second.
-    # plus the hidden end-time row of each patient+code series (composite.py), at the latest end
+    # plus the hidden end-time row of the patient's series of this whole code (composite.py), at
+    # the latest end, and the series_member rows naming that series for each of its codings
     end = T0 + 999_999
+    pair = f"Obs.pce|{P1}|&" + set_key("p1", [(LOINC, "8867-4"), (MDC, "147842")]).rpartition("|&")[2]
     assert rows["date"] == [
         {"param": "Observation.date", "lo": T0, "hi": end},
-        {"param": f"Obs.pce|{P1}| l|8867-4", "lo": end, "hi": end},
-        {"param": f"Obs.pce|{P1}| m|147842", "lo": end, "hi": end},
+        {"param": pair, "lo": end, "hi": end},
+    ]
+    assert rows["member"] == [
+        {"param": "Obs.member", "pkey": f"Obs.pce|{P1}| l|8867-4", "set_param": pair},
+        {"param": "Obs.member", "pkey": f"Obs.pce|{P1}| m|147842", "set_param": pair},
     ]
     assert rows["quantity"] == [
         {"param": "Observation.value-quantity", "system": UCUM, "code": "/min", "value": 72.0,

@@ -11,12 +11,13 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
-from sqlalchemy import delete, insert, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from fhir_server.search import (
@@ -29,7 +30,9 @@ from fhir_server.search import (
     extract_index,
     parse_search,
 )
-from fhir_server.storage.schema import INDEX_TABLES, metadata, resource, resource_version
+from fhir_server.search.composite import composite_key, composite_keys, end_param, series_of
+from fhir_server.search.query import SearchQuery
+from fhir_server.storage.schema import INDEX_TABLES, MEMBER_KIND, metadata, resource, resource_version, series_member
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -51,6 +54,7 @@ class Loader:
         self.rid = 0
         self.vid = 0
         self.rids: dict[str, int] = {}
+        self.members: dict[str, set[str]] = {}
 
     async def put(self, body: dict[str, Any]) -> int:
         rt, rid_ = body["resourceType"], body["id"]
@@ -74,7 +78,12 @@ class Loader:
         for table in INDEX_TABLES.values():
             await self.conn.execute(delete(table).where(table.c.rid == rid))
         for kind, rows in extract_index(rt, body).items():
-            if rows:
+            if kind == MEMBER_KIND:  # facts about the code (no rid): written once
+                for r in rows:
+                    if r["set_param"] not in self.members.get(r["pkey"], ()):
+                        self.members.setdefault(r["pkey"], set()).add(r["set_param"])
+                        await self.conn.execute(insert(series_member).values(pkey=r["pkey"], set_param=r["set_param"]))
+            elif rows:
                 await self.conn.execute(insert(INDEX_TABLES[kind]),
                                         [{"rid": rid, **r} for r in rows])
         return rid
@@ -212,8 +221,18 @@ async def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     await _drop(eng, schema)
 
 
+async def with_series(conn: AsyncConnection, q: SearchQuery) -> SearchQuery:
+    """``search_exec.with_series`` on a plain connection: the patient+code series read."""
+    combo = composite_keys(list(q.clauses))
+    if combo is None:
+        return q
+    m = series_member.c
+    rows = (await conn.execute(select(m.pkey, m.set_param).where(m.pkey.in_([end_param(k) for k in combo[0]])))).all()
+    return replace(q, series=tuple(series_of(combo[0], [tuple(r) for r in rows])))
+
+
 async def ids(conn: AsyncConnection, rt: str, params: list[tuple[str, str]]) -> list[str]:
-    q = parse_search(rt, params, strict=True)
+    q = await with_series(conn, parse_search(rt, params, strict=True))
     return [r.id for r in (await conn.execute(build_select(q))).all()]
 
 
@@ -439,7 +458,16 @@ async def test_lastn(db: AsyncConnection) -> None:
     async def run(patient: str, category: list[TokenValue], codes: list[TokenValue],
                   n: int) -> list[str]:
         stmt = build_lastn(("Patient", patient), category, codes, n)
-        return [r.id for r in (await db.execute(stmt)).all()]
+        wide = [r.id for r in (await db.execute(stmt)).all()]
+        # the same from the codes' series (search_exec reads them from series_member)
+        keys = [composite_key(patient, c.system, c.code) for c in codes if c.system]
+        m = series_member.c
+        rows = [tuple(r) for r in await db.execute(
+            select(m.pkey, m.set_param).where(m.pkey.in_([end_param(k) for k in keys])))]
+        series = {end_param(k): series_of([k], rows) for k in keys}
+        stmt = build_lastn(("Patient", patient), category, codes, n, series)
+        assert [r.id for r in (await db.execute(stmt)).all()] == wide
+        return wide
 
     assert await run("p1", [], [hr, temp], 1) == ["o4", "o2"]
     assert await run("p1", [vs], [hr, temp], 2) == ["o4", "o3", "o2", "o1"]
@@ -487,7 +515,7 @@ async def _sqlite_plan(db: AsyncConnection, query: str) -> list[str]:
     if db.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
     params = [tuple(p.split("=", 1)) for p in query.split("&")]
-    stmt = build_select(parse_search("Observation", params, strict=True))  # type: ignore[arg-type]
+    stmt = build_select(await with_series(db, parse_search("Observation", params, strict=True)))  # type: ignore[arg-type]
     sql = str(stmt.compile(db.sync_connection, compile_kwargs={"literal_binds": True}))
     return [r[-1] for r in (await db.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
 
