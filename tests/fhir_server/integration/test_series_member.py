@@ -5,7 +5,7 @@ search finds a coding's readings in every series that holds them (composite.py).
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from fhir_server.search.composite import composite_key, end_param, set_key
 from fhir_server.storage import Store, make_engine
@@ -106,3 +106,20 @@ async def test_a_search_reads_every_series_of_a_coding(client) -> None:
     dated = (await client.get(f"Observation?patient=p1&code={LOINC}|8867-4&date=ge2024-05-01T08:00:04Z")).json()
     assert sorted(e["resource"]["effectiveDateTime"] for e in dated["entry"]) == [
         f"2024-05-01T08:00:{s:02d}Z" for s in range(4, 9)]
+
+
+async def test_lastn_by_category_keeps_a_series_no_row_names(client, store) -> None:
+    """A series whose series_member rows are missing (written around them) is still a group."""
+    vitals = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                           "code": "vital-signs"}]}]
+    for i, coding in enumerate([HR, [{"system": LOINC, "code": "9279-1"}]]):
+        res = {**_obs(i, coding), "category": vitals}
+        assert (await client.post("Observation", json=res)).status_code == 201
+    lone = end_param(composite_key("p1", LOINC, "9279-1"))
+
+    async def forget(tx) -> None:
+        await tx.execute(delete(t.series_member).where(t.series_member.c.set_param == lone))
+
+    await store.write(forget)
+    got = (await client.get("Observation/$lastn?patient=p1&category=vital-signs")).json()
+    assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in got["entry"]) == ["8867-4", "9279-1"]
