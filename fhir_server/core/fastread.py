@@ -213,15 +213,25 @@ def lastn_of_series(series: Sequence[str], category: Sequence[tuple[str | None, 
     latest date start, as ``build_lastn`` orders. One series and no category is the dashboard's
     ``$lastn`` by code."""
     alts, per_series = _category(category)
-    params: list[Any] = [False]
+    return _lastn_of_series_sql(len(series), alts), [False, *_tops_params(series, per_series, n)]
+
+
+def _tops_params(series: Sequence[str], per_series: list[Any], n: int) -> list[Any]:
+    """The parameters of ``_top`` for each series in turn."""
+    params: list[Any] = []
     for p in series:
         params += [p, UNDATED, False, *per_series, n]
-    return _lastn_of_series_sql(len(series), alts), params
+    return params
+
+
+def _top(alts: tuple[tuple[bool, bool], ...]) -> str:
+    """``_TOP`` of a category (``_category``'s alternatives)."""
+    return _TOP.replace(" ORDER BY", _category_sql(alts) + " ORDER BY")
 
 
 @cache
 def _lastn_of_series_sql(count: int, alts: tuple[tuple[bool, bool], ...]) -> str:
-    top = _TOP.replace(" ORDER BY", _category_sql(alts) + " ORDER BY")
+    top = _top(alts)
     union = " UNION ALL ".join(f"SELECT s{i}.rid FROM ({top}) s{i}" for i in range(count))
     return (f"SELECT {_PAGE} FROM resource r JOIN resource_version v ON v.vid = r.vid "
             f"WHERE r.deleted = ? AND r.rid IN ({union}) {_NEWEST}")
@@ -242,10 +252,7 @@ def lastn_of_code(series: Sequence[str], n: int) -> Stmt:
     ``series`` (the code's, composite.series_of), as ``lastn_of_series`` orders them."""
     if len(series) <= 1:
         return lastn_of_series(series, [], n) if series else (_NOTHING, [])
-    params: list[Any] = [False]
-    for p in series:
-        params += [p, UNDATED, False, n]
-    return _lastn_of_union_sql(len(series)), [*params, n]
+    return _lastn_of_union_sql(len(series)), [False, *_tops_params(series, [], n), n]
 
 
 @cache
@@ -260,15 +267,12 @@ def tops_of_series(series: Sequence[str], category: Sequence[tuple[str | None, s
     """The newest ``n`` live readings of each series (of a category, as ``lastn_of_series``):
     rows ``(rid, end, index of its series)``."""
     alts, per_series = _category(category)
-    params: list[Any] = []
-    for p in series:
-        params += [p, UNDATED, False, *per_series, n]
-    return _tops_sql(len(series), alts), params
+    return _tops_sql(len(series), alts), _tops_params(series, per_series, n)
 
 
 @cache
 def _tops_sql(count: int, alts: tuple[tuple[bool, bool], ...]) -> str:
-    top = _TOP.replace(" ORDER BY", _category_sql(alts) + " ORDER BY")
+    top = _top(alts)
     return " UNION ALL ".join(f"SELECT s{i}.rid, s{i}.lo, {i} FROM ({top}) s{i}" for i in range(count))
 
 
