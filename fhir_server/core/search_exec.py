@@ -248,9 +248,9 @@ def _newest_by_coding(series: list[str], members: list[Any], tops: list[Any], n:
     for pkey, set_param in members:
         groups.setdefault(pkey, []).append(set_param)
     named = {s for _, s in members}
-    for p in series:  # a series no row names (written around series_member): a group of its own
+    for p in series:  # a series no row names (written around series_member): its coding's own
         if p not in named:
-            groups[p] = [p]
+            groups.setdefault(p, []).append(p)
     keep: set[int] = set()
     for params in groups.values():
         readings = sorted((r for p in params for r in by_series.get(p, ())), reverse=True)

@@ -65,7 +65,7 @@ from .query_parts import Clause
 from .values import ReferenceValue, TokenValue
 
 __all__ = ["END_PREFIX", "MEMBER_KIND", "MEMBER_PARAM", "UNDATED", "composite_key", "composite_keys", "end_param",
-           "patient_series_bounds", "series_date_rows", "series_of", "series_params", "series_rows", "set_key"]
+           "patient_series_bounds", "series_date_rows", "series_of", "series_rows", "set_key"]
 
 END_PREFIX = "Obs.pce|"
 MEMBER_PARAM = "Obs.member"  # their ``param`` (rows in memory carry one; the table has none)
@@ -127,11 +127,6 @@ def series_rows(tokens: Sequence[Mapping[str, Any]], refs: Sequence[Mapping[str,
         params.append(sp)
         members += [(end_param(composite_key(pid, s, c)), sp) for s, c in pairs]
     return params, members
-
-
-def series_params(tokens: Sequence[Mapping[str, Any]], refs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The end-time row params of an Observation whose code and subject rows are given."""
-    return series_rows(tokens, refs)[0]
 
 
 def series_of(keys: Sequence[str], members: Sequence[tuple[str, str]]) -> list[str]:

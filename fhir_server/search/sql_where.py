@@ -258,8 +258,7 @@ def where_all(
     if any(c.param.name == "_id" for c in ordered):
         # the ids pick a handful of rows through uq(type, id); everything else is a probe
         return outer + [clause_condition(c, res, drive=False) for c in indexed]
-    combo = composite_keys(indexed) if series is not None else None
-    if combo is not None and series is not None:
+    if series is not None and (combo := composite_keys(indexed)) is not None:
         # the series' end-time rows: one per Observation, undated ones included
         d = INDEX_TABLES["date"].alias()
         cond = d.c.param == series[0] if len(series) == 1 else d.c.param.in_(series)
