@@ -25,6 +25,7 @@ branch_labels = None
 depends_on = None
 
 _BATCH = 5000
+_RIDS = 50_000
 
 
 def upgrade() -> None:
@@ -35,10 +36,22 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     conn = op.get_bind()
+    top = conn.execute(sa.text("SELECT max(rid) FROM resource")).scalar() or 0
+    members: set[tuple[str, str]] = set()
+    for lo in range(0, top + 1, _RIDS):  # a range of rids at a time: memory stays bounded
+        members |= _rebuild(conn, lo, lo + _RIDS)
+    if members:
+        conn.execute(sa.text("INSERT INTO series_member (pkey, set_param) VALUES (:k, :s)"),
+                     [{"k": k, "s": s} for k, s in sorted(members)])
+
+
+def _rebuild(conn: sa.Connection, lo: int, hi: int) -> set[tuple[str, str]]:
+    """The series rows of the Observations with ``lo <= rid < hi``; returns their membership."""
     coded = conn.execute(sa.text(
         "SELECT c.rid, c.system, c.code, r.target_id FROM idx_token c JOIN idx_reference r ON r.rid = c.rid "
         "AND r.param = 'Observation.subject' AND r.target_type = 'Patient' AND r.target_id IS NOT NULL "
-        "WHERE c.param = 'Observation.code' AND c.code IS NOT NULL AND c.code <> '' ORDER BY c.rid")).all()
+        "WHERE c.param = 'Observation.code' AND c.code IS NOT NULL AND c.code <> '' "
+        "AND c.rid >= :lo AND c.rid < :hi ORDER BY c.rid"), {"lo": lo, "hi": hi}).all()
     by_rid: dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     for rid, system, code, pid in coded:
         tokens, refs = by_rid.setdefault(rid, ([], []))
@@ -54,9 +67,7 @@ def upgrade() -> None:
             moves += [(rid, p) for p in params]
     for i in range(0, len(moves), _BATCH):
         _move(conn, moves[i:i + _BATCH])
-    if members:
-        conn.execute(sa.text("INSERT INTO series_member (pkey, set_param) VALUES (:k, :s)"),
-                     [{"k": k, "s": s} for k, s in sorted(members)])
+    return members
 
 
 def _move(conn: sa.Connection, moves: Sequence[tuple[int, str]]) -> None:
