@@ -106,7 +106,7 @@ def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 # -- SQLite: one call in the driver's thread ----------------------------------------------
 def flush_sqlite(
     db: sqlite3.Connection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
-    now: int, extra: Extra, cursors: Mapping[str, int], commit: bool = False, members: Members | None = None,
+    now: int, extra: Extra, cursors: Mapping[str, int], commit: bool, members: Members,
 ) -> tuple[Keys | None, int]:
     """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq.
     ``commit``: commit the transaction too (the group's last flush)."""
@@ -123,7 +123,7 @@ def flush_sqlite(
     if writes:
         p = plan(writes, _lookup_sqlite(db, _stored_keys(writes)), keys, indexer, now)
         _write_sqlite(db, p)
-        if p.members and (rows := (members or Members()).take(p.members)):
+        if p.members and (rows := members.take(p.members)):
             db.executemany(_SQL_MEMBER, rows)
         max_seq = p.max_seq
     for table, cols, values in _extra_runs(extra):
@@ -221,7 +221,7 @@ _PG_LOOKUP = ("SELECT r.rid, r.type, r.id, r.version, r.deleted, r.vid FROM unne
 
 async def flush_core(
     conn: AsyncConnection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
-    now: int, extra: Extra, cursors: Mapping[str, int], members: Members | None = None,
+    now: int, extra: Extra, cursors: Mapping[str, int], members: Members,
 ) -> tuple[Keys, int]:
     """The same flush as :func:`flush_sqlite` on PostgreSQL (the caller holds the advisory
     lock, so the keys read here are not handed out by another process). Rows go straight
@@ -236,7 +236,7 @@ async def flush_core(
         p = plan(writes, await _lookup_core(conn, _stored_keys(writes)), keys, indexer, now)
         max_seq = p.max_seq
     inserts = _pg_plan_inserts(p)
-    if p.members and (rows := (members or Members()).take(p.members)):
+    if p.members and (rows := members.take(p.members)):
         inserts.append((t.series_member, MEMBER_COLS, rows))
     runs = _extra_runs(extra)
     if len(runs) == 1:  # a group's inbox rows ride in the same statement

@@ -29,8 +29,8 @@ UPDATE_COLS = ("version", "vid", "deleted", "last_updated", "rid")  # SET ..., W
 INDEX_COLS = {kind: tuple(c.name for c in table.columns if c.name not in ("pk", "rid"))
               for kind, table in t.INDEX_TABLES.items()}
 MEMBER_COLS = ("pkey", "set_param")
-_ROW_COLS = {**INDEX_COLS, t.MEMBER_KIND: MEMBER_COLS}
-_ROW_VALUES = {kind: itemgetter(*cols) for kind, cols in _ROW_COLS.items()}
+ROW_COLS = {**INDEX_COLS, t.MEMBER_KIND: MEMBER_COLS}  # an indexer's row kinds and their columns
+_ROW_VALUES = {kind: itemgetter(*cols) for kind, cols in ROW_COLS.items()}
 
 
 def _values(kind: str, entries: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -39,7 +39,7 @@ def _values(kind: str, entries: Sequence[Mapping[str, Any]]) -> list[tuple[Any, 
     try:
         return list(map(_ROW_VALUES[kind], entries))
     except KeyError:
-        cols = _ROW_COLS[kind]
+        cols = ROW_COLS[kind]
         return [tuple([e.get(c) for c in cols]) for e in entries]
 
 

@@ -10,7 +10,7 @@ aliases on SQLite (``Key``).
 - ``consumer_cursor``: each consumer's durable position in the change log.
 - ``idx_*``: search-index rows of the *current* version, keyed by ``rid``; ``param`` is
   ``"<ResourceType>.<name>"``.
-- ``series_member``: which multi-coding series hold a coding's series (search/composite.py);
+- ``series_member``: which series hold a coding's readings, per patient (search/composite.py);
   facts about codes, not about one resource: never deleted with a resource's rows.
 """
 

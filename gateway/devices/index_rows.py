@@ -35,7 +35,7 @@ from typing import Any
 from fhir_server.search import indexed_elements
 from fhir_server.search.composite import END_PREFIX, UNDATED, series_rows
 from fhir_server.storage import dumps
-from fhir_server.storage._plan import INDEX_COLS, MEMBER_COLS
+from fhir_server.storage._plan import INDEX_COLS, ROW_COLS
 from fhir_server.storage._plan import prepare as store_prepare
 from fhir_server.storage.schema import MEMBER_KIND
 from fhir_server.storage.types import Prepared
@@ -67,13 +67,10 @@ def _vendor_code_row(row: Mapping[str, Any]) -> bool:
 Row = tuple[str, tuple[Any, ...]]  # (table kind, the row in the table's column order, without rid)
 
 
-_COLS = {**INDEX_COLS, MEMBER_KIND: MEMBER_COLS}
-
-
 def _as_tuples(rows: Rows) -> list[Row]:
     out: list[Row] = []
     for kind, entries in rows.items():
-        cols = _COLS[kind]
+        cols = ROW_COLS[kind]
         out.extend((kind, tuple([e.get(c) for c in cols])) for e in entries)
     return out
 
