@@ -29,7 +29,7 @@ from .composite import UNDATED, composite_key, end_param
 from .query import MAX_COUNT, SearchQuery, SortKey
 from .query_parts import Include
 from .shared_rows import param_rows
-from .sql_stream import streaming_plan
+from .sql_stream import date_sorted, streaming_plan
 from .sql_where import on_index, where_all
 from .values import TokenValue
 
@@ -108,15 +108,34 @@ def _streaming_select(q: SearchQuery) -> Select[Any] | None:
     )
 
 
-def build_select(q: SearchQuery) -> Select[Any]:
+def build_select(q: SearchQuery, *, index_order: bool = True) -> Select[Any]:
     """One page of matches, ordered per ``_sort`` then rid, ``LIMIT count+1 OFFSET offset``.
 
-    Without ``_sort``, a single-key driving clause streams in its index's order (``sql_stream.py``).
+    Without ``_sort``, a single-key driving clause streams in its index's order (``sql_stream.py``);
+    a lone ``_sort`` on a date parameter reads the page from that parameter's index in order.
+    ``index_order=False``: the generic plan, which collects and sorts every match (the same page;
+    tests and benchmarks compare the two).
     """
-    stmt = _streaming_select(q)
+    stmt = None
+    if index_order:
+        stmt = _streaming_select(q)
+        if stmt is None:
+            stmt = _date_sorted_select(q)
     if stmt is None:
         stmt = _page_columns().where(*_conditions(q)).order_by(*_order(q))
     return stmt.limit(q.count + 1).offset(q.offset)
+
+
+def _date_sorted_select(q: SearchQuery) -> Select[Any] | None:
+    plan = date_sorted(q, R)
+    if plan is None:
+        return None
+    page, order = plan
+    return (
+        select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+        .select_from(page.join(R, R.c.rid == page.c.rid).join(V, R.c.vid == V.c.vid))
+        .order_by(*order)
+    )
 
 
 def build_count(q: SearchQuery) -> Select[Any]:

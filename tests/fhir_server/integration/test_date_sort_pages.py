@@ -1,0 +1,102 @@
+"""``_sort=[-]<date>`` alone reads its page in index order (sql_stream.date_sorted): every page
+equals the generic plan's (``build_select(..., index_order=False)``, which sorts every match).
+
+Random index rows on a migrated database (ix_date_hi comes from migration 0010): several date
+rows per resource, equal times across resources (ties by rid), resources without a date row,
+deleted ones, series end-time rows and other resource types sharing ``idx_date``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fhir_server.search import build_select, parse_search
+from fhir_server.storage import make_engine, upgrade
+from fhir_server.storage.schema import INDEX_TABLES, resource, resource_version
+
+T0 = 1_714_550_400_000_000
+N = 240
+
+
+async def _seed(conn: AsyncConnection, rng: random.Random) -> None:
+    res, ver, dates = [], [], []
+    for rid in range(1, N + 1):
+        rt = "Observation" if rid % 9 else "Patient"
+        body = orjson.dumps({"resourceType": rt, "id": f"r{rid}"})
+        res.append({"rid": rid, "type": rt, "id": f"r{rid}", "version": 1, "last_updated": T0,
+                    "deleted": rng.random() < 0.1, "vid": rid})
+        ver.append({"vid": rid, "rid": rid, "version": 1, "last_updated": T0, "deleted": False,
+                    "method": "PUT", "body": body})
+        param = "Observation.date" if rt == "Observation" else "Patient.birthdate"
+        for _ in range(rng.choice([0, 1, 1, 1, 2, 3])):  # ~1/6 have no date row
+            lo = T0 + rng.randrange(20) * 60_000_000  # few distinct times: many ties
+            hi = lo + rng.choice([0, 999_999, 3_600_000_000, 86_400_000_000])
+            dates.append({"rid": rid, "param": param, "lo": lo, "hi": hi})
+        if rt == "Observation" and rng.random() < 0.5:  # a series end-time row: never sorted on
+            t = T0 + rng.randrange(40) * 60_000_000
+            dates.append({"rid": rid, "param": "Obs.pce|k", "lo": t, "hi": t})
+    await conn.execute(insert(resource), res)
+    await conn.execute(insert(resource_version), ver)
+    await conn.execute(insert(INDEX_TABLES["date"]), dates)
+
+
+async def _page(conn: AsyncConnection, rt: str, sort: str, count: int, offset: int,
+                snapshot: int | None, index_order: bool) -> list[int]:
+    q = parse_search(rt, [("_sort", sort), ("_count", str(count))], strict=True).with_page(offset, snapshot)
+    return [r.rid for r in (await conn.execute(build_select(q, index_order=index_order))).all()]
+
+
+async def test_date_sorted_pages_equal_the_generic_plan(db_url: str) -> None:
+    engine = make_engine(db_url)
+    await upgrade(engine)
+    try:
+        async with engine.connect() as conn:
+            trans = await conn.begin()
+            await _seed(conn, random.Random(20261129))
+            checked = 0
+            for rt, sort in [("Observation", "date"), ("Observation", "-date"),
+                             ("Patient", "birthdate"), ("Patient", "-birthdate")]:
+                for count in (1, 7, 50):
+                    for snapshot in (None, N // 2):
+                        for offset in range(0, N + count, count):
+                            args = (conn, rt, sort, count, offset, snapshot)
+                            new = await _page(*args, index_order=True)
+                            assert new == await _page(*args, index_order=False), (rt, sort, count, offset, snapshot)
+                            checked += len(new)
+            assert checked > 2 * N  # the pages were not all empty
+            await trans.rollback()
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_plan_walks_the_date_index(tmp_path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/plan.db")
+    await upgrade(engine)
+    try:
+        async with engine.connect() as conn:
+            for sort, index in (("-date", "ix_date_hi (param=?)"), ("date", "ix_date_lo (param=?)")):
+                q = parse_search("Observation", [("_sort", sort), ("_count", "10")], strict=True)
+                sql = str(build_select(q).compile(conn.sync_connection, compile_kwargs={"literal_binds": True}))
+                plan = [r[-1] for r in (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()]
+                assert f"SEARCH d USING COVERING INDEX {index}" in plan, plan
+                # the undated resources are behind the one-row gate: never a scan of resource first
+                u = next(i for i, s in enumerate(plan) if s.startswith("SEARCH u "))
+                assert plan.index("SCAN gate") < u, plan
+                assert not any(s.startswith("SCAN") and ("resource" in s or "idx_" in s) for s in plan), plan
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("params", [
+    [("_sort", "-date"), ("status", "final")],  # a clause: the generic plans
+    [("_sort", "-date,_id")],
+    [("_sort", "-_lastUpdated")],
+    [("_sort", "-date"), ("_offset", "20000")],  # deep: sorting all is cheaper than the walk
+])
+def test_other_searches_keep_their_plans(params: list[tuple[str, str]]) -> None:
+    assert "WITH dated" not in str(build_select(parse_search("Observation", params, strict=True)))
