@@ -80,3 +80,8 @@ class VersionConflict(StorageError):
         super().__init__(f"{type_}/{id_}: expected version {expected}, found {actual}")
         self.expected = expected
         self.actual = actual
+        self._key = (type_, id_)
+
+    def __reduce__(self) -> tuple[type[VersionConflict], tuple[str, str, int | None, int | None]]:
+        # raised in the SQLite writer process and re-raised here (storage/writer_process.py)
+        return (VersionConflict, (*self._key, self.expected, self.actual))

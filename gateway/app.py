@@ -50,7 +50,7 @@ async def open_store(settings: Settings) -> Store:
         settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     await upgrade(engine)
-    store = Store(engine)
+    store = Store(engine, writer_process=settings.writer_process)
     await store.start()
     return store
 

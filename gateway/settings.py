@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     base_url: str | None = None
     group_commit_ms: float = 1.0
+    # SQLite on a file: the writer's connection in a child process, on the other core than the
+    # event loop's (fhir_server/storage/writer_process.py; docs/mllp-ingest-performance.md, tenth round)
+    writer_process: bool = True
     devices: str = ""  # device feeds to poll: kind@host:port[#bed], comma separated (gateway.devices.service)
     # alerting (gateway.alerting): rule set name or TOML path; signed-model registry; trusted keys
     alert_ruleset: str = "news2-ward"

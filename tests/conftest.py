@@ -60,22 +60,32 @@ def pg_database() -> str:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``db_url``: SQLite and PostgreSQL; a test of the ``store`` fixture also runs with
+    SQLite's writer connection in a child process (``sqlite-process``: the gateway's default)."""
+    if "db_url" in metafunc.fixturenames:
+        kinds = ["sqlite", "postgresql"]
+        if "store" in metafunc.fixturenames:
+            kinds.insert(1, "sqlite-process")
+        metafunc.parametrize("db_url", kinds, indirect=True)
+
+
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         return f"sqlite+aiosqlite:///{tmp_path}/vitalgate.db"
     return request.getfixturevalue("pg_database")
 
 
 @pytest.fixture
-async def store(db_url: str) -> AsyncIterator[object]:
+async def store(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[object]:
     from fhir_server.storage import Store, make_engine, upgrade
 
     engine = make_engine(db_url)
     await upgrade(engine)
     if engine.dialect.name == "postgresql":
         await _truncate(engine)
-    s = Store(engine)
+    s = Store(engine, writer_process=request.node.callspec.params.get("db_url") == "sqlite-process")
     await s.start()
     yield s
     await s.close()

@@ -34,6 +34,10 @@ that was queued beside it in the same transaction, and the bulk jobs are not sta
 
 After each commit the writer yields to the event loop once, so the consumers the commit woke
 run before it starts on the next group.
+
+``writer_process`` (SQLite on a file): the writer's connection lives in a child process
+(``writer_process.py``), so SQLite's work runs on another core than the event loop's; the
+jobs, the groups and the order stay here, each flush is one request to the child.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from .checkpoint import WalCheckpointer
 from .notify import ChangeNotifier
 from .tx import WriteTx
 from .types import Buffered, Change, Method, PendingWrite, Prepared, StoredVersion, Written
+from .writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,7 +83,8 @@ class Store:
     """Async FHIR storage over SQLite or PostgreSQL. ``start()`` before use, ``close()`` after."""
 
     def __init__(self, engine: AsyncEngine, indexer: Indexer | None = None, *, max_group: int = 512,
-                 group_commit_ms: float = 0.0, checkpoint_every_s: float | None = 0.25):
+                 group_commit_ms: float = 0.0, checkpoint_every_s: float | None = 0.25,
+                 writer_process: bool = False):
         self.engine = engine
         self.indexer = indexer or _default_indexer()
         self.max_group = max_group
@@ -97,12 +103,23 @@ class Store:
         # the series_member sets committed by this store (each written once: _plan.Members)
         self._series_sets: set[str] = set()
         path = engine.url.database if engine.dialect.name == "sqlite" else None
+        on_file = bool(path and path != ":memory:" and not engine.url.query.get("uri"))
         self.checkpointer = (WalCheckpointer(path, every_s=checkpoint_every_s)
-                             if path and path != ":memory:" and checkpoint_every_s is not None
-                             and not engine.url.query.get("uri") else None)
+                             if on_file and path and checkpoint_every_s is not None else None)
+        # a database in memory is the process's own: only a file can be shared with a child
+        self._remote_path = path if writer_process and on_file else None
+        self._remote: WriterProcess | None = None
+
+    @property
+    def writer_process(self) -> bool:
+        """Whether the writer's connection is in a child process (``writer_process.py``)."""
+        return self._remote_path is not None
 
     async def start(self) -> None:
         self.notifier.seq = await self.last_seq()
+        if self._remote_path is not None and self._remote is None:
+            self._remote = WriterProcess(self._remote_path)
+            await self._remote.start()
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="vitalgate-writer")
 
@@ -112,6 +129,9 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        if self._remote is not None:
+            remote, self._remote = self._remote, None
+            await remote.close()
         if self.checkpointer is not None:
             await self.checkpointer.close()
         if self._wconn is not None:
@@ -228,6 +248,8 @@ class Store:
 
     async def _run(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]
                    ) -> tuple[list[Any], int, list[PendingWrite]]:
+        if self._remote_path is not None:
+            return await self._run_remote(group)
         conn = await self._writer_conn()
         try:
             if self.is_postgres:
@@ -240,10 +262,6 @@ class Store:
                     continue
                 results.append(await job(tx))
             await tx.commit()
-            if tx.members.fresh:
-                if len(self._series_sets) >= _MAX_SERIES_SETS:
-                    self._series_sets.clear()  # forgetting one costs one INSERT OR IGNORE again
-                self._series_sets.update(tx.members.fresh)
         except BaseException:
             # closing rolls back (SQLAlchemy's transaction and, by the pool's reset, the raw one)
             # and a broken connection is not reused: the next group checks out a fresh one
@@ -251,8 +269,44 @@ class Store:
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.close())
             raise
-        self.commits += 1
+        self._committed(tx)
         return results, tx.max_seq, tx.flushed
+
+    def _committed(self, tx: WriteTx) -> None:
+        self.commits += 1
+        if tx.members.fresh:
+            if len(self._series_sets) >= _MAX_SERIES_SETS:
+                self._series_sets.clear()  # forgetting one costs one INSERT OR IGNORE again
+            self._series_sets.update(tx.members.fresh)
+
+    async def _run_remote(self, group: list[tuple[Job[Any], asyncio.Future[Any]]]
+                          ) -> tuple[list[Any], int, list[PendingWrite]]:
+        """``_run`` with the connection in the child (which keeps the series sets too: these
+        books are the parent's copy, for the same questions)."""
+        remote = await self._writer_remote()
+        tx = WriteTx(None, self.indexer, Members(self._series_sets), remote=remote)
+        try:
+            results = [None if fut.cancelled() else await job(tx) for job, fut in group]
+            await tx.commit()
+        except BaseException:
+            if remote.alive:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(remote.rollback())
+            raise
+        self._committed(tx)
+        return results, tx.max_seq, tx.flushed
+
+    async def _writer_remote(self) -> WriterProcess:
+        """The child, started again if it died (its transaction died with it)."""
+        if self._remote is not None and not self._remote.alive:
+            log.error("the SQLite writer process exited; starting another")
+            dead, self._remote = self._remote, None
+            await dead.close()
+        if self._remote is None:
+            assert self._remote_path is not None
+            self._remote = WriterProcess(self._remote_path)
+            await self._remote.start()
+        return self._remote
 
     async def _writer_conn(self) -> AsyncConnection:
         """The writer's connection, kept between groups: a checkout from the pool and its reset

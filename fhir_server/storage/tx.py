@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ._flush import Indexer, Keys, Members, flush_core, flush_sqlite
 from .types import Buffered, Method, PendingWrite, Prepared, now_us
 
+if TYPE_CHECKING:
+    from .writer_process import WriterProcess
+
 _QMARK = re.compile(r"\?")
 
 if TYPE_CHECKING:
@@ -26,17 +29,20 @@ if TYPE_CHECKING:
 
 
 class WriteTx:
-    """A unit of work bound to one database transaction of the single writer."""
+    """A unit of work bound to one database transaction of the single writer: on ``conn``, or
+    (SQLite) on the connection of the ``remote`` writer process (``writer_process.py``)."""
 
-    def __init__(self, conn: AsyncConnection, indexer: Indexer, members: Members | None = None) -> None:
+    def __init__(self, conn: AsyncConnection | None, indexer: Indexer, members: Members | None = None,
+                 *, remote: WriterProcess | None = None) -> None:
         self.conn = conn
+        self._remote = remote
         self.members = members or Members()  # the series_member sets written (store.py adds them after the commit)
         self._indexer = indexer
         self._writes: list[PendingWrite] = []
         self._extra: list[tuple[Table, list[dict[str, Any]]]] = []
         self._cursors: dict[str, int] = {}
         self._keys: Keys | None = None
-        self._sqlite = conn.dialect.name == "sqlite"
+        self._sqlite = remote is not None or (conn is not None and conn.dialect.name == "sqlite")
         self.max_seq = 0
         self.flushed: list[PendingWrite] = []  # in seq order; the store hands them to consumers after commit
 
@@ -80,9 +86,12 @@ class WriteTx:
         """Commit consumer ``name``'s position together with this transaction's effects."""
         self._cursors[name] = max(seq, self._cursors.get(name, 0))
 
-    async def execute(self, stmt: Select[Any]) -> Result[Any]:
+    async def execute(self, stmt: Select[Any]) -> Result[Any] | Buffered:
         """Run a read inside the transaction, after flushing queued writes."""
         await self.flush()
+        if self._remote is not None:
+            return Buffered(await self._remote.rows(*_sqlite_sql(stmt)))
+        assert self.conn is not None
         result: Result[Any] = await self.conn.execute(stmt)
         return result
 
@@ -91,8 +100,9 @@ class WriteTx:
         return Buffered(list((await self.execute(stmt)).all()))
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """All rows of a raw read inside the transaction (after the queued writes); ``sql``
-        uses ``?`` placeholders (and no ``?`` in literals), ``params`` plain values.
+        """All rows of a raw statement inside the transaction (after the queued writes): a
+        read, or a write of a table the store does not own (none for one without RETURNING);
+        ``sql`` uses ``?`` placeholders (and no ``?`` in literals), ``params`` plain values.
 
         For per-group reads on the write path: no statement compiled (SQLAlchemy's compile
         of a statement built per call costs milliseconds here), and on SQLite one call in the
@@ -100,10 +110,14 @@ class WriteTx:
         stays true until the commit) instead of several thread hops.
         """
         await self.flush()
+        if self._remote is not None:
+            return await self._remote.rows(sql, params)
+        assert self.conn is not None
         if not self._sqlite:
             numbers = iter(range(1, len(params) + 1))
             numbered = _QMARK.sub(lambda _: f"${next(numbers)}", sql)
-            return [tuple(r) for r in await self.conn.exec_driver_sql(numbered, tuple(params))]
+            result = await self.conn.exec_driver_sql(numbered, tuple(params))
+            return [tuple(r) for r in result] if result.returns_rows else []
         rows: list[tuple[Any, ...]] = await _in_sqlite_thread(self.conn, _sqlite_rows, sql, list(params))
         return rows
 
@@ -119,7 +133,7 @@ class WriteTx:
             await self._flush(commit=True)
         else:
             await self._flush(commit=False)
-        if self.conn.in_transaction():  # a job ran SQLAlchemy statements, or PostgreSQL
+        if self.conn is not None and self.conn.in_transaction():  # a job ran SQLAlchemy statements, or PostgreSQL
             await self.conn.commit()
 
     async def _flush(self, *, commit: bool) -> None:
@@ -128,6 +142,14 @@ class WriteTx:
         cursors, self._cursors = self._cursors, {}
         if not (writes or extra or cursors or commit):
             return
+        if self._remote is not None:
+            self._keys, max_seq = await self._remote.flush(
+                self._keys, writes, now_us(), [(table.name, rows) for table, rows in extra], cursors, commit,
+                self.members)
+            self.max_seq = max(self.max_seq, max_seq)
+            self.flushed.extend(writes)
+            return
+        assert self.conn is not None
         args = (self._keys, writes, self._indexer, now_us(), extra, cursors)
         if self._sqlite:
             self._keys, max_seq = await _in_sqlite_thread(self.conn, flush_sqlite, *args, commit, self.members)
@@ -135,6 +157,17 @@ class WriteTx:
             self._keys, max_seq = await flush_core(self.conn, *args, self.members)
         self.max_seq = max(self.max_seq, max_seq)
         self.flushed.extend(writes)
+
+
+def _sqlite_sql(stmt: Select[Any]) -> tuple[str, list[Any]]:
+    """``stmt`` as SQLite SQL with ``?`` placeholders and its parameters in order."""
+    from sqlalchemy.dialects import sqlite
+
+    compiled = stmt.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    procs: Any = compiled._bind_processors  # e.g. a Boolean's True -> 1
+    names = compiled.positiontup or []
+    return compiled.string, [procs[n](params[n]) if n in procs else params[n] for n in names]
 
 
 def _sqlite_rows(db: sqlite3.Connection, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, update
-
 from fhir_server.storage import Store, WriteTx
 from gateway.devices.index_rows import DeviceIndexer
 from gateway.inbox.records import (
@@ -280,9 +278,10 @@ class Ingestor:
         if replay_of is None:
             tx.insert(inbox, [row])
             return
-        new_pk = (await tx.conn.execute(inbox.insert().returning(inbox.c.pk), row)).scalar_one()
-        await tx.conn.execute(
-            update(inbox).where(inbox.c.pk == replay_of)
-            .values(status=REPLAYED, reason=func.coalesce(inbox.c.reason, "")
-                    + f" | replayed as inbox #{new_pk}")
-        )
+        # raw SQL through tx.rows: the transaction may live in the SQLite writer's process
+        cols = list(row)
+        ((new_pk,),) = await tx.rows(
+            f"INSERT INTO {inbox.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING pk",
+            [row[c] for c in cols])
+        await tx.rows(f"UPDATE {inbox.name} SET status = ?, reason = coalesce(reason, '') || ? WHERE pk = ?",
+                      [REPLAYED, f" | replayed as inbox #{new_pk}", replay_of])

@@ -57,7 +57,7 @@ async def run_listener(settings: Settings, config: ListenerConfig,
 
     engine = make_engine(settings.database_url)
     await upgrade(engine)
-    store = Store(engine, group_commit_ms=settings.group_commit_ms)
+    store = Store(engine, group_commit_ms=settings.group_commit_ms, writer_process=settings.writer_process)
     await store.start()
     try:
         async with mllp_service(settings, store, config) as server:
