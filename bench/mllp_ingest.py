@@ -15,6 +15,11 @@ control ID and new effective times, so every Observation is a new resource).
   over the senders, still one in flight each) for ``--duration`` s; ACK latency from send to
   ACK, p50/p99/max, and p99 from the scheduled send time (a sender that fell behind counts
   its wait: no coordinated omission).
+- ``baseline_writer_thread`` (SQLite, unless ``--no-baseline``): the same two phases on a
+  fresh database with the writer's connection in a thread of the listener
+  (``VITALGATE_WRITER_PROCESS=0``), the layout before the writer process; the main figures
+  are the default, the writer in a child process. The CPU figures count the listener and
+  its children (the writer's zygote and the writer).
 - ``parse``: python-hl7, hl7apy and our tokenizer, parse only, on the same messages.
 - ``ceiling``: raw sqlite3 ``executemany`` writing the rows the store writes for the same
   messages (resource, version, index, change log, inbox; the ORU's Patient and Locations
@@ -78,8 +83,9 @@ def message(sender: int, n: int, phase: str = "t") -> bytes:
     return ("\r".join(lines) + "\r").encode()
 
 
-async def start_server(db_url: str) -> tuple[asyncio.subprocess.Process, int]:
-    env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_LOG_LEVEL": "WARNING"}
+async def start_server(db_url: str, writer_process: bool = True) -> tuple[asyncio.subprocess.Process, int]:
+    env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_LOG_LEVEL": "WARNING",
+           "VITALGATE_WRITER_PROCESS": "1" if writer_process else "0"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.mllp", "--port", "0", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE)
@@ -155,13 +161,38 @@ async def stored_counts(db_url: str) -> tuple[int, int, int]:
         await store.engine.dispose()
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc; 0.0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and each of its live descendants (the writer's zygote and writer)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parents.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return {p: _cpu_s(p) for p in tree}
+
+
+def _cpu_delta(before: dict[int, float], after: dict[int, float], main: int) -> tuple[float, float]:
+    """(the listener's CPU, its children's) between two ``_tree_cpu_s`` readings."""
+    own = after.get(main, 0.0) - before.get(main, 0.0)
+    children = sum(v - before.get(p, 0.0) for p, v in after.items() if p != main)
+    return own, children
 
 
 def pct(values: list[float], q: float) -> float:
@@ -335,16 +366,27 @@ async def fresh_postgres(db_url: str) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     db_url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    result = await run_phases(args, db_url, writer_process=True)
+    if not db_url.startswith("postgresql") and not args.no_baseline:
+        base = await run_phases(args, f"sqlite:///{tempfile.mkdtemp()}/bench.db", writer_process=False)
+        result["baseline_writer_thread"] = {k: base[k] for k in ("machine", "throughput", "stored", "latency")}
+        result["writer_process_vs_thread_obs_per_s"] = round(
+            result["throughput"]["observations_per_s"] / max(base["throughput"]["observations_per_s"], 1), 2)
+    return result
+
+
+async def run_phases(args: argparse.Namespace, db_url: str, *, writer_process: bool) -> dict[str, Any]:
     if db_url.startswith("postgresql"):
         await fresh_postgres(db_url)
     load_start = os.getloadavg()[0]
-    proc, port = await start_server(db_url)
+    proc, port = await start_server(db_url, writer_process)
     latency: list[dict[str, Any]] = []
     acked_in_latency = 0
     try:
-        cpu0 = _cpu_s(proc.pid)
+        await asyncio.sleep(0.5)  # the writer's zygote and child are up (the listener printed its port)
+        cpu0 = _tree_cpu_s(proc.pid)
         sent, elapsed = await closed_loop(port, args.duration)
-        cpu_closed = _cpu_s(proc.pid) - cpu0
+        own, children = _cpu_delta(cpu0, _tree_cpu_s(proc.pid), proc.pid)
         for k, rate in enumerate(args.rates):
             t0 = time.perf_counter()
             latencies, scheduled = await open_loop(port, args.duration, rate, 10_000_000 * (k + 1))
@@ -359,6 +401,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     total = sent + acked_in_latency
     return {
         "database": db_url.split(":", 1)[0],
+        "writer": "process" if writer_process and not db_url.startswith("postgresql") else "thread",
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                     # the cores are shared: a load above ~2 means other work competed
                     "loadavg_1min_start": round(load_start, 2),
@@ -369,9 +412,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": {
             "messages_acked": sent, "messages_per_s": round(sent / elapsed),
             "observations_per_s": round(sent * len(OBX) / elapsed),
-            # the listener process's user+system CPU over the closed loop: steadier than Obs/s
-            # when other jobs share the cores
-            "listener_cpu_us_per_message": round(cpu_closed / max(sent, 1) * 1e6),
+            # user+system CPU over the closed loop: steadier than Obs/s when other jobs share
+            # the cores; the listener's process, then its children (the SQLite writer)
+            "listener_cpu_us_per_message": round(own / max(sent, 1) * 1e6),
+            "writer_process_cpu_us_per_message": round(children / max(sent, 1) * 1e6),
         },
         "stored": {"accepted_messages": accepted, "observation_resources": observations,
                    "acked_total": total, "all_acked_stored": accepted >= total,
@@ -387,6 +431,8 @@ def main() -> None:
                    help="offered Observations/s for the latency phases, comma separated")
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     p.add_argument("--parse-messages", type=int, default=2000)
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the writer-in-a-thread phases (SQLite)")
     args = p.parse_args()
     args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
     result = asyncio.run(run(args))
