@@ -116,11 +116,11 @@ def build_select(q: SearchQuery, *, index_order: bool = True) -> Select[Any]:
     ``index_order=False``: the generic plan, which collects and sorts every match (the same page;
     tests and benchmarks compare the two).
     """
-    stmt = None
-    if index_order:
-        stmt = _streaming_select(q)
-        if stmt is None:
-            stmt = _date_sorted_select(q)
+    stmt = _streaming_select(q) if index_order else None
+    if stmt is None and index_order:
+        sorted_page = _date_sorted_select(q)
+        if sorted_page is not None:
+            return sorted_page  # limited already
     if stmt is None:
         stmt = _page_columns().where(*_conditions(q)).order_by(*_order(q))
     return stmt.limit(q.count + 1).offset(q.offset)

@@ -186,8 +186,9 @@ def date_sorted(q: SearchQuery, res: FromClause) -> tuple[FromClause, list[Colum
     without a row of the parameter come after all of them in rid order, as in the generic
     plan; they are read only when the dated ones run out before the page is full.
 
-    Returns a subquery of ``(rid, g, k)`` (``g`` 0 for dated, 1 for undated, ``k`` the sort
-    value) and its order; the caller joins the page columns and applies the page's limit.
+    Returns the page (``LIMIT`` and ``OFFSET`` applied) as a subquery of ``(rid, g, k)`` (``g``
+    0 for dated, 1 for undated, ``k`` the sort value) and its order, for the caller to join the
+    page columns to.
     """
     k = _sortable(q)
     if k is None:
@@ -219,7 +220,7 @@ def date_sorted(q: SearchQuery, res: FromClause) -> tuple[FromClause, list[Colum
         .order_by(*order).limit(end).cte("dated")
     )
     m, u = t.alias("m"), res.alias("u")
-    has_row = select(m.c.rid).where(m.c.rid == u.c.rid, param_rows(m, k.param, by_rid=True)).limit(1)
+    has_row = exists(select(m.c.rid).where(m.c.rid == u.c.rid, param_rows(m, k.param, by_rid=True)))
     # Read only when the dated rows do not fill the page, for each database its own way:
     # PostgreSQL tests the uncorrelated ``short`` once (a one-time filter) but would walk ``u`` in
     # rid order as the outer loop of the gate; SQLite tests ``short`` per row of ``u`` but keeps the
@@ -231,9 +232,11 @@ def date_sorted(q: SearchQuery, res: FromClause) -> tuple[FromClause, list[Colum
         .select_from(gate.join(u, u.c.rid > gate.c.start))
         .where(short, gate.c.n < end, u.c.type == q.resource_type, u.c.deleted == false(),
                *([u.c.rid <= q.snapshot] if q.snapshot is not None else []),
-               has_row.scalar_subquery().is_(None))
+               ~has_row)
         .order_by(u.c.rid).limit(end)
     )
-    both = union_all(select(dated), select(undated.subquery())).subquery("page")
+    both = union_all(select(dated), select(undated.subquery())).subquery("both")
     k_order = both.c.k.desc() if k.descending else both.c.k.asc()
-    return both, [both.c.g, k_order, both.c.rid]
+    # the page is cut from the rids before any body is read: offset + count + 1 rows at most
+    page = select(both).order_by(both.c.g, k_order, both.c.rid).limit(q.count + 1).offset(q.offset).subquery("page")
+    return page, [page.c.g, page.c.k.desc() if k.descending else page.c.k.asc(), page.c.rid]
