@@ -197,7 +197,7 @@ async def _sort_pages(url: str, runs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with eng.connect() as conn:
         for sort in ("-date", "date"):
-            for offset in (0, 1000):
+            for offset in (0, 1000, 9000):
                 q = parse_search("Observation", [("_sort", sort), ("_count", "10"), ("_offset", str(offset))],
                                  strict=True)
                 ms: dict[str, float] = {}

@@ -12,7 +12,8 @@ series' next readings, not a sort of the whole series.
 A resource can have two index rows with the same key (the same code in two codings); the
 ``NOT EXISTS`` on a lower ``pk`` keeps only its first row, so each resource appears once
 (a series has one end-time row per Observation). Used only without ``_sort``; everything
-else takes ``where_all``.
+else takes ``where_all``, except a lone ``_sort`` on a date parameter (``date_sorted``), whose
+page is read from the parameter's date index in the sort's order.
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def date_sorted(q: SearchQuery, res: FromClause) -> tuple[FromClause, list[Colum
     # NOT EXISTS, not ``(SELECT ... LIMIT 1) IS NULL``: PostgreSQL plans a nested-loop anti-join
     # in index order either way, but guesses 0.5 % of rows pass the IS NULL, so a page past a few
     # hundred rows looked like a full walk and crossed the JIT threshold (0.5 s of compiling)
-    first = select(e.c.rid).where(e.c.rid == d.c.rid, e.c.param == d.c.param, better).limit(1)
+    first = select(e.c.rid).where(e.c.rid == d.c.rid, e.c.param == d.c.param, better)
     live = [r.c.type == q.resource_type, r.c.deleted == false()]
     if q.snapshot is not None:
         live.append(r.c.rid <= q.snapshot)
