@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Table, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, Table, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # BIGINT on PostgreSQL, INTEGER on SQLite so that the key is a rowid alias there.
@@ -111,11 +111,17 @@ class StringIndexRow(SQLModel, table=True):
     exact: str  # as written: :exact search
 
 
+_NOT_SERIES_END = text("param NOT LIKE 'Obs.pce|%'")  # migration 0010's predicate, written out as there
+
+
 class DateIndexRow(SQLModel, table=True):
     __tablename__ = "idx_date"
     __table_args__ = (
         Index("ix_date_lo", "param", "lo", "rid"),
         Index("ix_date_rid_cover", "rid", "param", "lo", "hi"),  # covers probes by rid (0002)
+        # a page of _sort=-<date> in index order, without the series end-time rows (0010)
+        Index("ix_date_hi", "param", text("hi DESC"), "rid", sqlite_where=_NOT_SERIES_END,
+              postgresql_where=_NOT_SERIES_END),
     )
     pk: int | None = _pk()
     rid: int = _bigint()
