@@ -96,6 +96,7 @@ class Store:
         self._held: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()  # taken, then passed by urgent jobs
         self._bulk: deque[tuple[Job[Any], asyncio.Future[Any]]] = deque()
         self._bulk_turn = False  # a group of the other jobs committed since the last bulk group
+        self._idle = False  # the writer waits for a first job
         self._writer: asyncio.Task[None] | None = None
         self._wconn: AsyncConnection | None = None
         self.is_postgres = engine.dialect.name == "postgresql"
@@ -155,6 +156,14 @@ class Store:
             await self._queue.put((job, fut))
         return await fut
 
+    def writer_starting(self) -> bool:
+        """Whether a job waits for a writer that is about to wake up to take it. A producer
+        that maps many jobs in one turn of the event loop (the MLLP listener when several
+        frames arrive together) yields once when this is true, so the writer starts a commit
+        with what is queued (in the writer process, on the other core) while the rest are
+        mapped, instead of after them all."""
+        return self._idle and not self._queue.empty()
+
     def prepare(self, type_: str, id_: str, resource: dict[str, Any], *,
                 indexer: Indexer | None = None) -> Prepared | None:
         """Serialise and index ``resource`` now, outside the writer (``tx.put(..., prepared=)``):
@@ -183,7 +192,15 @@ class Store:
                 group = [self._bulk.popleft() for _ in range(min(len(self._bulk), self.max_group))]
                 self._bulk_turn = False
             else:
-                first = self._held.popleft() if self._held else await self._queue.get()
+                first: tuple[Job[Any], asyncio.Future[Any]] | None
+                if self._held:
+                    first = self._held.popleft()
+                else:
+                    self._idle = True
+                    try:
+                        first = await self._queue.get()
+                    finally:
+                        self._idle = False
                 if first is None:
                     continue
                 group = [first]

@@ -145,6 +145,8 @@ class Ingestor:
 
     async def _pipeline(self, payload: bytes, digest: str, header: MessageHeader, peer: str,
                         replay_of: int | None) -> IngestResult:
+        if self.store.writer_starting():  # let it take the queued jobs before this one is mapped
+            await asyncio.sleep(0)
         if not sender_allowed(header.sending_app, header.sending_facility, self.allowed_senders):
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "sending application/facility not allowed",
                            "MSH^1^3")
