@@ -9,7 +9,9 @@ Best of ``--repeats`` passes (CPU µs a message), so other jobs on the cores mov
 
 ``ingest``: the real ``Ingestor.ingest`` from 8 concurrent tasks on a real ``Store`` (a fresh
 SQLite file): the event loop thread's CPU a message (``time.thread_time``: SQLite's own
-threads are not in it), i.e. the listener's loop side without the sockets.
+threads are not in it), i.e. the listener's loop side without the sockets; with the writer
+in a thread (``ingest``, the baseline) and in a child process (``ingest_writer_process``,
+the default: the loop also pickles each flush and unpickles its outcome).
 
 That the output of these steps stays byte for byte the same is
 ``tests/gateway/unit/test_ingest_golden.py``'s job.
@@ -53,8 +55,8 @@ def _ingestor(store: Store) -> Ingestor:
     return Ingestor(store, mapping_context(Settings()))
 
 
-def _store(path: str) -> Store:
-    return Store(make_engine(f"sqlite+aiosqlite:///{path}"))
+def _store(path: str, writer_process: bool = False) -> Store:
+    return Store(make_engine(f"sqlite+aiosqlite:///{path}"), writer_process=writer_process)
 
 
 def _bench_messages(n: int, phase: str = "p") -> list[bytes]:
@@ -98,9 +100,9 @@ def stages(ing: Ingestor, msgs: list[bytes], repeats: int) -> dict[str, float]:
     return out
 
 
-async def ingest(msgs: list[bytes], tmp: str) -> dict[str, Any]:
+async def ingest(msgs: list[bytes], tmp: str, writer_process: bool = False) -> dict[str, Any]:
     """8 tasks, one message in flight each, through the real Ingestor and Store."""
-    store = _store(f"{tmp}/ingest.db")
+    store = _store(f"{tmp}/ingest{int(writer_process)}.db", writer_process)
     await upgrade(store.engine)
     await store.start()
     ing = _ingestor(store)
@@ -142,6 +144,7 @@ def main() -> None:
         result: dict[str, Any] = {"stages_us_per_message": stages(_ingestor(store), msgs, args.repeats)}
         if not args.skip_ingest:
             result["ingest"] = asyncio.run(ingest(msgs, tmp))
+            result["ingest_writer_process"] = asyncio.run(ingest(msgs, tmp, writer_process=True))
     print(json.dumps(result, indent=2))
 
 

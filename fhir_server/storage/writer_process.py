@@ -52,6 +52,7 @@ from .types import PendingWrite, Prepared, Written
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("!Q")
+_SOCKET_BUFFER = 4 << 20
 _MAX_SETS = 200_000  # as Store's: a few a patient, far more than a node's patients
 # a write as it crosses: type, id, resource (None: delete; {} stands for a prepared one),
 # method, if_match, must_not_exist, if_absent, minted, prepared
@@ -85,6 +86,9 @@ class WriterProcess:
 
     async def start(self) -> None:
         mine, theirs = socket.socketpair()
+        for sock in (mine, theirs):  # a group's request (~100 KB) in one send, not a partial one and a wait
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         try:
             self.pid = await asyncio.to_thread(_zygote().fork, self.path, theirs)
         finally:
