@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Table
@@ -136,6 +136,29 @@ class WriteTx:
         if self.conn is not None and self.conn.in_transaction():  # a job ran SQLAlchemy statements, or PostgreSQL
             await self.conn.commit()
 
+    def start_commit(self) -> Awaitable[None]:
+        """With a writer process: send the last flush and the commit now and return what
+        waits for the commit, so the store can go on to the next group's jobs meanwhile."""
+        assert self._remote is not None
+        writes, self._writes = self._writes, []
+        extra, self._extra = self._extra, []
+        cursors, self._cursors = self._cursors, {}
+        return self._remote_flush(writes, extra, cursors, True)
+
+    def _remote_flush(self, writes: list[PendingWrite], extra: list[tuple[Table, list[dict[str, Any]]]],
+                      cursors: dict[str, int], commit: bool) -> Awaitable[None]:
+        """Sends the request now (not when awaited): requests go out in the order made."""
+        assert self._remote is not None
+        outcome = self._remote.start_flush(self._keys, writes, now_us(), [(table.name, rows) for table, rows in extra],
+                                           cursors, commit, self.members)
+
+        async def done() -> None:
+            self._keys, max_seq = await outcome
+            self.max_seq = max(self.max_seq, max_seq)
+            self.flushed.extend(writes)
+
+        return done()
+
     async def _flush(self, *, commit: bool) -> None:
         writes, self._writes = self._writes, []
         extra, self._extra = self._extra, []
@@ -143,11 +166,7 @@ class WriteTx:
         if not (writes or extra or cursors or commit):
             return
         if self._remote is not None:
-            self._keys, max_seq = await self._remote.flush(
-                self._keys, writes, now_us(), [(table.name, rows) for table, rows in extra], cursors, commit,
-                self.members)
-            self.max_seq = max(self.max_seq, max_seq)
-            self.flushed.extend(writes)
+            await self._remote_flush(writes, extra, cursors, commit)
             return
         assert self.conn is not None
         args = (self._keys, writes, self._indexer, now_us(), extra, cursors)

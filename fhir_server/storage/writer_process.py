@@ -41,7 +41,8 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fhir_server.errors import StorageError
@@ -57,6 +58,10 @@ _MAX_SETS = 200_000  # as Store's: a few a patient, far more than a node's patie
 # a write as it crosses: type, id, resource (None: delete; {} stands for a prepared one),
 # method, if_match, must_not_exist, if_absent, minted, prepared
 _Wire = tuple[str, str, dict[str, Any] | None, str, int | None, bool, bool, bool, Any]
+
+
+class WriterGone(StorageError):
+    """The child ended (or was killed): what it was doing is unknown, an open transaction lost."""
 
 
 def _wire(w: PendingWrite) -> _Wire:
@@ -75,14 +80,21 @@ def _outcome(w: PendingWrite) -> tuple[tuple[Any, ...] | None, bool]:
 
 
 class WriterProcess:
-    """The parent's end: ``await start()``, then one request at a time from the store's writer."""
+    """The parent's end: ``await start()``, then requests from the store's writer.
+
+    Requests are answered in the order they were sent, so a request may be sent before the
+    reply to the previous one has come: the store sends a group's commit and goes on to the
+    next group's jobs (``start_flush``), and the child starts on them as soon as it has
+    committed, without waiting for this process's event loop. The requests of one
+    transaction must follow each other without another's in between (the store's writer
+    sends one transaction's at a time)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.pid = 0
-        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._lock = asyncio.Lock()
+        self._replies: deque[asyncio.Future[Any]] = deque()
+        self._reading: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         mine, theirs = socket.socketpair()
@@ -93,63 +105,87 @@ class WriterProcess:
             self.pid = await asyncio.to_thread(_zygote().fork, self.path, theirs)
         finally:
             theirs.close()
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=mine)
-        await self._call(("ping",))
+        reader, self._writer = await asyncio.open_unix_connection(sock=mine)
+        self._reading = asyncio.create_task(self._read_replies(reader), name="vitalgate-writer-replies")
+        await self.send(("ping",))
 
     @property
     def alive(self) -> bool:
-        """False once a request found the child gone (or was cut short): start another."""
+        """False once the child is found gone: start another."""
         return self._writer is not None
 
-    async def flush(self, keys: Keys | None, writes: Sequence[PendingWrite], now: int,
+    def start_flush(self, keys: Keys | None, writes: Sequence[PendingWrite], now: int,
                     extra: list[tuple[str, list[dict[str, Any]]]], cursors: Mapping[str, int],
-                    commit: bool, members: Members) -> tuple[Keys | None, int]:
-        """``_flush.flush_sqlite`` in the child; sets each write's ``result`` / ``skipped``,
-        and ``members.fresh`` to the sets the child's transaction has written rows of."""
+                    commit: bool, members: Members) -> Awaitable[tuple[Keys | None, int]]:
+        """Send ``_flush.flush_sqlite``'s request now; the awaitable sets each write's
+        ``result`` / ``skipped`` and ``members.fresh`` (the sets the child's transaction has
+        written rows of) from the reply, and gives the keys and max seq."""
         k = None if keys is None else (keys.rid, keys.vid, keys.seq)
-        k2, max_seq, outcomes, members.fresh = await self._call(
-            ("flush", k, [_wire(w) for w in writes], now, extra, dict(cursors), commit))
-        for w, (result, skipped) in zip(writes, outcomes, strict=True):
-            w.result, w.skipped = (None if result is None else Written(*result)), skipped
-        return (None if k2 is None else Keys(*k2)), max_seq
+        reply = self.send(("flush", k, [_wire(w) for w in writes], now, extra, dict(cursors), commit))
+
+        async def outcome() -> tuple[Keys | None, int]:
+            k2, max_seq, outcomes, members.fresh = await reply
+            for w, (result, skipped) in zip(writes, outcomes, strict=True):
+                w.result, w.skipped = (None if result is None else Written(*result)), skipped
+            return (None if k2 is None else Keys(*k2)), max_seq
+
+        return outcome()
 
     async def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """A statement inside the transaction (taking the write lock first), all its rows."""
-        rows: list[tuple[Any, ...]] = await self._call(("rows", sql, list(params)))
+        rows: list[tuple[Any, ...]] = await self.send(("rows", sql, list(params)))
         return rows
 
     async def rollback(self) -> None:
-        await self._call(("rollback",))
+        await self.send(("rollback",))
 
     async def close(self) -> None:
         """Stop the child; returns once it has rolled back what was open and closed the file."""
         if self._writer is not None:
             with contextlib.suppress(StorageError):
-                await self._call(("close",))
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+                await self.send(("close",))
+        self._gone()
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
+            self._reading = None
 
-    async def _call(self, request: tuple[Any, ...]) -> Any:
-        if self._writer is None or self._reader is None:
-            raise StorageError("writer process not started")
-        async with self._lock:
-            body = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-            done = False
-            try:
-                self._writer.write(_HEAD.pack(len(body)) + body)
-                (n,) = _HEAD.unpack(await self._reader.readexactly(_HEAD.size))
-                ok, value = pickle.loads(await self._reader.readexactly(n))
-                done = True
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                raise StorageError("the SQLite writer process is gone") from exc
-            finally:
-                if not done:  # cancelled or broken between request and reply: the stream is out of step
-                    self._writer.close()
-                    self._writer = None
-        if not ok:
-            raise value
-        return value
+    def send(self, request: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Send ``request`` now; the future is its reply (an error raised in the child is
+        raised by the future)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._writer is None:
+            fut.set_exception(WriterGone("the SQLite writer process is gone"))
+            return fut
+        body = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
+        self._writer.write(_HEAD.pack(len(body)) + body)
+        self._replies.append(fut)
+        return fut
+
+    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                (n,) = _HEAD.unpack(await reader.readexactly(_HEAD.size))
+                ok, value = pickle.loads(await reader.readexactly(n))
+                fut = self._replies.popleft()
+                if fut.cancelled():
+                    continue  # its waiter went away; the stream stays in step
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+        except (OSError, asyncio.IncompleteReadError, IndexError):
+            self._gone()
+
+    def _gone(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        while self._replies:
+            fut = self._replies.popleft()
+            if not fut.done():
+                fut.set_exception(WriterGone("the SQLite writer process is gone"))
 
 
 # -- the child --------------------------------------------------------------------------------
@@ -175,8 +211,13 @@ def _serve(sock: socket.socket, path: str) -> None:
                   for t_, i, r, m, im, mne, ia, mi, p in wire]
         named = [(tables.setdefault(name, _Table(name)), rows) for name, rows in extra]
         keys = None if k is None else Keys(*k)
-        keys2, max_seq = flush_sqlite(db, keys, writes, extract_index, now, named, cursors, commit,  # type: ignore[arg-type]
-                                      members)
+        try:
+            keys2, max_seq = flush_sqlite(db, keys, writes, extract_index, now, named, cursors,  # type: ignore[arg-type]
+                                          commit, members)
+        except BaseException:
+            if commit:  # the transaction ends here: the next request may be the next transaction's
+                rollback()
+            raise
         fresh = set(members.fresh)  # the transaction's so far: the parent keeps the same books
         if commit:
             _committed()

@@ -139,3 +139,65 @@ async def test_a_database_in_memory_stays_in_process() -> None:
     store = Store(engine, writer_process=True)
     assert not store.writer_process
     await engine.dispose()
+
+
+async def test_a_commit_that_fails_in_the_child_fails_only_its_job(db_path) -> None:
+    """The conflict is found by the group's last flush, in the child, after the writer went on
+    to the next group: that group's other jobs are committed again, each alone."""
+    store = await _started(db_path)
+    try:
+        await store.put("Patient", "x", {"active": True})
+
+        def job_for(i: int):
+            async def job(tx) -> int:
+                # no flush of its own: found out by the commit's flush
+                tx.put("Patient", "x" if i == 3 else f"p{i}", {"active": True}, if_match=9 if i == 3 else None)
+                return i
+            return job
+
+        outcomes = await asyncio.gather(*(store.write(job_for(i)) for i in range(8)), return_exceptions=True)
+        assert isinstance(outcomes[3], VersionConflict)
+        assert [o for k, o in enumerate(outcomes) if k != 3] == [0, 1, 2, 4, 5, 6, 7]
+        for i in (0, 1, 2, 4, 5, 6, 7):
+            assert (await store.read("Patient", f"p{i}")).version == 1
+        assert (await store.read("Patient", "x")).version == 1
+    finally:
+        await store.close()
+
+
+async def test_a_job_that_fails_mid_group_rolls_back_only_its_writes(db_path) -> None:
+    store = await _started(db_path)
+    try:
+        def job_for(i: int):
+            async def job(tx) -> int:
+                tx.put("Patient", f"q{i}", {"active": True})
+                await tx.flush()  # in the child's open transaction
+                if i == 5:
+                    raise RuntimeError("this job fails after its flush")
+                return i
+            return job
+
+        outcomes = await asyncio.gather(*(store.write(job_for(i)) for i in range(8)), return_exceptions=True)
+        assert isinstance(outcomes[5], RuntimeError)
+        assert await store.read("Patient", "q5") is None
+        for i in (0, 1, 2, 3, 4, 6, 7):
+            assert outcomes[i] == i and (await store.read("Patient", f"q{i}")).version == 1
+    finally:
+        await store.close()
+
+
+async def test_pipelined_commits_resolve_and_notify_in_seq_order(db_path) -> None:
+    store = await _started(db_path)
+    try:
+        async def one(i: int) -> int:
+            return (await store.put("Patient", f"r{i}", {"active": bool(i % 2)})).seq
+
+        seqs = await asyncio.gather(*(one(i) for i in range(300)))
+        assert sorted(seqs) == list(range(1, 301))
+        # the notifier keeps one unbroken run only when told of the commits in seq order
+        held = store.notifier.recent(0, 1000)
+        assert held is not None and [c.seq for c, _, _ in held] == list(range(1, 301))
+        assert store.notifier.seq == 300
+        assert store.commits < 300  # grouped, several groups in flight
+    finally:
+        await store.close()
