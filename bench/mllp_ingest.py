@@ -15,11 +15,11 @@ control ID and new effective times, so every Observation is a new resource).
   over the senders, still one in flight each) for ``--duration`` s; ACK latency from send to
   ACK, p50/p99/max, and p99 from the scheduled send time (a sender that fell behind counts
   its wait: no coordinated omission).
-- ``baseline_writer_thread`` (SQLite, unless ``--no-baseline``): the same two phases on a
-  fresh database with the writer's connection in a thread of the listener
-  (``VITALGATE_WRITER_PROCESS=0``), the layout before the writer process; the main figures
-  are the default, the writer in a child process. The CPU figures count the listener and
-  its children (the writer's zygote and the writer).
+- ``writer_process`` (SQLite, unless ``--no-writer-process``): the same two phases on a
+  fresh database with the writer's connection in a child process
+  (``VITALGATE_WRITER_PROCESS=1``, storage/writer_process.py), against the main figures'
+  default layout (the writer in a thread of the listener). The CPU figures count the
+  listener and its children (the writer's zygote and the writer).
 - ``parse``: python-hl7, hl7apy and our tokenizer, parse only, on the same messages.
 - ``ceiling``: raw sqlite3 ``executemany`` writing the rows the store writes for the same
   messages (resource, version, index, change log, inbox; the ORU's Patient and Locations
@@ -83,7 +83,7 @@ def message(sender: int, n: int, phase: str = "t") -> bytes:
     return ("\r".join(lines) + "\r").encode()
 
 
-async def start_server(db_url: str, writer_process: bool = True) -> tuple[asyncio.subprocess.Process, int]:
+async def start_server(db_url: str, writer_process: bool = False) -> tuple[asyncio.subprocess.Process, int]:
     env = {**os.environ, "VITALGATE_DATABASE_URL": db_url, "VITALGATE_LOG_LEVEL": "WARNING",
            "VITALGATE_WRITER_PROCESS": "1" if writer_process else "0"}
     proc = await asyncio.create_subprocess_exec(
@@ -366,12 +366,12 @@ async def fresh_postgres(db_url: str) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     db_url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    result = await run_phases(args, db_url, writer_process=True)
-    if not db_url.startswith("postgresql") and not args.no_baseline:
-        base = await run_phases(args, f"sqlite:///{tempfile.mkdtemp()}/bench.db", writer_process=False)
-        result["baseline_writer_thread"] = {k: base[k] for k in ("machine", "throughput", "stored", "latency")}
+    result = await run_phases(args, db_url, writer_process=False)
+    if not db_url.startswith("postgresql") and not args.no_writer_process:
+        alt = await run_phases(args, f"sqlite:///{tempfile.mkdtemp()}/bench.db", writer_process=True)
+        result["writer_process"] = {k: alt[k] for k in ("machine", "throughput", "stored", "latency")}
         result["writer_process_vs_thread_obs_per_s"] = round(
-            result["throughput"]["observations_per_s"] / max(base["throughput"]["observations_per_s"], 1), 2)
+            alt["throughput"]["observations_per_s"] / max(result["throughput"]["observations_per_s"], 1), 2)
     return result
 
 
@@ -431,8 +431,8 @@ def main() -> None:
                    help="offered Observations/s for the latency phases, comma separated")
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     p.add_argument("--parse-messages", type=int, default=2000)
-    p.add_argument("--no-baseline", action="store_true",
-                   help="skip the writer-in-a-thread phases (SQLite)")
+    p.add_argument("--no-writer-process", action="store_true",
+                   help="skip the writer-in-a-child-process phases (SQLite)")
     args = p.parse_args()
     args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
     result = asyncio.run(run(args))

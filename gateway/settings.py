@@ -55,8 +55,10 @@ class Settings(BaseSettings):
     base_url: str | None = None
     group_commit_ms: float = 1.0
     # SQLite on a file: the writer's connection in a child process, on the other core than the
-    # event loop's (fhir_server/storage/writer_process.py; docs/mllp-ingest-performance.md, tenth round)
-    writer_process: bool = True
+    # event loop's (fhir_server/storage/writer_process.py). Off by default: +11-15 % ingest at
+    # saturation, but a few ms more per commit at the 100-bed load (docs/mllp-ingest-performance.md,
+    # tenth round), where alert latency matters more
+    writer_process: bool = False
     devices: str = ""  # device feeds to poll: kind@host:port[#bed], comma separated (gateway.devices.service)
     # alerting (gateway.alerting): rule set name or TOML path; signed-model registry; trusted keys
     alert_ruleset: str = "news2-ward"

@@ -34,8 +34,9 @@ def oru(sender: int, n: int) -> bytes:
     ).encode()
 
 
-async def start_server(db: Path) -> tuple[asyncio.subprocess.Process, int]:
-    env = {**os.environ, "VITALGATE_DATABASE_URL": f"sqlite:///{db}", "VITALGATE_LOG_LEVEL": "WARNING"}
+async def start_server(db: Path, writer_process: bool = False) -> tuple[asyncio.subprocess.Process, int]:
+    env = {**os.environ, "VITALGATE_DATABASE_URL": f"sqlite:///{db}", "VITALGATE_LOG_LEVEL": "WARNING",
+           "VITALGATE_WRITER_PROCESS": "1" if writer_process else "0"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.mllp", "--port", "0", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
@@ -62,9 +63,13 @@ async def stream(port: int, sender: int, acked: dict[bytes, bytes], stop: asynci
         return
 
 
-async def test_sigkill_mid_stream_loses_no_acked_message(tmp_path: Path) -> None:
+# writer_process: the writer's child outlives the killed listener for as long as it takes to
+# read end-of-file (a commit in progress finishes); the restarted listener's child waits for
+# SQLite's lock and must find every ACKed message
+@pytest.mark.parametrize("writer_process", [False, True], ids=["writer-thread", "writer-process"])
+async def test_sigkill_mid_stream_loses_no_acked_message(tmp_path: Path, writer_process: bool) -> None:
     db = tmp_path / "crash.db"
-    proc, port = await start_server(db)
+    proc, port = await start_server(db, writer_process)
     acked: dict[bytes, bytes] = {}
     stop = asyncio.Event()
     senders = [asyncio.create_task(stream(port, i, acked, stop)) for i in range(8)]
@@ -78,7 +83,7 @@ async def test_sigkill_mid_stream_loses_no_acked_message(tmp_path: Path) -> None
         stop.set()
         await asyncio.gather(*senders)
 
-    proc, port = await start_server(db)
+    proc, port = await start_server(db, writer_process)
     try:
         resend = list(acked.items())[::25]
         async with MllpClient("127.0.0.1", port) as c:
