@@ -39,7 +39,9 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.selectable import Alias
 
 from fhir_server.storage.schema import INDEX_TABLES
 
@@ -161,6 +163,34 @@ def streaming_plan(clauses: tuple[Clause, ...], res: FromClause,
 _NOT_SERIES: ColumnElement[str] = literal_column(f"'{END_PREFIX}%'")
 
 
+class _IndexedAlias(Alias):
+    """An alias that SQLite reads through ``index`` (``INDEXED BY``); others as a plain alias.
+
+    The date walk's order is its index's. Given ANALYZE statistics (a DBA's, ``PRAGMA
+    optimize``), SQLite's planner took ix_date_lo for the descending walk and sorted every row
+    (170 ms at 100,000 Observations against 1.7). One subclass an index: the class is part of
+    SQLAlchemy's cache key, an attribute would not be."""
+
+    inherit_cache = True
+    index = ""
+
+
+class _ByDateHi(_IndexedAlias):
+    inherit_cache = True
+    index = "ix_date_hi"
+
+
+class _ByDateLo(_IndexedAlias):
+    inherit_cache = True
+    index = "ix_date_lo"
+
+
+@compiles(_IndexedAlias, "sqlite")
+def _indexed_by(element: _IndexedAlias, compiler: Any, **kw: Any) -> str:
+    text: str = compiler.visit_alias(element, **kw)
+    return f"{text} INDEXED BY {element.index}" if kw.get("asfrom") else text
+
+
 # Deeper pages take the generic plan: the walk costs a probe per row before the page (a page at
 # offset 100,000 took 1 s on SQLite against 0.2 s for sorting all 100,000).
 _DEEP = 10_000
@@ -198,7 +228,8 @@ def date_sorted(q: SearchQuery, res: FromClause) -> tuple[FromClause, list[Colum
     if end > _DEEP:
         return None
     t = INDEX_TABLES["date"]
-    d, e, r = t.alias("d"), t.alias("e"), res.alias("r")
+    d = (_ByDateHi if k.descending else _ByDateLo)._construct(t, name="d")
+    e, r = t.alias("e"), res.alias("r")
     if k.descending:
         key, conds = d.c.hi, [d.c.param.not_like(_NOT_SERIES)]
         better = and_(e.c.hi >= d.c.hi, or_(e.c.hi > d.c.hi, e.c.pk < d.c.pk))
