@@ -193,7 +193,9 @@ async def _copy_to_postgresql(db: Path, url: str) -> None:
 
 
 async def _sort_pages(url: str, runs: int) -> dict[str, Any]:
-    eng = create_async_engine(url)
+    from fhir_server.storage import make_engine
+
+    eng = make_engine(url)  # the server's: its pragmas and server settings
     out: dict[str, Any] = {}
     async with eng.connect() as conn:
         for sort in ("-date", "date"):
