@@ -35,9 +35,11 @@ that was queued beside it in the same transaction, and the bulk jobs are not sta
 After each commit the writer yields to the event loop once, so the consumers the commit woke
 run before it starts on the next group.
 
-``writer_process`` (SQLite on a file): the writer's connection lives in a child process
-(``writer_process.py``), so SQLite's work runs on another core than the event loop's; the
-jobs, the groups and the order stay here, each flush is one request to the child.
+``writer_process`` (SQLite on a file, off by default): the writer's connection lives in a
+child process (``writer_process.py``), so SQLite's work runs on another core than the event
+loop's; the jobs, the groups and the order stay here, each flush is one request to the child,
+and a group's commit is sent without waiting for it before the next group's jobs run
+(``_pipeline_group``: at most two groups wait for their commit, results in commit order).
 """
 
 from __future__ import annotations

@@ -20,12 +20,11 @@ from ._flush import Indexer, Keys, Members, flush_core, flush_sqlite
 from .types import Buffered, Method, PendingWrite, Prepared, now_us
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Result
+
     from .writer_process import WriterProcess
 
 _QMARK = re.compile(r"\?")
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Result
 
 
 class WriteTx:

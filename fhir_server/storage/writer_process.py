@@ -6,13 +6,17 @@ on the GIL: each was busy about half the time at 5,000 Observations/s offered an
 was one core (docs/mllp-ingest-performance.md, ninth round). In a child process the flush
 runs on the second core while the loop maps the next messages.
 
-The child holds one ``sqlite3`` connection and runs, one request at a time, what the thread
+The child holds one ``sqlite3`` connection and runs, in the order they come, what the thread
 ran before: ``_flush.flush_sqlite`` (lock, key read, lookup, plan, inserts, commit) and the
 reads a write job makes inside its transaction. The parent sends each request as one pickled
-frame over a socket pair and awaits the reply on its event loop: no thread of its own. The
-child also keeps which ``series_member`` sets have committed (``_plan.Members``), since it is
-the one that writes them. What crosses: the writes' prepared rows (no resource dict unless
-the flush must serialise it) and, back, each write's outcome.
+frame over a socket pair; one task reads the answers, in the same order, on its event loop.
+The store sends a group's commit and goes on to the next group without waiting for the
+answer (``Store._pipeline_group``), so the child starts on the next transaction as soon as it
+has committed; a commit that fails is rolled back by the child itself, since the next request
+may already be the next transaction's. The child also keeps which ``series_member`` sets have
+committed (``_plan.Members``), since it is the one that writes them. What crosses: the
+writes' prepared rows as plain tuples (no resource dict unless the flush must serialise it)
+and, back, each write's outcome.
 
 The child ends when the parent closes its end or dies (it reads end-of-file), rolling back
 a transaction in progress; an ACK is only ever sent after a reply says committed, so a
@@ -20,7 +24,7 @@ parent killed by SIGKILL loses nothing it acknowledged. The child ignores SIGINT
 in a terminal reaches the whole process group, and the parent decides when to stop.
 
 The children are forked by a zygote: one small process a parent starts on first use
-(``python -m fhir_server.storage.writer_process``), which imports what a child needs once
+(``python -m fhir_server.storage.writer_zygote``), which imports what a child needs once
 (~0.9 s) and then forks a child for each store in a few ms, handed its socket over
 ``SCM_RIGHTS``. Forking the parent itself would copy a process with threads (the loop's
 executor, aiosqlite's) into the child; multiprocessing's spawn and fork server re-run the
