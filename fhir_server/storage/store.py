@@ -166,12 +166,13 @@ class Store:
         return await fut
 
     def writer_starting(self) -> bool:
-        """Whether a job waits for a writer that is about to wake up to take it. A producer
-        that maps many jobs in one turn of the event loop (the MLLP listener when several
-        frames arrive together) yields once when this is true, so the writer starts a commit
-        with what is queued (in the writer process, on the other core) while the rest are
-        mapped, instead of after them all."""
-        return self._idle and not self._queue.empty()
+        """Whether a job waits for a writer process that is about to wake up to take it. A
+        producer that maps many jobs in one turn of the event loop (the MLLP listener when
+        several frames arrive together) yields once when this is true, so the child commits
+        what is queued on the other core while the rest are mapped, instead of after them all.
+        Always false with the writer in a thread: there the two take turns on the GIL, and
+        smaller groups only cost more commits."""
+        return self._remote_path is not None and self._idle and not self._queue.empty()
 
     def prepare(self, type_: str, id_: str, resource: dict[str, Any], *,
                 indexer: Indexer | None = None) -> Prepared | None:
