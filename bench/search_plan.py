@@ -162,7 +162,6 @@ def extract_cost_us(patients: int, codes: int) -> float:
 
 # ---- --sort: a page of ``Observation?_sort=[-]date&_count=10`` on SQLite and PostgreSQL ------------
 
-_DATE_HI = "CREATE INDEX IF NOT EXISTS ix_date_hi ON idx_date (param, hi DESC, rid) WHERE param NOT LIKE 'Obs.pce|%'"
 _TABLES = ("resource", "resource_version", "series_member", *(f"idx_{k}" for k in _COLS))
 
 
@@ -238,9 +237,6 @@ async def _postgresql_sort(db: Path, runs: int) -> dict[str, Any]:
 
 def sort_bench(db: Path, n: int, runs: int) -> dict[str, Any]:
     """Old (sort every Observation) against new (index order) plan, the same page asserted."""
-    con = sqlite3.connect(db)
-    con.execute(_DATE_HI)  # migration 0010 (load() builds the schema from the metadata)
-    con.close()
     return {"n": n, "runs": runs, "sqlite": asyncio.run(_sort_pages(f"sqlite+aiosqlite:///{db}", runs)),
             "postgresql": asyncio.run(_postgresql_sort(db, runs))}
 

@@ -41,9 +41,13 @@ _SORT_COLUMN = {"token": "code", "uri": "code", "string": "value", "number": "va
                 "quantity": "value", "reference": "target_id"}
 
 
+# what a page of resources reads, whichever plan finds them
+_PAGE_COLS = (R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+
+
 def _page_columns() -> Select[Any]:
     return (
-        select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+        select(*_PAGE_COLS)
         .select_from(R.join(V, R.c.vid == V.c.vid))
         .where(R.c.deleted == false())
     )
@@ -101,7 +105,7 @@ def _streaming_select(q: SearchQuery) -> Select[Any] | None:
         return None
     t, conds, order = plan
     return (
-        select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+        select(*_PAGE_COLS)
         .select_from(t.join(R, R.c.rid == t.c.rid).join(V, R.c.vid == V.c.vid))
         .where(R.c.deleted == false(), R.c.type == q.resource_type, *conds)
         .order_by(*order)
@@ -132,7 +136,7 @@ def _date_sorted_select(q: SearchQuery) -> Select[Any] | None:
         return None
     page, order = plan
     return (
-        select(R.c.rid, R.c.type, R.c.id, R.c.version, R.c.last_updated, V.c.body)
+        select(*_PAGE_COLS)
         .select_from(page.join(R, R.c.rid == page.c.rid).join(V, R.c.vid == V.c.vid))
         .order_by(*order)
     )

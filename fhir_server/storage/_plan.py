@@ -69,6 +69,19 @@ class Members:
         return new
 
 
+MAX_KNOWN_SETS = 200_000  # a few a patient: far more than a node's patients
+
+
+def remember_sets(known: set[str], fresh: Set[str]) -> None:
+    """Add a committed transaction's sets to ``known``, bounded: past the bound all are
+    forgotten (forgetting one costs one ``INSERT OR IGNORE`` again)."""
+    if not fresh:
+        return
+    if len(known) >= MAX_KNOWN_SETS:
+        known.clear()
+    known.update(fresh)
+
+
 class Current:
     """The state of one logical resource as the flush goes along."""
 

@@ -61,7 +61,7 @@ from fhir_server.errors import StorageError
 
 from . import schema as t
 from ._flush import Indexer
-from ._plan import Members, prepare
+from ._plan import Members, prepare, remember_sets
 from .checkpoint import WalCheckpointer
 from .notify import ChangeNotifier
 from .tx import WriteTx
@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[WriteTx], Awaitable[T]]
 _PG_WRITE_LOCK = 0x56697461  # "Vita"
-_MAX_SERIES_SETS = 200_000  # ~a few a patient: far more than a node's patients
 
 
 def _default_indexer() -> Indexer:
@@ -350,10 +349,7 @@ class Store:
 
     def _committed(self, tx: WriteTx) -> None:
         self.commits += 1
-        if tx.members.fresh:
-            if len(self._series_sets) >= _MAX_SERIES_SETS:
-                self._series_sets.clear()  # forgetting one costs one INSERT OR IGNORE again
-            self._series_sets.update(tx.members.fresh)
+        remember_sets(self._series_sets, tx.members.fresh)
 
     async def _writer_remote(self) -> WriterProcess:
         """The child, started again if it died (its transaction died with it)."""

@@ -139,10 +139,7 @@ class WriteTx:
         """With a writer process: send the last flush and the commit now and return what
         waits for the commit, so the store can go on to the next group's jobs meanwhile."""
         assert self._remote is not None
-        writes, self._writes = self._writes, []
-        extra, self._extra = self._extra, []
-        cursors, self._cursors = self._cursors, {}
-        return self._remote_flush(writes, extra, cursors, True)
+        return self._remote_flush(*self._take(), True)
 
     def _remote_flush(self, writes: list[PendingWrite], extra: list[tuple[Table, list[dict[str, Any]]]],
                       cursors: dict[str, int], commit: bool) -> Awaitable[None]:
@@ -158,10 +155,15 @@ class WriteTx:
 
         return done()
 
-    async def _flush(self, *, commit: bool) -> None:
+    def _take(self) -> tuple[list[PendingWrite], list[tuple[Table, list[dict[str, Any]]]], dict[str, int]]:
+        """What is queued (writes, extra rows, cursors), leaving the queues empty."""
         writes, self._writes = self._writes, []
         extra, self._extra = self._extra, []
         cursors, self._cursors = self._cursors, {}
+        return writes, extra, cursors
+
+    async def _flush(self, *, commit: bool) -> None:
+        writes, extra, cursors = self._take()
         if not (writes or extra or cursors or commit):
             return
         if self._remote is not None:

@@ -51,14 +51,13 @@ from typing import Any
 
 from fhir_server.errors import StorageError
 
-from ._plan import Keys, Members
+from ._plan import Keys, Members, remember_sets
 from .types import PendingWrite, Prepared, Written
 
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("!Q")
 _SOCKET_BUFFER = 4 << 20
-_MAX_SETS = 200_000  # as Store's: a few a patient, far more than a node's patients
 # a write as it crosses: type, id, resource (None: delete; {} stands for a prepared one),
 # method, if_match, must_not_exist, if_absent, minted, prepared
 _Wire = tuple[str, str, dict[str, Any] | None, str, int | None, bool, bool, bool, Any]
@@ -229,9 +228,7 @@ def _serve(sock: socket.socket, path: str) -> None:
         return k2, max_seq, [_outcome(w) for w in writes], fresh
 
     def _committed() -> None:
-        if len(known) >= _MAX_SETS:
-            known.clear()  # forgetting one costs one INSERT OR IGNORE again
-        known.update(members.fresh)
+        remember_sets(known, members.fresh)
         members.fresh.clear()
 
     def rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
