@@ -73,6 +73,10 @@ class StorageError(Exception):
     """A database failure, translated from SQLAlchemy/driver errors inside the store."""
 
 
+class PreconditionFailed(StorageError):
+    """A transaction's ``WriteTx.expect_empty`` query found a row: nothing of it was committed."""
+
+
 class VersionConflict(StorageError):
     """The resource's current version is not the one the writer expected."""
 

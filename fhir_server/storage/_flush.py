@@ -27,6 +27,8 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from fhir_server.errors import PreconditionFailed
+
 from . import schema as t
 from ._plan import (
     INDEX_COLS,
@@ -46,6 +48,7 @@ from .types import PendingWrite
 __all__ = ["Extra", "Indexer", "Keys", "Members", "flush_core", "flush_sqlite"]
 
 Extra = list[tuple[Table, list[dict[str, Any]]]]
+Guard = tuple[str, tuple[Any, ...]]  # SQL with ? placeholders that must return no row, its parameters
 _CHUNK = 400
 _MAX_KEYS = (
     "SELECT (SELECT max(rid) FROM resource), (SELECT max(vid) FROM resource_version), "
@@ -107,15 +110,20 @@ def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 def flush_sqlite(
     db: sqlite3.Connection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
     now: int, extra: Extra, cursors: Mapping[str, int], commit: bool, members: Members,
+    guards: Sequence[Guard] = (),
 ) -> tuple[Keys | None, int]:
     """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq.
-    ``commit``: commit the transaction too (the group's last flush)."""
-    if not (writes or extra or cursors):
+    ``commit``: commit the transaction too (the group's last flush). ``guards``: queries that
+    must find no row (``WriteTx.expect_empty``), run first; the caller rolls back on failure."""
+    if not (writes or extra or cursors or guards):
         if commit and db.in_transaction:
             db.commit()
         return keys, 0
     if not db.in_transaction:
         db.execute("BEGIN IMMEDIATE")  # the write lock first: the keys read below stay ours
+    for sql, params in guards:
+        if db.execute(sql, params).fetchone() is not None:
+            raise PreconditionFailed(f"expected no row: {sql[:80]}")
     if keys is None:
         rid, vid, seq = db.execute(_MAX_KEYS).fetchone()
         keys = Keys(rid or 0, vid or 0, seq or 0)

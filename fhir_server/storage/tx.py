@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ._flush import Indexer, Keys, Members, flush_core, flush_sqlite
+from fhir_server.errors import PreconditionFailed
+
+from ._flush import Guard, Indexer, Keys, Members, flush_core, flush_sqlite
 from .types import Buffered, Method, PendingWrite, Prepared, now_us
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class WriteTx:
         self._writes: list[PendingWrite] = []
         self._extra: list[tuple[Table, list[dict[str, Any]]]] = []
         self._cursors: dict[str, int] = {}
+        self._guards: list[Guard] = []
         self._keys: Keys | None = None
         self._sqlite = remote is not None or (conn is not None and conn.dialect.name == "sqlite")
         self.max_seq = 0
@@ -81,6 +84,16 @@ class WriteTx:
         """Insert rows of a table another package owns (e.g. the MLLP inbox) in this transaction."""
         self._extra.append((table, [dict(r) for r in rows]))
 
+    def expect_empty(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Fail the transaction with ``PreconditionFailed`` if ``sql`` returns a row.
+
+        Checked by the next flush, before that flush's writes, in the same call (on SQLite the
+        same thread hop or request to the writer process; no round trip of its own as a read
+        through ``rows`` would be). A failed check fails the whole group; the store then runs
+        each of its jobs alone, so only the job whose check fails raises. ``sql`` as in ``rows``.
+        """
+        self._guards.append((sql, tuple(params)))
+
     def advance_cursor(self, name: str, seq: int) -> None:
         """Commit consumer ``name``'s position together with this transaction's effects."""
         self._cursors[name] = max(seq, self._cursors.get(name, 0))
@@ -113,9 +126,7 @@ class WriteTx:
             return await self._remote.rows(sql, params)
         assert self.conn is not None
         if not self._sqlite:
-            numbers = iter(range(1, len(params) + 1))
-            numbered = _QMARK.sub(lambda _: f"${next(numbers)}", sql)
-            result = await self.conn.exec_driver_sql(numbered, tuple(params))
+            result = await self.conn.exec_driver_sql(_numbered(sql), tuple(params))
             return [tuple(r) for r in result] if result.returns_rows else []
         rows: list[tuple[Any, ...]] = await _in_sqlite_thread(self.conn, _sqlite_rows, sql, list(params))
         return rows
@@ -142,11 +153,11 @@ class WriteTx:
         return self._remote_flush(*self._take(), True)
 
     def _remote_flush(self, writes: list[PendingWrite], extra: list[tuple[Table, list[dict[str, Any]]]],
-                      cursors: dict[str, int], commit: bool) -> Awaitable[None]:
+                      cursors: dict[str, int], guards: list[Guard], commit: bool) -> Awaitable[None]:
         """Sends the request now (not when awaited): requests go out in the order made."""
         assert self._remote is not None
         outcome = self._remote.start_flush(self._keys, writes, now_us(), [(table.name, rows) for table, rows in extra],
-                                           cursors, commit, self.members)
+                                           cursors, commit, self.members, guards)
 
         async def done() -> None:
             self._keys, max_seq = await outcome
@@ -155,28 +166,40 @@ class WriteTx:
 
         return done()
 
-    def _take(self) -> tuple[list[PendingWrite], list[tuple[Table, list[dict[str, Any]]]], dict[str, int]]:
-        """What is queued (writes, extra rows, cursors), leaving the queues empty."""
+    def _take(self) -> tuple[list[PendingWrite], list[tuple[Table, list[dict[str, Any]]]], dict[str, int],
+                             list[Guard]]:
+        """What is queued (writes, extra rows, cursors, checks), leaving the queues empty."""
         writes, self._writes = self._writes, []
         extra, self._extra = self._extra, []
         cursors, self._cursors = self._cursors, {}
-        return writes, extra, cursors
+        guards, self._guards = self._guards, []
+        return writes, extra, cursors, guards
 
     async def _flush(self, *, commit: bool) -> None:
-        writes, extra, cursors = self._take()
-        if not (writes or extra or cursors or commit):
+        writes, extra, cursors, guards = self._take()
+        if not (writes or extra or cursors or guards or commit):
             return
         if self._remote is not None:
-            await self._remote_flush(writes, extra, cursors, commit)
+            await self._remote_flush(writes, extra, cursors, guards, commit)
             return
         assert self.conn is not None
         args = (self._keys, writes, self._indexer, now_us(), extra, cursors)
         if self._sqlite:
-            self._keys, max_seq = await _in_sqlite_thread(self.conn, flush_sqlite, *args, commit, self.members)
+            self._keys, max_seq = await _in_sqlite_thread(self.conn, flush_sqlite, *args, commit, self.members,
+                                                          guards)
         else:
+            for sql, params in guards:  # PostgreSQL: a statement each, as a read through ``rows`` would be
+                if (await self.conn.exec_driver_sql(_numbered(sql), params)).first() is not None:
+                    raise PreconditionFailed(f"expected no row: {sql[:80]}")
             self._keys, max_seq = await flush_core(self.conn, *args, self.members)
         self.max_seq = max(self.max_seq, max_seq)
         self.flushed.extend(writes)
+
+
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    numbers = iter(range(1, sql.count("?") + 1))
+    return _QMARK.sub(lambda _: f"${next(numbers)}", sql)
 
 
 def _sqlite_sql(stmt: Select[Any]) -> tuple[str, list[Any]]:

@@ -47,12 +47,15 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.errors import StorageError
 
 from ._plan import Keys, Members, remember_sets
 from .types import PendingWrite, Prepared, Written
+
+if TYPE_CHECKING:
+    from ._flush import Guard
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +122,12 @@ class WriterProcess:
 
     def start_flush(self, keys: Keys | None, writes: Sequence[PendingWrite], now: int,
                     extra: list[tuple[str, list[dict[str, Any]]]], cursors: Mapping[str, int],
-                    commit: bool, members: Members) -> Awaitable[tuple[Keys | None, int]]:
+                    commit: bool, members: Members, guards: Sequence[Guard] = ()) -> Awaitable[tuple[Keys | None, int]]:
         """Send ``_flush.flush_sqlite``'s request now; the awaitable sets each write's
         ``result`` / ``skipped`` and ``members.fresh`` (the sets the child's transaction has
         written rows of) from the reply, and gives the keys and max seq."""
         k = None if keys is None else (keys.rid, keys.vid, keys.seq)
-        reply = self.send(("flush", k, [_wire(w) for w in writes], now, extra, dict(cursors), commit))
+        reply = self.send(("flush", k, [_wire(w) for w in writes], now, extra, dict(cursors), commit, list(guards)))
 
         async def outcome() -> tuple[Keys | None, int]:
             k2, max_seq, outcomes, members.fresh = await reply
@@ -208,7 +211,7 @@ def _serve(sock: socket.socket, path: str) -> None:
 
     def flush(k: tuple[int, int, int] | None, wire: list[_Wire], now: int,
               extra: list[tuple[str, list[dict[str, Any]]]], cursors: dict[str, int],
-              commit: bool) -> tuple[tuple[int, int, int] | None, int, list[Any], set[str]]:
+              commit: bool, guards: list[Guard]) -> tuple[tuple[int, int, int] | None, int, list[Any], set[str]]:
         writes = [PendingWrite(t_, i, r, m, im, mne, if_absent=ia, minted=mi,  # type: ignore[arg-type]
                                prepared=None if p is None else Prepared(*p))
                   for t_, i, r, m, im, mne, ia, mi, p in wire]
@@ -216,7 +219,7 @@ def _serve(sock: socket.socket, path: str) -> None:
         keys = None if k is None else Keys(*k)
         try:
             keys2, max_seq = flush_sqlite(db, keys, writes, extract_index, now, named, cursors,  # type: ignore[arg-type]
-                                          commit, members)
+                                          commit, members, guards)
         except BaseException:
             if commit:  # the transaction ends here: the next request may be the next transaction's
                 rollback()

@@ -8,7 +8,6 @@ mapper reported, and the ACK bytes sent (so a duplicate gets the very same ACK a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -100,33 +99,15 @@ async def find_accepted(conn: AsyncConnection, sender: Sender) -> tuple[str, byt
     return None if row is None else (row[0], row[1])
 
 
-_FIND_SQL = ("SELECT pk, sending_app, sending_facility, control_id, payload_hash, ack, status "
-             "FROM inbox WHERE ")
-_FIND_KEY = "(sending_app = ? AND sending_facility = ? AND control_id = ?)"
+_ACCEPTED_KEY_SQL = ("SELECT 1 FROM inbox WHERE sending_app = ? AND sending_facility = ? AND control_id = ?"
+                     " AND status = ?")
 
 
-async def find_accepted_many(rows: Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]],
-                             senders: Iterable[Sender]) -> dict[Sender, tuple[str, bytes | None]]:
-    """:func:`find_accepted` for many keys in one query per chunk (one per transaction);
-    ``rows(sql, params)`` runs raw SQL with ``?`` placeholders (``WriteTx.rows`` in the writer).
-
-    One equality per key and the status checked here: SQLite then probes ix_inbox_key per key.
-    With ``status = 'accepted'`` (or a row-value IN) in the WHERE clause it walked
-    ix_inbox_status instead (EXPLAIN QUERY PLAN): every accepted row, once per group commit.
-    """
-    by_key = {s.key: s for s in senders}
-    keys = list(by_key)
-    found: dict[Sender, tuple[int, str, bytes | None]] = {}
-    for i in range(0, len(keys), 300):
-        chunk = keys[i : i + 300]
-        sql = _FIND_SQL + " OR ".join([_FIND_KEY] * len(chunk))
-        for pk, app, fac, cid, digest, ack, status in await rows(sql, [v for k in chunk for v in k]):
-            if status != ACCEPTED:
-                continue
-            sender = by_key[(app, fac, cid)]
-            if sender not in found or found[sender][0] < pk:
-                found[sender] = (pk, digest, ack)
-    return {s: (d, a) for s, (_, d, a) in found.items()}
+def accepted_key_check(sender: Sender) -> tuple[str, list[str]]:
+    """SQL and parameters that find a row when ``sender``'s key (MSH-3, MSH-4, MSH-10) was
+    already accepted: for ``WriteTx.expect_empty``. One equality per key column, so SQLite
+    probes ix_inbox_key (tests/gateway/unit/test_inbox_key_plan.py)."""
+    return _ACCEPTED_KEY_SQL, [*sender.key, ACCEPTED]
 
 
 def _select() -> Select[Any]:

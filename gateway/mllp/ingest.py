@@ -11,8 +11,9 @@ Contract (docs/ARCHITECTURE.md, "Acknowledgements (MLLP)"):
   first; the sender may retry.
 - duplicate key (MSH-3, MSH-4, MSH-10) of an accepted message: same payload hash, the
   stored ACK again and nothing stored; different payload, AE with ERR 205 and a dead letter.
-  The check runs inside the write job, so it is serialised with the writes; messages with
-  the same key never share a transaction because this process holds a per-key lock.
+  The check runs inside the write transaction (``WriteTx.expect_empty``, in the commit's own
+  call), so it is serialised with the writes; messages with the same key never share a
+  transaction because this process holds a per-key lock.
 
 Logs carry control IDs and peers, never patient data.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from fhir_server.errors import PreconditionFailed
 from fhir_server.storage import Store, WriteTx
 from gateway.devices.index_rows import DeviceIndexer
 from gateway.inbox.records import (
@@ -37,6 +39,7 @@ from gateway.inbox.records import (
     DEAD,
     REPLAYED,
     Sender,
+    accepted_key_check,
     find_accepted,
     get_entry,
     inbox_row,
@@ -62,7 +65,6 @@ from mappers.hl7v2.errors import (
     SEGMENT_SEQUENCE_ERROR,
 )
 
-from ._txlookup import TxLookups
 from .senders import SenderRule, sender_allowed
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,6 @@ class Ingestor:
         self.clock = clock
         self.allowed_senders = allowed_senders  # MSH-3 / MSH-4 rules; empty = any sender
         self._locks = _KeyLocks()
-        self._lookups = TxLookups()
         # ACK control ids (MSH-10, 20 characters): a random prefix per process, then a
         # counter; a uuid4 per ACK cost ~12 us (os.urandom) on the hot path
         self._ack_prefix, self._ack_count = secrets.token_hex(6), itertools.count()
@@ -181,36 +182,36 @@ class Ingestor:
         sender = _sender(header)
         code = accept_ack_code(header, "accept")
         ack = self._ack(header, code or "CA", None)
-        lookups = self._lookups
         # JSON and index rows now, while the writer commits another group; reference-only
         # resources are usually skipped (if_absent), so they are left to the flush
         puts = [(res["resourceType"], res["id"], res, f"{res['resourceType']}/{res['id']}" in refs)
                 for res in resources]
         prepared = [None if absent else self._indexer.prepare(res) for _, _, res, absent in puts]
 
-        async def job(tx: WriteTx) -> tuple[str, bytes | None] | None:
-            if replay_of is None:
-                await lookups.prepare(tx, sender)
-                if (found := lookups.duplicate(sender)) is not None:
-                    return found
+        async def job(tx: WriteTx) -> None:
+            if replay_of is None:  # a resent key fails the transaction: answered below
+                tx.expect_empty(*accepted_key_check(sender))
             for (type_, id_, res, absent), ready in zip(puts, prepared, strict=True):
                 tx.put(type_, id_, res, method="PUT", if_absent=absent, prepared=ready)
             row = inbox_row(payload=payload, digest=digest, sender=sender, peer=peer,
                             status=ACCEPTED, ack=ack, patient_keys=patient_keys)
             await self._insert(tx, row, replay_of)
-            return None
 
-        lookups.enqueue(sender)
         try:
-            found = await self.store.write(job)
+            await self.store.write(job)
+        except PreconditionFailed:
+            # Accepted before (a resend): the key's lock is still ours, so the row read now is the
+            # one that failed the check. Rare, hence checked in the commit's call, not a read of its own.
+            if (found := await self._find_accepted(header)) is not None:
+                return await self._answer_duplicate(payload, digest, header, peer, found)
+            log.error("mllp %s: duplicate check failed for control id %r, no accepted row found", peer,
+                      header.control_id)
+            err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
+            return await self._dead(payload, digest, header, peer, "error", err, replay_of)
         except Exception as exc:  # noqa: BLE001 - the store failed: AE, the sender may retry
             log.error("mllp %s: store failed for control id %r: %s", peer, header.control_id, exc)
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
-        finally:
-            lookups.dequeue(sender)
-        if found is not None:
-            return await self._answer_duplicate(payload, digest, header, peer, found)
         # DEBUG: a line per accepted message is noise (and cost) at hundreds a second;
         # refusals, duplicates and dead letters stay visible
         log.debug("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,

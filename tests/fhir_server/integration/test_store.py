@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 
-from fhir_server.errors import StorageError, VersionConflict
+from fhir_server.errors import PreconditionFailed, StorageError, VersionConflict
 from fhir_server.storage import WriteTx, loads
 
 
@@ -67,6 +67,45 @@ async def test_if_match_conflict_rolls_back_only_that_job(store):
     assert results[1] is None
     assert await store.read("Observation", "o2") is None  # all-or-nothing for the failed job
     assert (await store.read("Observation", "o3")).version == 1
+
+
+_STORED = "SELECT 1 FROM resource WHERE type = ? AND id = ?"
+
+
+def guarded(name: str, must_be_absent: str):
+    async def job(tx: WriteTx):
+        tx.expect_empty(_STORED, ["Observation", must_be_absent])
+        tx.put("Observation", name, obs())
+        return name
+    return job
+
+
+async def test_expect_empty_fails_only_its_job_and_stores_none_of_it(store):
+    await store.put("Observation", "taken", obs())
+    jobs = [guarded(f"g{i}", "taken" if i == 2 else f"free{i}") for i in range(5)]
+    results = await asyncio.gather(*(store.write(j) for j in jobs), return_exceptions=True)
+    assert isinstance(results[2], PreconditionFailed)
+    assert [r for i, r in enumerate(results) if i != 2] == ["g0", "g1", "g3", "g4"]
+    assert await store.read("Observation", "g2") is None
+    assert [(await store.read("Observation", n)).version for n in ("g0", "g1", "g3", "g4")] == [1] * 4
+
+
+async def test_expect_empty_sees_earlier_commits_and_flushes_and_rolls_them_back(store):
+    await store.write(guarded("first", "second"))
+    with pytest.raises(PreconditionFailed):
+        await store.write(guarded("second", "first"))  # committed by the transaction before
+
+    async def checks_its_own_flushed_write(tx: WriteTx):
+        tx.put("Observation", "mine", obs())
+        await tx.flush()
+        tx.expect_empty(_STORED, ["Observation", "mine"])  # checked at the commit, after that flush
+
+    with pytest.raises(PreconditionFailed):
+        await store.write(checks_its_own_flushed_write)
+    assert await store.read("Observation", "mine") is None
+    assert await store.read("Observation", "second") is None
+    await store.write(guarded("third", "second"))  # the failures left the writer usable
+    assert (await store.read("Observation", "third")).version == 1
 
 
 async def test_cursor_commits_with_effects(store):

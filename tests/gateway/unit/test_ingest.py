@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import func, select
+
+from fhir_server.storage.schema import ResourceRow, ResourceVersionRow
 from gateway.inbox import list_entries
 from gateway.mllp import Ingestor
 from mappers.hl7v2 import MappingContext
@@ -95,3 +98,23 @@ async def test_ack_control_ids_are_distinct_across_listeners(store) -> None:
     ids = [next(s for s in (a.ack or b"").decode().split("\r") if s.startswith("MSH")).split("|")[9]
            for a in acks]
     assert all(len(i) == 20 for i in ids) and len(set(ids)) == len(ids)
+
+
+async def test_resends_among_new_messages_in_one_group_cost_only_themselves(store) -> None:
+    # a resend fails its group's duplicate check in the commit: the group's other messages are
+    # committed each alone, and only the resends are answered as duplicates
+    ing = Ingestor(store, MappingContext())
+    first = [await ing.ingest(oru(f"old{i}", 60 + i)) for i in range(3)]
+    mixed = [oru(f"new{i}", 80 + i) for i in range(6)] + [oru(f"old{i}", 60 + i) for i in range(3)]
+    results = await asyncio.gather(*(ing.ingest(m, "p") for m in mixed))
+    assert [r.status for r in results] == ["accepted"] * 6 + ["duplicate"] * 3
+    assert [r.ack for r in results[6:]] == [r.ack for r in first]  # the very ACKs stored the first time
+    entries = await list_entries(store)
+    expected = [f"new{i}" for i in range(6)] + [f"old{i}" for i in range(3)]
+    assert sorted(e.control_id for e in entries) == sorted(expected)
+    assert {e.status for e in entries} == {"accepted"}
+    # every message is a reading of the same series at the same time: one Observation, a version
+    # for each message stored, none for a resend
+    versions = await store.fetch(select(func.count()).select_from(ResourceVersionRow).join(
+        ResourceRow, ResourceRow.rid == ResourceVersionRow.rid).where(ResourceRow.type == "Observation"))
+    assert versions.scalar() == 9
