@@ -72,6 +72,7 @@ if str(ROOT) not in sys.path:
 
 from bench.loadgen import NUMERICS, LoadGenerator  # noqa: E402
 from fhir_server.storage import Store, loads, make_engine  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 
 SCENARIOS = ("sepsis", "respiratory-failure", "hypotension")
 
@@ -477,6 +478,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                                        "platform": platform.platform(),
                                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+                           # the node's SQLite writer: in a child process (the default) or a thread
+                           "writer_process": Settings().writer_process,
                            "targets": {"p99_ms_at_1000": 20, "p99_ms_at_5000": 50, "alerts_per_bed_hour": 0.05,
                                        "deteriorations_alerted_within_60s": 1.0}}
     with tempfile.TemporaryDirectory(prefix="vg-alert-bench-") as tmp:

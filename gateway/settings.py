@@ -55,10 +55,10 @@ class Settings(BaseSettings):
     base_url: str | None = None
     group_commit_ms: float = 1.0
     # SQLite on a file: the writer's connection in a child process, on the other core than the
-    # event loop's (fhir_server/storage/writer_process.py). Off by default: +11-15 % ingest at
-    # saturation, but a few ms more per commit at the 100-bed load (docs/mllp-ingest-performance.md,
-    # tenth round), where alert latency matters more
-    writer_process: bool = False
+    # event loop's (fhir_server/storage/writer_process.py). On by default since the eleventh round
+    # (docs/mllp-ingest-performance.md): at 5,000 Obs/s offered the full node's alert p99 is
+    # 132 against 435 ms with the writer in a thread, and at 1,000 the two are within 1 ms
+    writer_process: bool = True
     devices: str = ""  # device feeds to poll: kind@host:port[#bed], comma separated (gateway.devices.service)
     # alerting (gateway.alerting): rule set name or TOML path; signed-model registry; trusted keys
     alert_ruleset: str = "news2-ward"
