@@ -110,7 +110,7 @@ def _by_type(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 def flush_sqlite(
     db: sqlite3.Connection, keys: Keys | None, writes: Sequence[PendingWrite], indexer: Indexer,
     now: int, extra: Extra, cursors: Mapping[str, int], commit: bool, members: Members,
-    guards: Sequence[Guard] = (),
+    guards: Sequence[Guard],
 ) -> tuple[Keys | None, int]:
     """Runs in aiosqlite's thread on the raw connection; returns the keys and max seq.
     ``commit``: commit the transaction too (the group's last flush). ``guards``: queries that

@@ -122,7 +122,7 @@ class WriterProcess:
 
     def start_flush(self, keys: Keys | None, writes: Sequence[PendingWrite], now: int,
                     extra: list[tuple[str, list[dict[str, Any]]]], cursors: Mapping[str, int],
-                    commit: bool, members: Members, guards: Sequence[Guard] = ()) -> Awaitable[tuple[Keys | None, int]]:
+                    commit: bool, members: Members, guards: Sequence[Guard]) -> Awaitable[tuple[Keys | None, int]]:
         """Send ``_flush.flush_sqlite``'s request now; the awaitable sets each write's
         ``result`` / ``skipped`` and ``members.fresh`` (the sets the child's transaction has
         written rows of) from the reply, and gives the keys and max seq."""
