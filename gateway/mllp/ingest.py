@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ from mappers.hl7v2.errors import (
 from .senders import SenderRule, sender_allowed
 
 log = logging.getLogger(__name__)
+# duplicate keys this ingestor accepted lately (about 40 s at 500 messages a second): a resend, or
+# a sender that reuses control IDs, is answered from the inbox instead of failing the check in the
+# commit, which would commit every other message of its group one by one
+_RECENT_KEYS = 20_000
 Outcome = Literal["accept", "error", "reject"]
 
 
@@ -122,6 +127,7 @@ class Ingestor:
         self.clock = clock
         self.allowed_senders = allowed_senders  # MSH-3 / MSH-4 rules; empty = any sender
         self._locks = _KeyLocks()
+        self._accepted: OrderedDict[tuple[str, str, str], None] = OrderedDict()  # newest last
         # ACK control ids (MSH-10, 20 characters): a random prefix per process, then a
         # counter; a uuid4 per ACK cost ~12 us (os.urandom) on the hot path
         self._ack_prefix, self._ack_count = secrets.token_hex(6), itertools.count()
@@ -171,7 +177,9 @@ class Ingestor:
         return await self._commit(payload, digest, header, peer, result, replay_of)
 
     async def _find_accepted(self, header: MessageHeader) -> tuple[str, bytes | None] | None:
-        """Outside the writer: only used when mapping failed, to answer a resent key as such."""
+        """Outside the writer, under the key's lock: the accepted message a resent key names (asked
+        when mapping failed, when this ingestor accepted the key lately, or when the commit's check
+        found it)."""
         async with self.store.engine.connect() as conn:
             return await find_accepted(conn, _sender(header))
 
@@ -180,6 +188,9 @@ class Ingestor:
         resources, patient_keys = result.resources, list(result.patient_keys)
         refs = result.reference_only  # ADT owns these: written only when absent (if_absent)
         sender = _sender(header)
+        if (replay_of is None and sender.key in self._accepted
+                and (found := await self._find_accepted(header)) is not None):
+            return await self._answer_duplicate(payload, digest, header, peer, found)
         code = accept_ack_code(header, "accept")
         ack = self._ack(header, code or "CA", None)
         # JSON and index rows now, while the writer commits another group; reference-only
@@ -212,6 +223,9 @@ class Ingestor:
             log.error("mllp %s: store failed for control id %r: %s", peer, header.control_id, exc)
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
+        self._accepted[sender.key] = None
+        if len(self._accepted) > _RECENT_KEYS:
+            self._accepted.popitem(last=False)
         # DEBUG: a line per accepted message is noise (and cost) at hundreds a second;
         # refusals, duplicates and dead letters stay visible
         log.debug("mllp %s: accepted control id %r (%d resources)", peer, header.control_id,
