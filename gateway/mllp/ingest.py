@@ -170,27 +170,29 @@ class Ingestor:
         except HL7Error as err:
             if err.code in REJECT_CODES:
                 return await self._dead(payload, digest, header, peer, "reject", err, replay_of)
-            found = None if replay_of else await self._find_accepted(header)
-            if found is not None:
-                return await self._answer_duplicate(payload, digest, header, peer, found)
+            if not replay_of and (resent := await self._resent(payload, digest, header, peer)) is not None:
+                return resent
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
         return await self._commit(payload, digest, header, peer, result, replay_of)
 
-    async def _find_accepted(self, header: MessageHeader) -> tuple[str, bytes | None] | None:
-        """Outside the writer, under the key's lock: the accepted message a resent key names (asked
-        when mapping failed, when this ingestor accepted the key lately, or when the commit's check
-        found it)."""
+    async def _resent(self, payload: bytes, digest: str, header: MessageHeader, peer: str) -> IngestResult | None:
+        """The answer to a resent key (the stored ACK, or AE 205), None if the key was not accepted.
+
+        Read outside the writer, under the key's lock; asked when mapping failed, when this ingestor
+        accepted the key lately, or when the commit's check found it."""
         async with self.store.engine.connect() as conn:
-            return await find_accepted(conn, _sender(header))
+            found = await find_accepted(conn, _sender(header))
+        return None if found is None else await self._answer_duplicate(payload, digest, header, peer, found)
 
     async def _commit(self, payload: bytes, digest: str, header: MessageHeader, peer: str,
                       result: MappingResult, replay_of: int | None) -> IngestResult:
         resources, patient_keys = result.resources, list(result.patient_keys)
         refs = result.reference_only  # ADT owns these: written only when absent (if_absent)
         sender = _sender(header)
-        if (replay_of is None and sender.key in self._accepted
-                and (found := await self._find_accepted(header)) is not None):
-            return await self._answer_duplicate(payload, digest, header, peer, found)
+        key = sender.key
+        if (replay_of is None and key in self._accepted
+                and (resent := await self._resent(payload, digest, header, peer)) is not None):
+            return resent
         code = accept_ack_code(header, "accept")
         ack = self._ack(header, code or "CA", None)
         # JSON and index rows now, while the writer commits another group; reference-only
@@ -213,8 +215,8 @@ class Ingestor:
         except PreconditionFailed:
             # Accepted before (a resend): the key's lock is still ours, so the row read now is the
             # one that failed the check. Rare, hence checked in the commit's call, not a read of its own.
-            if (found := await self._find_accepted(header)) is not None:
-                return await self._answer_duplicate(payload, digest, header, peer, found)
+            if (resent := await self._resent(payload, digest, header, peer)) is not None:
+                return resent
             log.error("mllp %s: duplicate check failed for control id %r, no accepted row found", peer,
                       header.control_id)
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
@@ -223,7 +225,7 @@ class Ingestor:
             log.error("mllp %s: store failed for control id %r: %s", peer, header.control_id, exc)
             err = HL7Error(APPLICATION_INTERNAL_ERROR, "could not store the message")
             return await self._dead(payload, digest, header, peer, "error", err, replay_of)
-        self._accepted[sender.key] = None
+        self._accepted[key] = None
         if len(self._accepted) > _RECENT_KEYS:
             self._accepted.popitem(last=False)
         # DEBUG: a line per accepted message is noise (and cost) at hundreds a second;
