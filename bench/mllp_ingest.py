@@ -17,15 +17,19 @@ control ID and new effective times, so every Observation is a new resource).
   its wait: no coordinated omission).
 - ``writer_process`` (SQLite, unless ``--no-writer-process``): the same two phases on a
   fresh database with the writer's connection in a child process
-  (``VITALGATE_WRITER_PROCESS=1``, storage/writer_process.py), against the main figures'
-  default layout (the writer in a thread of the listener). The CPU figures count the
-  listener and its children (the writer's zygote and the writer).
+  (``VITALGATE_WRITER_PROCESS=1``, storage/writer_process.py: the default since the
+  eleventh round), against the main figures' layout, the writer in a thread of the listener
+  (``VITALGATE_WRITER_PROCESS=0``). The CPU figures count the listener and its children (the
+  writer's zygote and the writer). It has its own ceiling at its own mean group size (two
+  groups in flight make its groups about half as large).
 - ``parse``: python-hl7, hl7apy and our tokenizer, parse only, on the same messages.
 - ``ceiling``: raw sqlite3 ``executemany`` writing the rows the store writes for the same
   messages (resource, version, index, change log, inbox; the ORU's Patient and Locations
   only the first time, as ``if_absent`` does) in transactions of the mean group size
   measured in the throughput phase, synchronous=FULL, WAL: the baseline the store is
-  compared with, measured in the same run.
+  compared with, measured in the same run. ``..._group_64``: the same in groups of 64;
+  ``..._without_index_rows``: the same commits without the search-index rows (``idx_*``),
+  which shows how much of the database's work the search index is.
 
 "Observations" counts OBX segments (10 a message); the store holds 8 Observation resources a
 message, since NIBP systolic / diastolic / mean become one panel. Machine: 2 cores (the
@@ -306,9 +310,15 @@ def _mapped(msgs: list[bytes]) -> list[list[dict[str, Any]]]:
     return mapped
 
 
-def ceiling(msgs: list[bytes], group: int) -> dict[str, float]:
-    """Raw sqlite3 executemany of the store's rows for ``msgs``, ``group`` messages a commit."""
+def ceiling(msgs: list[bytes], group: int, *, index_rows: bool = True) -> dict[str, float]:
+    """Raw sqlite3 executemany of the store's rows for ``msgs``, ``group`` messages a commit;
+    ``index_rows=False`` leaves out the search-index tables (``idx_*``): their share of the cost."""
     batches = _ceiling_rows(msgs, _mapped(msgs), group)  # built before the clock starts
+    if not index_rows:
+        from fhir_server.storage.schema import INDEX_TABLES
+
+        index_tables = {table.name for table in INDEX_TABLES.values()}
+        batches = [[(sql, rows) for sql, rows in b if sql.split()[2] not in index_tables] for b in batches]
     db, _ = _replay_db()
     elapsed = _replay(db, batches)
     db.close()
@@ -441,6 +451,11 @@ def main() -> None:
     group = max(1, round(result["stored"]["mean_group_messages"]))
     result["ceiling_sqlite_executemany"] = ceiling(msgs, group)
     result["ceiling_sqlite_executemany_group_64"] = ceiling(msgs, 64)  # what bigger groups allow
+    # the same commits without the search-index rows: how much of the database's work they are
+    result["ceiling_sqlite_executemany_without_index_rows"] = ceiling(msgs, group, index_rows=False)
+    if "writer_process" in result:  # its groups are smaller (two in flight): its own baseline
+        alt_group = max(1, round(result["writer_process"]["stored"]["mean_group_messages"]))
+        result["writer_process"]["ceiling_sqlite_executemany"] = ceiling(msgs, alt_group)
     result["wal_pages_per_commit"] = wal_pages(msgs, group)
     print(json.dumps(result, indent=2))
 
