@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mllp_ingest import _ceiling_rows, _mapped, _replay, _replay_db, message  # noqa: E402
+from mllp_ingest import _ceiling_rows, _mapped, _replay, _replay_db, message, without_rows  # noqa: E402
 
 Row = dict[str, Any]
 Batches = list[list[tuple[str, list[Row]]]]
@@ -45,24 +45,8 @@ KINDS: dict[str, Callable[[str, Row], bool]] = {
     "token_identifier": lambda t, r: t == "idx_token" and r["param"] == "Observation.identifier",
     "quantity": lambda t, r: t == "idx_quantity",
     "reference": lambda t, r: t == "idx_reference",
-    "no_index_rows": lambda t, r: t.startswith("idx_"),
+    "no_index_rows": lambda t, r: t.startswith("idx_"),  # as mllp_ingest's ceiling without index rows
 }
-
-
-def without(batches: Batches, leave_out: Callable[[str, Row], bool]) -> tuple[Batches, int]:
-    """The same commits without the rows ``leave_out`` picks; also how many rows that is a commit."""
-    out: Batches = []
-    dropped = 0
-    for tables in batches:
-        kept = []
-        for sql, rows in tables:
-            table = sql.split()[2]  # INSERT INTO <table> (...)
-            rest = [r for r in rows if not leave_out(table, r)]
-            dropped += len(rows) - len(rest)
-            if rest:
-                kept.append((sql, rest))
-        out.append(kept)
-    return out, dropped
 
 
 def timed(batches: Batches, group: int) -> float:
@@ -90,7 +74,7 @@ def main() -> None:
     base = _ceiling_rows(msgs, _mapped(msgs), args.group)
     variants: dict[str, tuple[Batches, int]] = {"all": (base, 0)}
     for kind, pick in KINDS.items():
-        variants[kind] = without(base, pick)
+        variants[kind] = without_rows(base, pick)
     rounds: dict[str, list[float]] = {name: [] for name in variants}
     started = os.getloadavg()[0]
     for _ in range(args.rounds):

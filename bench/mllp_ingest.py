@@ -47,6 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,24 @@ def _ceiling_rows(msgs: list[bytes], mapped: list[list[dict[str, Any]]],
     return batches
 
 
+def without_rows(batches: list[list[tuple[str, list[dict[str, Any]]]]],
+                 leave_out: Callable[[str, dict[str, Any]], bool]
+                 ) -> tuple[list[list[tuple[str, list[dict[str, Any]]]]], int]:
+    """The same commits without the rows ``leave_out(table, row)`` picks, and how many those are."""
+    out = []
+    dropped = 0
+    for tables in batches:
+        kept = []
+        for sql, rows in tables:
+            table = sql.split()[2]  # INSERT INTO <table> (...)
+            rest = [r for r in rows if not leave_out(table, r)]
+            dropped += len(rows) - len(rest)
+            if rest:
+                kept.append((sql, rest))
+        out.append(kept)
+    return out, dropped
+
+
 def _replay_db(extra_pragmas: tuple[str, ...] = ()) -> tuple[sqlite3.Connection, Path]:
     """A fresh migrated SQLite file, opened with the store's own settings."""
     from fhir_server.storage.engine import SQLITE_PRAGMAS
@@ -315,10 +334,7 @@ def ceiling(msgs: list[bytes], group: int, *, index_rows: bool = True) -> dict[s
     ``index_rows=False`` leaves out the search-index tables (``idx_*``): their share of the cost."""
     batches = _ceiling_rows(msgs, _mapped(msgs), group)  # built before the clock starts
     if not index_rows:
-        from fhir_server.storage.schema import INDEX_TABLES
-
-        index_tables = {table.name for table in INDEX_TABLES.values()}
-        batches = [[(sql, rows) for sql, rows in b if sql.split()[2] not in index_tables] for b in batches]
+        batches, _ = without_rows(batches, lambda table, _row: table.startswith("idx_"))
     db, _ = _replay_db()
     elapsed = _replay(db, batches)
     db.close()
