@@ -35,7 +35,8 @@ that was queued beside it in the same transaction, and the bulk jobs are not sta
 After each commit the writer yields to the event loop once, so the consumers the commit woke
 run before it starts on the next group.
 
-``writer_process`` (SQLite on a file, off by default): the writer's connection lives in a
+``writer_process`` (SQLite on a file; off for a bare ``Store``, on in the node, whose
+``VITALGATE_WRITER_PROCESS`` defaults to true): the writer's connection lives in a
 child process (``writer_process.py``), so SQLite's work runs on another core than the event
 loop's; the jobs, the groups and the order stay here, each flush is one request to the child,
 and a group's commit is sent without waiting for it before the next group's jobs run
